@@ -1,0 +1,107 @@
+"""Tokens (PyJWT, HS256) and passwords (Argon2 via pwdlib), and the caller they describe."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from shared.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+ROLE_CUSTOMER = "customer"
+ROLE_ADMIN = "admin"
+_REQUIRED_CLAIMS = ["sub", "email", "roles", "iat", "exp", "iss"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the token says."""
+
+    user_id: str
+    email: str
+    roles: tuple[str, ...]
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the token grants the admin role."""
+        return ROLE_ADMIN in self.roles
+
+
+def roles_for(email: str, admin_emails: frozenset[str]) -> list[str]:
+    """Everyone is a customer; emails listed in ADMIN_EMAILS are admins too."""
+    roles = [ROLE_CUSTOMER]
+    if email.lower() in admin_emails:
+        roles.append(ROLE_ADMIN)
+    return roles
+
+
+def issue_token(
+    *, user_id: str, email: str, roles: list[str], secret: str, issuer: str, ttl_seconds: int
+) -> str:
+    """Sign a token for a user."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "email": email,
+        "roles": roles,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "iss": issuer,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def bearer_token(header_value: str | None) -> str | None:
+    """The token from an Authorization header (`Bearer <token>` or a bare token)."""
+    if not header_value:
+        return None
+    value = header_value.strip()
+    scheme, _, rest = value.partition(" ")
+    if rest and scheme.lower() == "bearer":
+        value = rest.strip()
+    return value or None
+
+
+def verify_token(token: str | None, *, secret: str, issuer: str) -> Caller:
+    """The caller a token names; missing, forged, expired or malformed is Unauthenticated."""
+    if not token:
+        raise Unauthenticated("A valid token is required.")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("The token has expired; log in again.") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("The token is not valid.") from None
+    roles = claims["roles"]
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthenticated("The token is not valid.")
+    return Caller(user_id=str(claims["sub"]), email=str(claims["email"]), roles=tuple(roles))
+
+
+_password_hash = PasswordHash((Argon2Hasher(),))
+# Verified against when the email is unknown, so both failures cost the same time.
+_DUMMY_HASH = _password_hash.hash("not-a-real-password-used-for-timing")
+
+
+async def hash_password(password: str) -> str:
+    """Argon2 hash of a password, computed in a thread (it takes ~100 ms)."""
+    return await anyio.to_thread.run_sync(_password_hash.hash, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> bool:
+    """Whether the password matches; a missing hash still costs one verification."""
+    target = password_hash or _DUMMY_HASH
+    matches = await anyio.to_thread.run_sync(_password_hash.verify, password, target)
+    return bool(matches) and password_hash is not None

@@ -1,0 +1,301 @@
+"""The event bus on aiokafka: one long-lived producer per service, and typed consumers that
+commit only after their handler has stored its effect.
+
+Delivery is at least once: a handler that keeps failing is retried with exponential backoff,
+then its message goes to `<topic>.dlq` with the error in headers and the partition moves on.
+A message that is not a valid envelope (a poison message) goes to the DLQ at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.events.envelope import Envelope, EnvelopeError
+from shared.events.models import EVENT_TYPES, Event
+from shared.events.topics import dead_letter_topic
+from shared.logging import correlation_scope, current_correlation_id, get_logger, new_correlation_id
+from shared.metrics import HANDLER_LATENCY, MESSAGES_CONSUMED, MESSAGES_PRODUCED
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+CORRELATION_HEADER = "correlation_id"
+EVENT_TYPE_HEADER = "event_type"
+_MAX_RETRY_WAIT_SECONDS = 5.0
+_POLL_TIMEOUT_MS = 500
+
+Handler = Callable[[Envelope, Any], Awaitable[None]]
+
+
+async def _start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, deadline: float) -> None:
+    """Start a client, retrying with backoff while the broker is not answering yet."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((KafkaError, OSError)),
+        wait=wait_exponential(multiplier=0.2, max=_MAX_RETRY_WAIT_SECONDS),
+        stop=stop_after_delay(deadline),
+        reraise=True,
+    ):
+        with attempt:
+            await client.start()
+
+
+class EventPublisher:
+    """Publishes events in the envelope, keyed by user id, `acks=all`."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._settings = settings
+        self._source = settings.service_name
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_broker,
+            acks="all",
+            enable_idempotence=settings.kafka_idempotence,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            client_id=settings.service_name,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect, retrying until the broker answers or the startup timeout passes."""
+        await _start_with_retry(self._producer, self._settings.kafka_startup_timeout_seconds)
+        self._started = True
+
+    async def stop(self) -> None:
+        """Flush what is buffered and disconnect."""
+        if self._started:
+            await self._producer.stop()
+            self._started = False
+
+    def envelope_for(self, event: Event, correlation_id: str | None = None) -> Envelope:
+        """Wrap a payload in a new envelope carrying the current correlation id."""
+        return Envelope(
+            type=event.event_type,
+            source=self._source,
+            correlation_id=correlation_id or current_correlation_id() or new_correlation_id(),
+            data=event.model_dump(mode="json"),
+        )
+
+    async def publish(self, event: Event, correlation_id: str | None = None) -> Envelope:
+        """Publish one event to its topic and wait for the broker's acknowledgement."""
+        envelope = self.envelope_for(event, correlation_id)
+        await self.publish_envelope(event.topic, event.key, envelope)
+        return envelope
+
+    async def publish_envelope(
+        self,
+        topic: str,
+        key: str | None,
+        envelope: Envelope,
+        extra_headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Publish an envelope already built (outbox relay, dead letters)."""
+        await self.publish_raw(
+            topic,
+            key.encode() if key else None,
+            envelope.to_bytes(),
+            [
+                (CORRELATION_HEADER, envelope.correlation_id.encode()),
+                (EVENT_TYPE_HEADER, envelope.type.encode()),
+                *(extra_headers or []),
+            ],
+        )
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Publish bytes as they are (dead letters keep the original bytes)."""
+        await self._producer.send_and_wait(
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            timestamp_ms=int(time.time() * 1000),
+        )
+        MESSAGES_PRODUCED.labels(self._source, topic).inc()
+
+    async def ready(self) -> bool:
+        """Whether the broker answers a metadata request."""
+        if not self._started:
+            return False
+        try:
+            await self._producer.client.fetch_all_metadata()
+        except (KafkaError, OSError):
+            return False
+        return True
+
+
+class EventConsumer:
+    """Reads topics in a consumer group and hands each event to its typed handler.
+
+    `group_id=None` makes a broadcast reader: every partition, from the end, no commits (each
+    gateway replica uses it to hear about changes that make its cache stale).
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        publisher: EventPublisher,
+        handlers: Mapping[str, Handler],
+        *,
+        group_id: str | None,
+    ) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._handlers = dict(handlers)
+        self._group_id = group_id
+        self._service = settings.service_name
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_broker,
+            group_id=group_id,
+            client_id=settings.service_name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if group_id else "latest",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
+            request_timeout_ms=max(
+                settings.kafka_request_timeout_ms, 2 * settings.kafka_session_timeout_ms
+            ),
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Join the group and start consuming in the background."""
+        self._consumer.subscribe(list(self._handlers))
+        await _start_with_retry(self._consumer, self._settings.kafka_startup_timeout_seconds)
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self._group_id}")
+
+    async def stop(self) -> None:
+        """Finish the message in hand, commit, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(
+                    self._task, timeout=self._settings.kafka_session_timeout_ms / 1000
+                )
+            except TimeoutError:
+                self._task.cancel()
+        await self._consumer.stop()
+
+    def assigned(self) -> bool:
+        """Whether this member has partitions (readiness; tests wait on it)."""
+        return bool(self._consumer.assignment())
+
+    def ready(self) -> bool:
+        """Whether the consuming task is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
+            for tp, records in batches.items():
+                for record in records:
+                    if self._stopping.is_set():
+                        # The rest is fetched again after a restart: nothing is committed past it.
+                        return
+                    await self._process_until_done(tp, record)
+                    if self._group_id:
+                        await self._consumer.commit({tp: record.offset + 1})
+
+    async def _process_until_done(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any]
+    ) -> None:
+        """Handle or dead-letter a record; only a broker outage while dead-lettering repeats."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((KafkaError, OSError)),
+            wait=wait_exponential(multiplier=0.5, max=_MAX_RETRY_WAIT_SECONDS),
+            reraise=True,
+        ):
+            with attempt:
+                await self._process(tp, record)
+
+    async def _process(self, tp: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
+        try:
+            envelope = Envelope.from_bytes(record.value)
+            model = EVENT_TYPES.get(envelope.type)
+            if model is None:
+                raise EnvelopeError(f"unknown event type {envelope.type!r}")
+            payload = model.model_validate(envelope.data)
+        except (EnvelopeError, ValidationError) as exc:
+            log.warning(
+                "poison message",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+                error=str(exc),
+            )
+            await self._dead_letter(tp, record, exc, attempts=0, first_failure=datetime.now(UTC))
+            return
+
+        handler = self._handlers[tp.topic]
+        with correlation_scope(envelope.correlation_id):
+            first_failure: datetime | None = None
+            attempts = 0
+            started = time.perf_counter()
+            try:
+                async for attempt in AsyncRetrying(
+                    wait=wait_exponential(
+                        multiplier=self._settings.kafka_retry_backoff_seconds,
+                        max=_MAX_RETRY_WAIT_SECONDS,
+                    ),
+                    stop=lambda state: (
+                        state.attempt_number >= self._settings.kafka_handler_attempts
+                    ),
+                    reraise=True,
+                ):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        try:
+                            await handler(envelope, payload)
+                        except Exception:
+                            first_failure = first_failure or datetime.now(UTC)
+                            MESSAGES_CONSUMED.labels(self._service, tp.topic, "retried").inc()
+                            raise
+            except Exception as exc:
+                log.exception(
+                    "handler failed; dead-lettering",
+                    topic=tp.topic,
+                    event_id=str(envelope.id),
+                    attempts=attempts,
+                )
+                await self._dead_letter(
+                    tp, record, exc, attempts=attempts, first_failure=first_failure
+                )
+                return
+            finally:
+                HANDLER_LATENCY.labels(self._service, tp.topic).observe(
+                    time.perf_counter() - started
+                )
+            MESSAGES_CONSUMED.labels(self._service, tp.topic, "ok").inc()
+
+    async def _dead_letter(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[Any, Any],
+        error: BaseException,
+        *,
+        attempts: int,
+        first_failure: datetime | None,
+    ) -> None:
+        headers = list(record.headers or ())
+        headers += [
+            ("dlq_error", f"{type(error).__name__}: {error}"[:1000].encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_original_topic", tp.topic.encode()),
+            ("dlq_original_partition", str(tp.partition).encode()),
+            ("dlq_original_offset", str(record.offset).encode()),
+            ("dlq_first_failure", (first_failure or datetime.now(UTC)).isoformat().encode()),
+            ("dlq_consumer_group", (self._group_id or "").encode()),
+        ]
+        await self._publisher.publish_raw(
+            dead_letter_topic(tp.topic), record.key, record.value, headers
+        )
+        MESSAGES_CONSUMED.labels(self._service, tp.topic, "dead_lettered").inc()

@@ -1,0 +1,32 @@
+"""Integration events: the envelope, the topic registry and the payload models."""
+
+from shared.events.envelope import Envelope, EnvelopeError
+from shared.events.models import (
+    EVENT_TYPES,
+    Event,
+    NotificationCreated,
+    NotificationRequested,
+    OrderPlaced,
+    OrderStatusChanged,
+    UserPreferencesUpdated,
+    UserRegistered,
+)
+from shared.events.topics import TOPICS, Topic, consumer_groups, dead_letter_topic, topic
+
+__all__ = [
+    "EVENT_TYPES",
+    "TOPICS",
+    "Envelope",
+    "EnvelopeError",
+    "Event",
+    "NotificationCreated",
+    "NotificationRequested",
+    "OrderPlaced",
+    "OrderStatusChanged",
+    "Topic",
+    "UserPreferencesUpdated",
+    "UserRegistered",
+    "consumer_groups",
+    "dead_letter_topic",
+    "topic",
+]

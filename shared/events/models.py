@@ -1,0 +1,118 @@
+"""Payload models of every integration event: the only place a payload's shape is written.
+
+Events are facts in the past tense; `EVENT_TYPES` maps each envelope `type` to its model.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+Preference = Literal["promotions", "order_updates", "recommendations"]
+NotificationType = Literal["promotion", "order_update", "recommendation", "alert", "other"]
+OrderStatus = Literal["Placed", "Shipped", "Delivered", "Cancelled"]
+
+
+class Event(BaseModel):
+    """Base of every payload; `event_type` is the envelope `type` and `topic` where it goes."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_type: ClassVar[str]
+    topic: ClassVar[str]
+    key_field: ClassVar[str] = "user_id"
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: the user id, so one user's events stay in order."""
+        return str(getattr(self, self.key_field))
+
+
+class UserRegistered(Event):
+    event_type = "UserRegistered"
+    topic = "user.registered"
+
+    user_id: str
+    name: str
+    email: EmailStr
+    preferences: list[Preference]
+
+
+class UserPreferencesUpdated(Event):
+    event_type = "UserPreferencesUpdated"
+    topic = "user.preferences-updated"
+
+    user_id: str
+    preferences: list[Preference]
+
+
+class ProductLine(BaseModel):
+    """A product as carried by order events."""
+
+    model_config = ConfigDict(frozen=True)
+
+    productId: str  # the public contract's spelling
+    title: str
+    category: str
+    price: float | None = None
+
+
+class OrderPlaced(Event):
+    event_type = "OrderPlaced"
+    topic = "order.placed"
+
+    order_id: str
+    user_id: str
+    products: list[ProductLine]
+    placed_at: datetime
+
+
+class OrderStatusChanged(Event):
+    event_type = "OrderStatusChanged"
+    topic = "order.status-changed"
+
+    order_id: str
+    user_id: str
+    previous_status: OrderStatus
+    status: OrderStatus
+    changed_at: datetime
+
+
+class NotificationRequested(Event):
+    """Ask the notification service to store (and maybe email) a notification."""
+
+    event_type = "NotificationRequested"
+    topic = "notification.requested"
+
+    user_id: str
+    type: NotificationType
+    content: str = Field(min_length=1)
+    email: EmailStr | None = None
+    send_email: bool = False
+    subject: str | None = None
+
+
+class NotificationCreated(Event):
+    """A notification was stored; the gateway drops the user's cached notifications."""
+
+    event_type = "NotificationCreated"
+    topic = "notification.created"
+
+    notification_id: str
+    user_id: str
+    type: NotificationType
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.event_type: cls
+    for cls in (
+        UserRegistered,
+        UserPreferencesUpdated,
+        OrderPlaced,
+        OrderStatusChanged,
+        NotificationRequested,
+        NotificationCreated,
+    )
+}

@@ -1,0 +1,154 @@
+"""What every service's FastAPI app has: `/health`, `/ready`, `/metrics`, the error mapping,
+request logging and metrics with the correlation id, and the caller from the bearer token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import Caller, bearer_token, verify_token
+from shared.errors import AppError, BadUserInput, InternalError
+from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool] | bool]
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class RequestContextMiddleware:
+    """Binds the correlation id (taken from the caller or new), echoes it, logs and measures."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = CORRELATION_HEADER.encode()
+        supplied = next((v.decode("latin-1") for k, v in scope["headers"] if k == header), None)
+        correlation_id = clean_correlation_id(supplied)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (header, correlation_id.encode())]
+            await send(message)
+
+        with correlation_scope(correlation_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = scope.get("route")
+                route_path = getattr(route, "path", None) or "unmatched"
+                method = scope["method"]
+                HTTP_REQUESTS.labels(self.service, method, route_path, str(status)).inc()
+                HTTP_LATENCY.labels(self.service, method, route_path).observe(elapsed)
+                if scope["path"] not in _QUIET_PATHS:
+                    log.info(
+                        "request",
+                        method=method,
+                        path=route_path,
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )
+
+
+def _first_error_sentence(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "The request is not valid."
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = str(first.get("msg", "is not valid")).rstrip(".")
+    return f"{where}: {message}." if where else f"{message}."
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse(exc.to_body(), status_code=exc.http_status)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    error = BadUserInput(_first_error_sentence(exc))
+    return JSONResponse(error.to_body(), status_code=error.http_status)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    error = InternalError()
+    return JSONResponse(error.to_body(), status_code=error.http_status)
+
+
+def install_common(
+    app: FastAPI, settings: ServiceSettings, checks: dict[str, ReadinessCheck] | None = None
+) -> None:
+    """Add the health routes, error mapping and request middleware to a service app.
+
+    `checks` may also be filled later through `app.state.readiness_checks` (in the lifespan,
+    once the clients exist).
+    """
+    app.state.settings = settings
+    app.state.readiness_checks = dict(checks or {})
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/health", tags=["ops"], include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/ready", tags=["ops"], include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        results: dict[str, bool] = {}
+        for name, check in request.app.state.readiness_checks.items():
+            try:
+                outcome = check()
+                results[name] = bool(await outcome) if not isinstance(outcome, bool) else outcome
+            except Exception:
+                results[name] = False
+        is_ready = bool(results) and all(results.values())
+        return JSONResponse(
+            {"ready": is_ready, "checks": results, "service": settings.service_name},
+            status_code=200 if is_ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def get_settings(request: Request) -> Any:
+    """The service's settings (set by `install_common`)."""
+    return request.app.state.settings
+
+
+def current_caller(request: Request) -> Caller:
+    """The caller named by the request's bearer token; services verify tokens themselves."""
+    settings: ServiceSettings = request.app.state.settings
+    return verify_token(
+        bearer_token(request.headers.get("authorization")),
+        secret=settings.jwt_secret.get_secret_value(),
+        issuer=settings.jwt_issuer,
+    )
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -1,0 +1,98 @@
+"""Structured JSON logs (structlog) that carry the correlation id of the work in hand."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import structlog
+
+CORRELATION_HEADER = "x-correlation-id"
+_MAX_CORRELATION_ID_LENGTH = 128
+
+
+def _render(_: Any, __: str, event_dict: dict[str, Any]) -> str:
+    return orjson.dumps(event_dict, default=str).decode()
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every log line (ours, uvicorn's, aiokafka's) to stdout as one JSON object."""
+    shared_processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_service(service),
+    ]
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _render,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Access lines are replaced by our own request log, which carries the correlation id.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _add_service(service: str) -> structlog.types.Processor:
+    def processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return processor
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structured logger; whatever is bound in the context (correlation id) is added."""
+    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+
+
+def new_correlation_id() -> str:
+    """A fresh correlation id for work that starts here."""
+    return uuid.uuid4().hex
+
+
+def clean_correlation_id(value: str | None) -> str:
+    """The caller's id if it is a short printable token, otherwise a fresh one."""
+    if value and len(value) <= _MAX_CORRELATION_ID_LENGTH and value.isprintable():
+        return value
+    return new_correlation_id()
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id bound to the current context, if any."""
+    value = structlog.contextvars.get_contextvars().get("correlation_id")
+    return str(value) if value else None
+
+
+@contextmanager
+def correlation_scope(correlation_id: str) -> Iterator[str]:
+    """Bind a correlation id for the duration of a request or a message."""
+    tokens = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+    try:
+        yield correlation_id
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

@@ -1,0 +1,67 @@
+"""An SMTP server that accepts every message and keeps it as a `.eml` file in a folder.
+
+python -m shared.stack.smtp_sink --port 2525 ./var/mail
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from shared.stack.parts import LOOPBACK
+
+
+class MaildirHandler:
+    """aiosmtpd handler: writes each accepted message to its own file, atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        final = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        partial = final.with_suffix(".part")
+        partial.write_bytes(envelope.original_content or envelope.content)
+        partial.rename(final)
+        return "250 Message accepted for delivery"
+
+
+def serve(folder: Path, port: int, host: str = LOOPBACK) -> Controller:
+    """Start the sink in a background thread; call `.stop()` on the result."""
+    folder.mkdir(parents=True, exist_ok=True)
+    controller = Controller(MaildirHandler(folder), hostname=host, port=port)
+    controller.start()
+    return controller
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--host", default=LOOPBACK)
+    args = parser.parse_args()
+    controller = serve(args.folder, args.port, args.host)
+    print(f"smtp sink on {args.host}:{args.port}, mail in {args.folder}", flush=True)
+
+    async def wait_for_signal() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    try:
+        asyncio.run(wait_for_signal())
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
