@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -111,14 +111,21 @@ class EventPublisher:
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
-        """Publish bytes as they are (dead letters keep the original bytes)."""
-        await self._producer.send_and_wait(
-            topic,
-            value=value,
-            key=key,
-            headers=headers,
-            timestamp_ms=int(time.time() * 1000),
-        )
+        """Publish bytes as they are (dead letters keep the original bytes).
+
+        Raises KafkaError when not connected and TimeoutError (an OSError) when the broker does
+        not acknowledge within the publish timeout, so callers can keep the event for later.
+        """
+        if not self._started:
+            raise KafkaConnectionError("the publisher is not connected to the broker")
+        async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
+            await self._producer.send_and_wait(
+                topic,
+                value=value,
+                key=key,
+                headers=headers,
+                timestamp_ms=int(time.time() * 1000),
+            )
         MESSAGES_PRODUCED.labels(self._source, topic).inc()
 
     async def ready(self) -> bool:

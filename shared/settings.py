@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
     kafka_idempotence: bool = False
     kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
     kafka_handler_attempts: int = Field(default=3, ge=1)
     kafka_retry_backoff_seconds: float = Field(default=0.2, gt=0)
     kafka_startup_timeout_seconds: float = Field(default=60, gt=0)

@@ -1,0 +1,192 @@
+"""The event bus against the real broker: commit after success, retries, dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.bus import CORRELATION_HEADER, EventConsumer, EventPublisher
+from shared.events import Envelope, NotificationCreated
+from shared.logging import correlation_scope, current_correlation_id
+from shared.settings import ServiceSettings
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually
+
+TOPIC = NotificationCreated.topic  # a registered topic no service consumes in these tests
+
+
+def settings_for(broker: str, **extra: Any) -> ServiceSettings:
+    return ServiceSettings(
+        _env_file=None,
+        service_name="bus-test",
+        kafka_broker=broker,
+        jwt_secret=TEST_JWT_SECRET,
+        kafka_retry_backoff_seconds=0.01,
+        **extra,
+    )
+
+
+def created(user_id: str) -> NotificationCreated:
+    return NotificationCreated(notification_id=uuid.uuid4().hex, user_id=user_id, type="other")
+
+
+@pytest.fixture
+async def publisher(kafka_broker: str) -> AsyncIterator[EventPublisher]:
+    pub = EventPublisher(settings_for(kafka_broker))
+    await pub.start()
+    yield pub
+    await pub.stop()
+
+
+async def read_all(broker: str, topic: str) -> list[Any]:
+    """Every record on a topic, read from the beginning without a group."""
+    reader = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await reader._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()
+            ]
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(partitions)
+        records: list[Any] = []
+        for tp in partitions:
+            while await reader.position(tp) < ends[tp]:
+                batch = await reader.getmany(tp, timeout_ms=1000)
+                records += batch.get(tp, [])
+        return records
+    finally:
+        await reader.stop()
+
+
+async def started_consumer(
+    broker: str, publisher: EventPublisher, handler: Any, group: str, **extra: Any
+) -> EventConsumer:
+    consumer = EventConsumer(
+        settings_for(broker, **extra), publisher, {TOPIC: handler}, group_id=group
+    )
+    await consumer.start()
+    await eventually(consumer.assigned, what="partition assignment")
+    return consumer
+
+
+async def test_handled_events_are_committed_and_not_redelivered(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user = f"user-{uuid.uuid4().hex}"
+    group = f"group-{uuid.uuid4().hex}"
+    seen: list[str] = []
+
+    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
+        if event.user_id == user:
+            seen.append(event.notification_id)
+
+    consumer = await started_consumer(kafka_broker, publisher, handler, group)
+    first = created(user)
+    await publisher.publish(first)
+    await eventually(lambda: seen == [first.notification_id], what="first event")
+    await consumer.stop()
+
+    second = created(user)
+    await publisher.publish(second)
+    consumer = await started_consumer(kafka_broker, publisher, handler, group)
+    try:
+        await eventually(lambda: second.notification_id in seen, what="second event")
+    finally:
+        await consumer.stop()
+    assert seen == [first.notification_id, second.notification_id]
+
+
+async def test_correlation_id_travels_with_the_event(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user = f"user-{uuid.uuid4().hex}"
+    seen: list[tuple[str, str | None]] = []
+
+    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
+        if event.user_id == user:
+            seen.append((envelope.correlation_id, current_correlation_id()))
+
+    consumer = await started_consumer(kafka_broker, publisher, handler, f"group-{uuid.uuid4().hex}")
+    try:
+        with correlation_scope("corr-from-the-gateway"):
+            await publisher.publish(created(user))
+        await eventually(lambda: seen, what="event")
+    finally:
+        await consumer.stop()
+    assert seen == [("corr-from-the-gateway", "corr-from-the-gateway")]
+    records = [r for r in await read_all(kafka_broker, TOPIC) if r.key == user.encode()]
+    assert dict(records[0].headers)[CORRELATION_HEADER] == b"corr-from-the-gateway"
+
+
+async def test_failing_handler_is_retried_then_dead_lettered_without_blocking(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user = f"user-{uuid.uuid4().hex}"
+    attempts: dict[str, int] = {}
+    handled: list[str] = []
+    bad = created(user)
+
+    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
+        if event.user_id != user:
+            return
+        attempts[event.notification_id] = attempts.get(event.notification_id, 0) + 1
+        if event.notification_id == bad.notification_id:
+            raise RuntimeError("the database is on fire")
+        handled.append(event.notification_id)
+
+    consumer = await started_consumer(
+        kafka_broker, publisher, handler, f"group-{uuid.uuid4().hex}", kafka_handler_attempts=3
+    )
+    good = created(user)  # same key: same partition, right behind the bad one
+    try:
+        await publisher.publish(bad)
+        await publisher.publish(good)
+        await eventually(
+            lambda: good.notification_id in handled, what="the next event on the partition"
+        )
+    finally:
+        await consumer.stop()
+    assert attempts[bad.notification_id] == 3
+
+    dead = [r for r in await read_all(kafka_broker, f"{TOPIC}.dlq") if r.key == user.encode()]
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert headers["dlq_attempts"] == b"3"
+    assert headers["dlq_original_topic"] == TOPIC.encode()
+    assert b"the database is on fire" in headers["dlq_error"]
+    assert {"dlq_original_partition", "dlq_original_offset", "dlq_first_failure"} <= headers.keys()
+    assert Envelope.from_bytes(dead[0].value).data["notification_id"] == bad.notification_id
+
+
+async def test_poison_message_goes_straight_to_the_dlq(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    key = f"poison-{uuid.uuid4().hex}"
+    calls: list[Any] = []
+
+    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
+        calls.append(event)
+
+    consumer = await started_consumer(kafka_broker, publisher, handler, f"group-{uuid.uuid4().hex}")
+    try:
+        await publisher.publish_raw(TOPIC, key.encode(), b"\x00 definitely not json", [])
+        await eventually(
+            lambda: _dead_for(kafka_broker, key), what="poison message in the DLQ", timeout=20
+        )
+    finally:
+        await consumer.stop()
+    dead = await _dead_for(kafka_broker, key)
+    assert dict(dead[0].headers)["dlq_attempts"] == b"0"
+    assert dead[0].value == b"\x00 definitely not json"
+    assert not [c for c in calls if getattr(c, "user_id", None) == key]
+
+
+async def _dead_for(broker: str, key: str) -> list[Any]:
+    return [r for r in await read_all(broker, f"{TOPIC}.dlq") if r.key == key.encode()]

@@ -1,0 +1,70 @@
+"""The outbox: an event written with its document is published by the relay, exactly once
+removed, and kept while the broker cannot take it."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.bus import EventPublisher
+from shared.events import Envelope, UserPreferencesUpdated
+from shared.mongo import MongoStore
+from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from shared.settings import ServiceSettings
+from shared.stack.parts import free_port
+from tests.fixtures.parts import TEST_JWT_SECRET
+from tests.integration.test_bus import read_all
+
+
+def settings_for(broker: str) -> ServiceSettings:
+    return ServiceSettings(
+        _env_file=None,
+        service_name="outbox-test",
+        kafka_broker=broker,
+        jwt_secret=TEST_JWT_SECRET,
+        kafka_request_timeout_ms=1000,
+        kafka_startup_timeout_seconds=1,
+        kafka_publish_timeout_seconds=2,
+    )
+
+
+async def test_relay_publishes_pending_events_and_clears_them(kafka_broker: str) -> None:
+    publisher = EventPublisher(settings_for(kafka_broker))
+    await publisher.start()
+    store = MongoStore("memory://", f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    user_id = uuid.uuid4().hex
+    event = UserPreferencesUpdated(user_id=user_id, preferences=["promotions"])
+    entry = outbox_entry(publisher, event)
+    await users.insert_one({"_id": user_id, OUTBOX_FIELD: [entry]})
+    relay = OutboxRelay(publisher, [users], interval_seconds=60)
+    try:
+        assert await relay.relay_once() == 1
+        assert await relay.relay_once() == 0
+    finally:
+        await publisher.stop()
+
+    document = await users.find_one({"_id": user_id})
+    assert document[OUTBOX_FIELD] == []
+    records = [r for r in await read_all(kafka_broker, event.topic) if r.key == user_id.encode()]
+    assert len(records) == 1
+    assert str(Envelope.from_bytes(records[0].value).id) == entry["id"]
+
+
+async def test_pending_events_stay_while_the_broker_is_unreachable(kafka_broker: str) -> None:
+    unreachable = EventPublisher(settings_for(f"127.0.0.1:{free_port()}"))
+    store = MongoStore("memory://", f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    user_id = uuid.uuid4().hex
+    entry = outbox_entry(unreachable, UserPreferencesUpdated(user_id=user_id, preferences=[]))
+    await users.insert_one({"_id": user_id, OUTBOX_FIELD: [entry]})
+
+    assert not await OutboxRelay(unreachable, [users], 60).flush_document(users, user_id)
+    assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == [entry]
+
+    reachable = EventPublisher(settings_for(kafka_broker))
+    await reachable.start()
+    try:
+        assert await OutboxRelay(reachable, [users], 60).flush_document(users, user_id)
+    finally:
+        await reachable.stop()
+    assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == []

@@ -1,0 +1,51 @@
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import ServiceSettings
+
+LONG_SECRET = "s" * 40
+
+
+def test_environment_names_of_the_contract_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "5123")
+    monkeypatch.setenv("KAFKA_BROKER", "kafka:9092")
+    monkeypatch.setenv("MONGO_URI", "mongodb://db:27017")
+    monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
+    monkeypatch.setenv("ADMIN_EMAILS", " Boss@Example.com , ,ops@example.com")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://shop.example.com")
+    settings = ServiceSettings(_env_file=None)
+    assert settings.port == 5123
+    assert settings.kafka_broker == "kafka:9092"
+    assert settings.mongo_uri == "mongodb://db:27017"
+    assert settings.jwt_secret.get_secret_value() == LONG_SECRET
+    assert settings.admin_email_set == {"boss@example.com", "ops@example.com"}
+    assert settings.public_base_url == "https://shop.example.com"
+
+
+def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
+    settings = ServiceSettings(_env_file=None)
+    assert settings.mongo_uri == "memory://"
+    assert settings.jwt_ttl_seconds == 86_400
+    assert settings.admin_email_set == frozenset()
+
+
+def test_missing_or_short_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    with pytest.raises(ValidationError, match="jwt_secret"):
+        ServiceSettings(_env_file=None)
+    monkeypatch.setenv("JWT_SECRET", "short")
+    with pytest.raises(ValidationError, match="at least 32"):
+        ServiceSettings(_env_file=None)
+
+
+def test_secret_is_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
+    assert LONG_SECRET not in repr(ServiceSettings(_env_file=None))
+
+
+def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
+    monkeypatch.setenv("PORT", "70000")
+    with pytest.raises(ValidationError):
+        ServiceSettings(_env_file=None)
