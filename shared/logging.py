@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ CORRELATION_HEADER = "x-correlation-id"
 _MAX_CORRELATION_ID_LENGTH = 128
 
 
-def _render(_: Any, __: str, event_dict: dict[str, Any]) -> str:
+def _render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event_dict, default=str).decode()
 
 
@@ -58,7 +58,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 
 def _add_service(service: str) -> structlog.types.Processor:
-    def processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def processor(
+        _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         event_dict.setdefault("service", service)
         return event_dict
 
@@ -67,7 +69,7 @@ def _add_service(service: str) -> structlog.types.Processor:
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     """A structured logger; whatever is bound in the context (correlation id) is added."""
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)
 
 
 def new_correlation_id() -> str:

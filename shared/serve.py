@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,10 +13,10 @@ from shared.settings import ServiceSettings
 
 GRACEFUL_SHUTDOWN_SECONDS = 8
 
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
-def run_service(
-    create_app: Callable[[ServiceSettings], FastAPI], settings: ServiceSettings
-) -> None:
+
+def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     """Serve the app on the settings' host and port until SIGINT/SIGTERM."""
     configure_logging(settings.service_name, settings.log_level)
     uvicorn.run(

@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.bus import CORRELATION_HEADER, EventConsumer, EventPublisher
 from shared.events import Envelope, NotificationCreated
 from shared.logging import correlation_scope, current_correlation_id
 from shared.settings import ServiceSettings
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
 
 TOPIC = NotificationCreated.topic  # a registered topic no service consumes in these tests
 
@@ -39,30 +38,6 @@ async def publisher(kafka_broker: str) -> AsyncIterator[EventPublisher]:
     await pub.start()
     yield pub
     await pub.stop()
-
-
-async def read_all(broker: str, topic: str) -> list[Any]:
-    """Every record on a topic, read from the beginning without a group."""
-    reader = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
-    await reader.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await reader._client.force_metadata_update()
-            partitions = [
-                TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()
-            ]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
-        records: list[Any] = []
-        for tp in partitions:
-            while await reader.position(tp) < ends[tp]:
-                batch = await reader.getmany(tp, timeout_ms=1000)
-                records += batch.get(tp, [])
-        return records
-    finally:
-        await reader.stop()
 
 
 async def started_consumer(

@@ -11,8 +11,7 @@ from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from shared.settings import ServiceSettings
 from shared.stack.parts import free_port
-from tests.fixtures.parts import TEST_JWT_SECRET
-from tests.integration.test_bus import read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, read_all
 
 
 def settings_for(broker: str) -> ServiceSettings:

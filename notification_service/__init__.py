@@ -1,0 +1,1 @@
+"""Notification service: stores notifications from events, emails them, tracks reads."""

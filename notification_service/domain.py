@@ -1,0 +1,94 @@
+"""The notification rules: ids, the stored shape, delivery states and the public view. Pure."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from notification_service.schemas import NotificationOut
+from shared.events.models import NotificationRequested, NotificationType
+
+WELCOME_TYPE: NotificationType = "other"
+EMAIL_DISABLED = "email is disabled"
+EMAIL_NOT_WANTED = "no email was asked for"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a notification's email stands."""
+
+    PENDING = "pending"  # to be sent
+    SENT = "sent"
+    FAILED = "failed"  # the SMTP server could not be reached or refused it
+    SKIPPED = "skipped"  # no email wanted, no address, or email disabled
+
+
+def notification_id_for(event_id: uuid.UUID) -> str:
+    """A notification's id is its event's id: a redelivered event maps to the same one."""
+    return str(event_id)
+
+
+def welcome_content(name: str) -> str:
+    """The in-app welcome message."""
+    return f"Welcome to Fleet, {name}! Your account is ready."
+
+
+def wants_email(event: NotificationRequested) -> bool:
+    """A requested notification is emailed only when asked for and addressed."""
+    return event.send_email and bool(event.email)
+
+
+def initial_delivery(*, wants: bool, mail_enabled: bool) -> dict[str, Any]:
+    """The delivery record a new notification starts with."""
+    if wants and mail_enabled:
+        status, reason = DeliveryStatus.PENDING, None
+    else:
+        status = DeliveryStatus.SKIPPED
+        reason = EMAIL_NOT_WANTED if not wants else EMAIL_DISABLED
+    return {"status": status.value, "attempts": 0, "last_error": reason, "sent_at": None}
+
+
+def new_notification(
+    *,
+    notification_id: str,
+    user_id: str,
+    kind: NotificationType,
+    content: str,
+    email: str | None,
+    subject: str | None,
+    delivery: dict[str, Any],
+    sent_at: datetime,
+) -> dict[str, Any]:
+    """The stored notification; `email` and `subject` let a later sender retry the email."""
+    return {
+        "_id": notification_id,
+        "user_id": user_id,
+        "type": kind,
+        "content": content,
+        "sent_at": sent_at,
+        "read": False,
+        "email": email,
+        "subject": subject,
+        "delivery": delivery,
+    }
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored datetime in UTC (naive values are taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def notification_out(notification: Mapping[str, Any]) -> NotificationOut:
+    """The public view of a stored notification."""
+    return NotificationOut(
+        id=notification["_id"],
+        userId=notification["user_id"],
+        type=notification["type"],
+        content=notification["content"],
+        sentAt=as_utc(notification["sent_at"]),
+        read=bool(notification.get("read", False)),
+    )

@@ -1,0 +1,157 @@
+"""Handlers of the topics the notification service consumes (group `notification_service`).
+
+In: `user.registered` (welcome notification and email), `notification.requested`.
+Out: `notification.created`, through the outbox of the stored notification.
+
+Idempotent: a notification's id is its event's id, so a redelivered event stores nothing new,
+and its email goes out only while its delivery is still pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from notification_service import domain, emails, tracking
+from notification_service.domain import DeliveryStatus
+from notification_service.mailer import Mailer, MailError
+from notification_service.repository import NotificationRepository
+from notification_service.settings import NotificationSettings
+from shared.bus import EventPublisher, Handler
+from shared.events.envelope import Envelope
+from shared.events.models import (
+    NotificationCreated,
+    NotificationRequested,
+    NotificationType,
+    UserRegistered,
+)
+from shared.logging import get_logger
+from shared.outbox import OutboxRelay, outbox_entry
+
+log = get_logger(__name__)
+
+CONSUMER_GROUP = "notification_service"
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    """A notification to store, as any consumed event describes it."""
+
+    user_id: str
+    kind: NotificationType
+    content: str
+    email: str | None
+    subject: str | None
+    wants_email: bool
+    welcome_name: str | None = None
+
+
+@dataclass
+class NotificationHandlers:
+    """Store, announce, then email (email failures are recorded, never raised)."""
+
+    settings: NotificationSettings
+    repository: NotificationRepository
+    publisher: EventPublisher
+    relay: OutboxRelay
+    mailer: Mailer
+    tracking_key: bytes
+
+    def handlers(self) -> dict[str, Handler]:
+        """The consumer's topic -> handler map."""
+        return {
+            UserRegistered.topic: self.on_user_registered,
+            NotificationRequested.topic: self.on_notification_requested,
+        }
+
+    async def on_user_registered(self, envelope: Envelope, event: UserRegistered) -> None:
+        """Welcome the new user, in the app and by email (whatever the preferences)."""
+        await self._handle(
+            envelope,
+            _Incoming(
+                user_id=event.user_id,
+                kind=domain.WELCOME_TYPE,
+                content=domain.welcome_content(event.name),
+                email=str(event.email),
+                subject=emails.WELCOME_SUBJECT,
+                wants_email=True,
+                welcome_name=event.name,
+            ),
+        )
+
+    async def on_notification_requested(
+        self, envelope: Envelope, event: NotificationRequested
+    ) -> None:
+        """Store what another service asked for; email it if asked and addressed."""
+        await self._handle(
+            envelope,
+            _Incoming(
+                user_id=event.user_id,
+                kind=event.type,
+                content=event.content,
+                email=str(event.email) if event.email else None,
+                subject=event.subject,
+                wants_email=domain.wants_email(event),
+            ),
+        )
+
+    async def _handle(self, envelope: Envelope, incoming: _Incoming) -> None:
+        notification_id = domain.notification_id_for(envelope.id)
+        notification = domain.new_notification(
+            notification_id=notification_id,
+            user_id=incoming.user_id,
+            kind=incoming.kind,
+            content=incoming.content,
+            email=incoming.email,
+            subject=incoming.subject,
+            delivery=domain.initial_delivery(
+                wants=incoming.wants_email, mail_enabled=self.mailer.enabled
+            ),
+            sent_at=datetime.now(UTC),
+        )
+        created = NotificationCreated(
+            notification_id=notification_id, user_id=incoming.user_id, type=incoming.kind
+        )
+        entry = outbox_entry(self.publisher, created)
+        if await self.repository.insert_new(notification, [entry]):
+            log.info("notification stored", notification_id=notification_id, type=incoming.kind)
+            await self.relay.flush_document(self.repository.notifications, notification_id)
+        else:
+            stored = await self.repository.get(notification_id)
+            if stored is None:  # pragma: no cover - a duplicate key means it exists
+                return
+            notification = stored
+            log.info("notification already stored", notification_id=notification_id)
+        if notification["delivery"]["status"] == DeliveryStatus.PENDING:
+            await self._deliver(notification, incoming)
+
+    async def _deliver(self, notification: dict[str, Any], incoming: _Incoming) -> None:
+        notification_id = notification["_id"]
+        recipient = notification["email"]
+        token = tracking.sign(self.tracking_key, notification_id, notification["user_id"])
+        pixel = emails.pixel_url(self.settings.public_base_url, token)
+        if incoming.welcome_name is not None:
+            content = emails.welcome_email(incoming.welcome_name, pixel)
+        else:
+            content = emails.notification_email(
+                notification["type"], notification["content"], notification["subject"], pixel
+            )
+        try:
+            message = emails.build_message(
+                content,
+                sender=self.mailer.sender,
+                sender_name=self.mailer.sender_name,
+                recipient=recipient,
+            )
+            await self.mailer.send(message)
+        except (MailError, ValueError) as exc:
+            log.warning("email failed", notification_id=notification_id, error=str(exc))
+            await self.repository.record_delivery(
+                notification_id, DeliveryStatus.FAILED, error=str(exc), sent_at=None
+            )
+            return
+        log.info("email sent", notification_id=notification_id)
+        await self.repository.record_delivery(
+            notification_id, DeliveryStatus.SENT, error=None, sent_at=datetime.now(UTC)
+        )

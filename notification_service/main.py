@@ -1,0 +1,52 @@
+"""The notification service app: the lifespan wires the database, mailer, consumer and relay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from notification_service import api, tracking
+from notification_service.events import CONSUMER_GROUP, NotificationHandlers
+from notification_service.mailer import Mailer
+from notification_service.repository import NotificationRepository
+from notification_service.settings import NotificationSettings
+from shared.http import install_common
+from shared.runtime import ServiceRuntime
+
+
+def create_app(settings: NotificationSettings | None = None) -> FastAPI:
+    """The FastAPI app; everything that connects somewhere starts in its lifespan."""
+    settings = settings or NotificationSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime(settings)
+        repository = NotificationRepository(runtime.db)
+        relay = runtime.use_outbox([repository.notifications])
+        handlers = NotificationHandlers(
+            settings=settings,
+            repository=repository,
+            publisher=runtime.publisher,
+            relay=relay,
+            mailer=Mailer(settings),
+            tracking_key=app.state.tracking_key,
+        )
+        app.state.runtime = runtime
+        app.state.repository = repository
+        app.state.consumer = runtime.consume(CONSUMER_GROUP, handlers.handlers())
+        runtime.install_readiness(app)
+        try:
+            await repository.ensure_indexes()
+            await runtime.start_publisher()
+            await runtime.start_background()
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="notification_service", lifespan=lifespan)
+    install_common(app, settings)
+    app.state.tracking_key = tracking.tracking_key(settings.jwt_secret.get_secret_value())
+    app.include_router(api.router)
+    return app

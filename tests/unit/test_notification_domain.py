@@ -1,0 +1,233 @@
+"""The notification service's pure rules: tokens, email composition, delivery states, SMTP."""
+
+from __future__ import annotations
+
+import email
+import re
+import uuid
+from datetime import UTC, datetime
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+from notification_service import domain, emails, tracking
+from notification_service.mailer import SMTP_PORT, SMTPS_PORT, resolve_endpoint
+from notification_service.settings import NotificationSettings
+from shared.events.models import NotificationRequested
+from tests.fixtures.parts import TEST_JWT_SECRET
+
+KEY = tracking.tracking_key(TEST_JWT_SECRET)
+
+
+def settings(**overrides: object) -> NotificationSettings:
+    return NotificationSettings(jwt_secret=TEST_JWT_SECRET, _env_file=None, **overrides)  # type: ignore[arg-type]
+
+
+# --- tracking tokens ---------------------------------------------------------------------
+
+
+def test_a_signed_token_names_the_notification_and_user() -> None:
+    token = tracking.sign(KEY, "n-1", "u-1")
+    assert tracking.verify(KEY, token) == tracking.TrackedRead("n-1", "u-1")
+
+
+def test_tokens_are_url_path_safe() -> None:
+    token = tracking.sign(KEY, str(uuid.uuid4()), uuid.uuid4().hex)
+    assert re.fullmatch(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+", token)
+
+
+def test_a_token_signed_with_another_secret_is_refused() -> None:
+    other = tracking.tracking_key("another-secret-" + "x" * 32)
+    assert tracking.verify(KEY, tracking.sign(other, "n-1", "u-1")) is None
+
+
+def test_the_key_is_not_the_jwt_secret_itself() -> None:
+    assert TEST_JWT_SECRET.encode() not in KEY
+
+
+def _flip(char: str) -> str:
+    return "A" if char != "A" else "B"
+
+
+def test_a_tampered_signature_is_refused() -> None:
+    token = tracking.sign(KEY, "n-1", "u-1")
+    tampered = token[:-1] + _flip(token[-1])
+    assert tracking.verify(KEY, tampered) is None
+
+
+def test_a_tampered_payload_is_refused() -> None:
+    token = tracking.sign(KEY, "n-1", "u-1")
+    payload, signature = token.split(".")
+    forged_payload = tracking.sign(KEY, "n-2", "u-1").split(".")[0]
+    assert tracking.verify(KEY, f"{forged_payload}.{signature}") is None
+    assert tracking.verify(KEY, f"{payload[:-1]}{_flip(payload[-1])}.{signature}") is None
+
+
+@pytest.mark.parametrize("token", ["", ".", "abc", "abc.", ".abc", "é.é", "a.b.c", "%%%.%%%"])
+def test_malformed_tokens_are_refused(token: str) -> None:
+    assert tracking.verify(KEY, token) is None
+
+
+def test_a_validly_signed_payload_of_the_wrong_shape_is_refused() -> None:
+    payload = tracking._b64encode(b'["only-one"]')
+    assert tracking.verify(KEY, f"{payload}.{tracking._signature(KEY, payload)}") is None
+
+
+# --- email composition -------------------------------------------------------------------
+
+
+def _parts(message: Message) -> dict[str, str]:
+    return {
+        part.get_content_type(): part.get_payload(decode=True).decode()  # type: ignore[union-attr]
+        for part in message.walk()
+        if not part.is_multipart()
+    }
+
+
+def test_welcome_email_has_subject_text_html_and_pixel() -> None:
+    pixel = emails.pixel_url("https://shop.example.com/", "tok.sig")
+    assert pixel == "https://shop.example.com/track/tok.sig.gif"
+    content = emails.welcome_email("Ada <b>", pixel)
+    assert content.subject == "Welcome to Fleet"
+    assert "Welcome to Fleet, Ada <b>!" in content.text
+    assert "Ada &lt;b&gt;" in content.html
+    assert f'<img src="{pixel}" width="1" height="1" alt="">' in content.html
+    assert pixel not in content.text
+
+
+def test_the_message_is_multipart_alternative() -> None:
+    pixel = emails.pixel_url("http://localhost:4000", "t.s")
+    content = emails.welcome_email("Ada", pixel)
+    built = emails.build_message(
+        content, sender="fleet@example.com", sender_name="Fleet", recipient="ada@example.com"
+    )
+    parsed = email.message_from_bytes(built.as_bytes())
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["Subject"] == "Welcome to Fleet"
+    assert parsed["To"] == "ada@example.com"
+    assert parsed["From"] == "Fleet <fleet@example.com>"
+    parts = _parts(parsed)
+    assert "Welcome to Fleet, Ada!" in parts["text/plain"]
+    assert "http://localhost:4000/track/t.s.gif" in parts["text/html"]
+
+
+def test_requested_email_subject_defaults_by_type_and_stays_on_one_line() -> None:
+    assert (
+        emails.notification_email("promotion", "50% off", None, "p").subject
+        == (emails.SUBJECTS["promotion"])
+    )
+    injected = emails.notification_email("other", "hi", "Hello\r\nBcc: evil@example.com", "p")
+    assert injected.subject == "Hello Bcc: evil@example.com"
+
+
+# --- rules -------------------------------------------------------------------------------
+
+
+def test_notification_id_is_the_event_id() -> None:
+    event_id = uuid.uuid4()
+    assert domain.notification_id_for(event_id) == str(event_id)
+
+
+def test_welcome_content_names_the_user() -> None:
+    assert domain.welcome_content("Ada").startswith("Welcome to Fleet, Ada!")
+
+
+@pytest.mark.parametrize(
+    ("send_email", "address", "expected"),
+    [(True, "a@example.com", True), (True, None, False), (False, "a@example.com", False)],
+)
+def test_requested_notifications_are_emailed_only_when_asked_and_addressed(
+    send_email: bool, address: str | None, expected: bool
+) -> None:
+    event = NotificationRequested(
+        user_id="u", type="promotion", content="c", email=address, send_email=send_email
+    )
+    assert domain.wants_email(event) is expected
+
+
+@pytest.mark.parametrize(
+    ("wants", "enabled", "status"),
+    [(True, True, "pending"), (True, False, "skipped"), (False, True, "skipped")],
+)
+def test_initial_delivery(wants: bool, enabled: bool, status: str) -> None:
+    delivery = domain.initial_delivery(wants=wants, mail_enabled=enabled)
+    assert delivery["status"] == status
+    assert delivery["attempts"] == 0
+    assert (delivery["last_error"] is None) is (status == "pending")
+
+
+def test_public_view() -> None:
+    sent = datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
+    stored = domain.new_notification(
+        notification_id="n",
+        user_id="u",
+        kind="other",
+        content="hello",
+        email="a@example.com",
+        subject=None,
+        delivery=domain.initial_delivery(wants=False, mail_enabled=True),
+        sent_at=sent,
+    )
+    assert domain.notification_out(stored).model_dump(mode="json") == {
+        "id": "n",
+        "userId": "u",
+        "type": "other",
+        "content": "hello",
+        "sentAt": "2025-05-06T07:08:09Z",
+        "read": False,
+    }
+
+
+# --- SMTP endpoint and settings ----------------------------------------------------------
+
+
+def test_no_host_and_no_service_disables_email() -> None:
+    assert resolve_endpoint(settings()) is None
+
+
+def test_explicit_host() -> None:
+    endpoint = resolve_endpoint(settings(smtp_host="mail.local", smtp_port=2525))
+    assert endpoint is not None
+    assert (endpoint.host, endpoint.port, endpoint.use_tls, endpoint.start_tls) == (
+        "mail.local",
+        2525,
+        False,
+        None,
+    )
+    assert endpoint.username is None
+
+
+def test_known_service_fills_host_port_and_tls() -> None:
+    endpoint = resolve_endpoint(
+        settings(smtp_service="Gmail", smtp_mail="me@gmail.com", smtp_password="app-pass")
+    )
+    assert endpoint is not None
+    assert (endpoint.host, endpoint.port, endpoint.use_tls, endpoint.start_tls) == (
+        "smtp.gmail.com",
+        SMTPS_PORT,
+        True,
+        False,
+    )
+    assert (endpoint.username, endpoint.password) == ("me@gmail.com", "app-pass")
+
+
+def test_host_without_port_uses_the_submission_port() -> None:
+    endpoint = resolve_endpoint(settings(smtp_host="mail.local"))
+    assert endpoint is not None and endpoint.port == SMTP_PORT
+
+
+def test_settings_defaults() -> None:
+    defaults = settings()
+    assert (defaults.service_name, defaults.port, defaults.notifications_page_limit) == (
+        "notification_service",
+        6000,
+        100,
+    )
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).parents[2] / "notification_service" / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    expected = {name.upper() for name in NotificationSettings.model_fields}
+    assert expected - documented == set()

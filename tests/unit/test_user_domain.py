@@ -1,0 +1,168 @@
+"""The user service's pure rules: normalisation, limits, stored shape, public view, settings."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shared.errors import BadUserInput
+from tests.fixtures.parts import TEST_JWT_SECRET
+from user_service import domain
+from user_service.events import preferences_updated, user_registered
+from user_service.schemas import RegisterIn
+from user_service.settings import UserSettings
+
+LIMITS = domain.InputLimits(password_min_length=8, password_max_length=128, name_max_length=100)
+
+
+def test_email_is_lower_cased_and_trimmed() -> None:
+    assert domain.normalize_email("  Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
+
+
+def test_preferences_default_to_order_updates() -> None:
+    assert domain.normalize_preferences(None) == ["order_updates"]
+
+
+def test_preferences_drop_duplicates_and_keep_order() -> None:
+    assert domain.normalize_preferences(
+        ["recommendations", "promotions", "recommendations", "promotions"]
+    ) == ["recommendations", "promotions"]
+
+
+def test_an_empty_preference_list_means_no_emails() -> None:
+    assert domain.normalize_preferences([]) == []
+
+
+def test_unknown_preference_is_rejected_at_the_edge() -> None:
+    with pytest.raises(ValidationError):
+        RegisterIn(name="A", email="a@example.com", password="x" * 8, preferences=["spam"])
+
+
+def test_malformed_email_is_rejected_at_the_edge() -> None:
+    with pytest.raises(ValidationError):
+        RegisterIn(name="A", email="not-an-email", password="x" * 8)
+
+
+def test_name_is_trimmed() -> None:
+    assert domain.clean_name("  Ada  ", LIMITS) == "Ada"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_empty_or_long_names_are_bad_input(name: str) -> None:
+    with pytest.raises(BadUserInput):
+        domain.clean_name(name, LIMITS)
+
+
+def test_name_at_the_limit_is_fine() -> None:
+    assert domain.clean_name("x" * 100, LIMITS) == "x" * 100
+
+
+@pytest.mark.parametrize("password", ["", "1234567", "x" * 129])
+def test_password_outside_bounds_is_bad_input(password: str) -> None:
+    with pytest.raises(BadUserInput):
+        domain.check_password(password, LIMITS)
+
+
+@pytest.mark.parametrize("password", ["12345678", "x" * 128])
+def test_password_within_bounds_is_fine(password: str) -> None:
+    domain.check_password(password, LIMITS)
+
+
+def test_new_user_starts_without_orders() -> None:
+    now = datetime.now(UTC)
+    user = domain.new_user_document(
+        user_id="u1",
+        name="Ada",
+        email="ada@example.com",
+        password_hash="argon2-hash",
+        preferences=["order_updates"],
+        created_at=now,
+    )
+    assert user == {
+        "_id": "u1",
+        "name": "Ada",
+        "email": "ada@example.com",
+        "password_hash": "argon2-hash",
+        "preferences": ["order_updates"],
+        "order_status": "none",
+        "orders": [],
+        "purchase_history": [],
+        "created_at": now,
+    }
+
+
+def test_user_ids_are_uuid4_hex() -> None:
+    first, second = domain.new_user_id(), domain.new_user_id()
+    assert re.fullmatch(r"[0-9a-f]{32}", first)
+    assert first != second
+
+
+def test_public_view_uses_contract_names_and_never_the_hash() -> None:
+    bought = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    product = {"productId": "7", "title": "Lamp", "category": "home", "price": 12.5}
+    user = {
+        "_id": "u1",
+        "name": "Ada",
+        "email": "ada@example.com",
+        "password_hash": "secret-hash",
+        "preferences": ["promotions"],
+        "order_status": "Shipped",
+        "orders": [product],
+        "purchase_history": [{"order_id": "o1", "products": [product], "purchase_date": bought}],
+        "outbox": [{"id": "e1"}],
+    }
+    view = domain.user_out(user).model_dump(mode="json")
+    assert view == {
+        "id": "u1",
+        "name": "Ada",
+        "email": "ada@example.com",
+        "preferences": ["promotions"],
+        "order_status": "Shipped",
+        "orders": [product],
+        "purchase_history": [
+            {"orderId": "o1", "products": [product], "purchaseDate": "2025-01-02T01:04:05Z"}
+        ],
+    }
+
+
+def test_naive_stored_datetimes_are_read_as_utc() -> None:
+    assert domain.as_utc(datetime(2025, 1, 1, 12)) == datetime(2025, 1, 1, 12, tzinfo=UTC)
+
+
+def test_events_carry_the_user() -> None:
+    user = {"_id": "u1", "name": "Ada", "email": "ada@example.com", "preferences": []}
+    registered = user_registered(user)
+    assert (registered.key, registered.topic) == ("u1", "user.registered")
+    assert registered.model_dump() == {
+        "user_id": "u1",
+        "name": "Ada",
+        "email": "ada@example.com",
+        "preferences": [],
+    }
+    updated = preferences_updated("u1", ["promotions"])
+    assert (updated.key, updated.topic, updated.preferences) == (
+        "u1",
+        "user.preferences-updated",
+        ["promotions"],
+    )
+
+
+def test_settings_defaults() -> None:
+    settings = UserSettings(jwt_secret=TEST_JWT_SECRET, _env_file=None)
+    assert (settings.service_name, settings.port, settings.database_name) == (
+        "user_service",
+        5000,
+        "user_service",
+    )
+    assert settings.password_min_length == 8
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).parents[2] / "user_service" / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    expected = {name.upper() for name in UserSettings.model_fields}
+    assert expected - documented == set()

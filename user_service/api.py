@@ -1,0 +1,41 @@
+"""The user service's HTTP routes (the gateway calls exactly these)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+
+from shared.http import CallerDep
+from user_service.schemas import AuthOut, LoginIn, PreferencesIn, RegisterIn, UserOut
+from user_service.service import UserAccounts
+
+router = APIRouter()
+
+
+def accounts(request: Request) -> UserAccounts:
+    """The use cases, built in the lifespan."""
+    return request.app.state.accounts
+
+
+AccountsDep = Annotated[UserAccounts, Depends(accounts)]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=AuthOut)
+async def register(body: RegisterIn, users: AccountsDep) -> AuthOut:
+    return await users.register(body)
+
+
+@router.post("/auth/login", response_model=AuthOut)
+async def login(body: LoginIn, users: AccountsDep) -> AuthOut:
+    return await users.login(body)
+
+
+@router.get("/users/me", response_model=UserOut)
+async def me(caller: CallerDep, users: AccountsDep) -> UserOut:
+    return await users.me(caller)
+
+
+@router.put("/users/me/preferences", response_model=UserOut)
+async def update_preferences(body: PreferencesIn, caller: CallerDep, users: AccountsDep) -> UserOut:
+    return await users.update_preferences(caller, body.preferences)

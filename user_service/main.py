@@ -1,0 +1,46 @@
+"""The user service app: the lifespan wires the database, the outbox relay and the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shared.http import install_common
+from shared.runtime import ServiceRuntime
+from user_service import api
+from user_service.events import CONSUMER_GROUP, consumer_handlers
+from user_service.repository import UserRepository
+from user_service.service import UserAccounts
+from user_service.settings import UserSettings
+
+
+def create_app(settings: UserSettings | None = None) -> FastAPI:
+    """The FastAPI app; everything that connects somewhere starts in its lifespan."""
+    settings = settings or UserSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime(settings)
+        repository = UserRepository(runtime.db)
+        runtime.use_outbox([repository.users])
+        handlers = consumer_handlers(repository)
+        if handlers:
+            runtime.consume(CONSUMER_GROUP, handlers)
+        app.state.runtime = runtime
+        app.state.repository = repository
+        app.state.accounts = UserAccounts(settings, runtime, repository)
+        runtime.install_readiness(app)
+        try:
+            await repository.ensure_indexes()
+            await runtime.start_publisher()
+            await runtime.start_background()
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="user_service", lifespan=lifespan)
+    install_common(app, settings)
+    app.include_router(api.router)
+    return app
