@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -11,8 +11,11 @@ from notification_service.repository import NotificationRepository
 from notification_service.schemas import NotificationOut
 from notification_service.settings import NotificationSettings
 from shared.errors import NotFound
+from shared.events import NotificationRead
 from shared.http import CallerDep, get_settings
 from shared.logging import get_logger
+from shared.outbox import outbox_entry
+from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -53,11 +56,25 @@ async def list_notifications(
     return [domain.notification_out(n) for n in found]
 
 
+async def _mark_read(
+    request: Request, notifications: NotificationRepository, notification_id: str, user_id: str
+) -> dict[str, Any] | None:
+    """Mark read and announce it (`notification.read`) in the same write."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    event = NotificationRead(notification_id=notification_id, user_id=user_id)
+    found, changed = await notifications.mark_read(
+        notification_id, user_id, outbox_entry(runtime.publisher, event)
+    )
+    if changed and runtime.relay is not None:
+        await runtime.relay.flush_document(notifications.notifications, notification_id)
+    return found
+
+
 @router.post("/notifications/{notification_id}/read", response_model=NotificationOut)
 async def mark_read(
-    notification_id: str, caller: CallerDep, notifications: RepositoryDep
+    notification_id: str, caller: CallerDep, notifications: RepositoryDep, request: Request
 ) -> NotificationOut:
-    found = await notifications.mark_read(notification_id, caller.user_id)
+    found = await _mark_read(request, notifications, notification_id, caller.user_id)
     if found is None:
         raise NotFound(NOTIFICATION_NOT_FOUND)
     return domain.notification_out(found)
@@ -69,7 +86,7 @@ async def tracking_pixel(token: str, request: Request, notifications: Repository
     read = tracking.verify(request.app.state.tracking_key, token)
     if read is not None:
         try:
-            await notifications.mark_read(read.notification_id, read.user_id)
+            await _mark_read(request, notifications, read.notification_id, read.user_id)
         except Exception:
             # The pixel is served regardless: an email client cannot act on an error.
             log.exception("marking a tracked read failed", notification_id=read.notification_id)

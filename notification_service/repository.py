@@ -49,14 +49,26 @@ class NotificationRepository:
         cursor = self.notifications.find(query, {OUTBOX_FIELD: 0}).sort(_NEWEST_FIRST).limit(limit)
         return await cursor.to_list(None)
 
-    async def mark_read(self, notification_id: str, user_id: str) -> dict[str, Any] | None:
-        """Mark the user's own notification read (again is fine); None if not theirs or missing."""
-        return await self.notifications.find_one_and_update(
-            {"_id": notification_id, "user_id": user_id},
-            {"$set": {"read": True}},
+    async def mark_read(
+        self, notification_id: str, user_id: str, outbox: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Mark the user's own notification read, queueing `outbox` with the change.
+
+        Returns the notification (None if missing or another user's) and whether this call
+        changed it; reading it again changes nothing and queues nothing.
+        """
+        changed = await self.notifications.find_one_and_update(
+            {"_id": notification_id, "user_id": user_id, "read": False},
+            {"$set": {"read": True}, "$push": {OUTBOX_FIELD: outbox}},
             projection={OUTBOX_FIELD: 0},
             return_document=ReturnDocument.AFTER,
         )
+        if changed is not None:
+            return changed, True
+        current = await self.notifications.find_one(
+            {"_id": notification_id, "user_id": user_id}, {OUTBOX_FIELD: 0}
+        )
+        return current, False
 
     async def record_delivery(
         self,

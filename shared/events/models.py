@@ -105,6 +105,16 @@ class NotificationCreated(Event):
     type: NotificationType
 
 
+class NotificationRead(Event):
+    """A notification was marked read (API or tracking pixel); caches of it are stale."""
+
+    event_type = "NotificationRead"
+    topic = "notification.read"
+
+    notification_id: str
+    user_id: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -114,5 +124,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderStatusChanged,
         NotificationRequested,
         NotificationCreated,
+        NotificationRead,
     )
 }

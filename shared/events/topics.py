@@ -38,8 +38,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("order.placed", consumer_groups=("user_service", "recommendation_service")),
     Topic("order.status-changed", consumer_groups=("user_service",)),
     Topic("notification.requested", consumer_groups=("notification_service",)),
-    # Consumed by every gateway replica (an own group each, no commits) to drop stale cache.
+    # Read by every gateway replica (no group, no commits) to drop stale cache entries.
     Topic("notification.created"),
+    Topic("notification.read"),
     Topic("purchase-history.requested", consumer_groups=("user_service",)),
     Topic("purchase-history.provided", consumer_groups=("recommendation_service",)),
     Topic("recommendation.generated", consumer_groups=("notification_service",)),

@@ -19,8 +19,8 @@ from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
 from shared.auth import issue_token
 from shared.bus import EventConsumer, EventPublisher
-from shared.events import Envelope, NotificationRequested, UserRegistered
-from tests.fixtures.parts import TEST_JWT_SECRET, SmtpRecorder, eventually
+from shared.events import Envelope, NotificationRead, NotificationRequested, UserRegistered
+from tests.fixtures.parts import TEST_JWT_SECRET, SmtpRecorder, eventually, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,7 @@ class NotificationServiceUnderTest:
     consumer: EventConsumer
     publisher: EventPublisher
     smtp: SmtpRecorder
+    kafka_broker: str
 
 
 @dataclass
@@ -96,7 +97,12 @@ async def service(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
                 yield NotificationServiceUnderTest(
-                    client, app.state.repository, consumer, test_publisher, smtp_server
+                    client,
+                    app.state.repository,
+                    consumer,
+                    test_publisher,
+                    smtp_server,
+                    kafka_broker,
                 )
     finally:
         await test_publisher.stop()
@@ -230,6 +236,16 @@ async def test_marking_read_is_for_the_owner_only(service: NotificationServiceUn
 
     missing = await service.client.post(f"/notifications/{uuid.uuid4()}/read", headers=user.headers)
     assert missing.status_code == 404
+
+    # Read twice, announced once: caches elsewhere learn of the first read only.
+    announced = [
+        Envelope.from_bytes(r.value)
+        for r in await read_all(service.kafka_broker, NotificationRead.topic)
+        if r.key == user.user_id.encode()
+    ]
+    assert [(a.type, a.data["notification_id"]) for a in announced] == [
+        ("NotificationRead", str(envelope.id))
+    ]
 
 
 async def test_requests_need_a_valid_token(service: NotificationServiceUnderTest) -> None:

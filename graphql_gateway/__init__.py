@@ -1,0 +1,1 @@
+"""The GraphQL gateway: the fleet's public API (Strawberry on FastAPI), routing to the services."""

@@ -1,0 +1,293 @@
+"""One pooled httpx client per downstream service, and the calls the resolvers make.
+
+Every call forwards the caller's token and the correlation id, and turns what comes back into
+either the response body (bytes, so the cache can keep it as it is) or an `AppError`:
+- the service's own error body `{"error": {"code", "message"}}` -> that error, as it is;
+- no answer (connect error, timeout) or a 5xx without that body -> SERVICE_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from graphql_gateway.auth import Credentials
+from graphql_gateway.settings import GatewaySettings
+from shared.errors import HTTP_STATUS, AppError, InternalError, ServiceUnavailable
+from shared.logging import CORRELATION_HEADER, current_correlation_id, get_logger
+
+log = get_logger(__name__)
+
+_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+_SERVER_ERROR = 500
+_CLIENT_ERROR = 400
+_CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
+
+
+def unavailable(label: str) -> ServiceUnavailable:
+    """The error a caller sees while a service does not answer."""
+    return ServiceUnavailable(f"The {label} is unavailable; try again shortly.")
+
+
+def error_from_response(label: str, status: int, content: bytes) -> AppError:
+    """The error an unsuccessful answer of a service stands for."""
+    try:
+        body = orjson.loads(content)
+        error = body["error"]
+        code, message = error["code"], error["message"]
+        if isinstance(code, str) and isinstance(message, str) and message:
+            return AppError.from_code(code, message)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    if status >= _SERVER_ERROR:
+        return unavailable(label)
+    code = _CODE_FOR_STATUS.get(status)
+    return AppError.from_code(code.value, "") if code is not None else InternalError()
+
+
+class ServiceClient:
+    """A downstream service: its pooled connections, header forwarding and error mapping."""
+
+    def __init__(
+        self,
+        label: str,
+        base_url: str,
+        settings: GatewaySettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.label = label
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(settings.downstream_timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=settings.downstream_max_connections,
+                max_keepalive_connections=settings.downstream_max_keepalive_connections,
+            ),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials | None = None,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request; a failure to answer becomes SERVICE_UNAVAILABLE."""
+        headers = dict(_JSON_HEADERS)
+        if credentials is not None:
+            headers["authorization"] = credentials.authorization
+        correlation_id = current_correlation_id()
+        if correlation_id:
+            headers[CORRELATION_HEADER] = correlation_id
+        content = orjson.dumps(body) if body is not None else None
+        try:
+            return await self._http.request(
+                method, path, content=content, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:
+            log.warning(
+                "downstream call failed",
+                service=self.label,
+                method=method,
+                error=type(exc).__name__,
+            )
+            raise unavailable(self.label) from None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials | None = None,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> bytes:
+        """The JSON body of a successful answer, as bytes; otherwise the error it stands for."""
+        response = await self.send(method, path, credentials=credentials, body=body, params=params)
+        if response.status_code >= _CLIENT_ERROR:
+            error = error_from_response(self.label, response.status_code, response.content)
+            if response.status_code >= _SERVER_ERROR:
+                log.warning("downstream error", service=self.label, status=response.status_code)
+            raise error
+        return response.content
+
+
+def _segment(value: str) -> str:
+    """A value as one URL path segment (an id can never climb to another route)."""
+    return quote(value, safe="")
+
+
+class UserClient:
+    """user_service: registration, login, the caller's details and preferences."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    async def register(
+        self, *, name: str, email: str, password: str, preferences: list[str] | None
+    ) -> bytes:
+        """POST /users -> {token, user}."""
+        body: dict[str, Any] = {"name": name, "email": email, "password": password}
+        if preferences is not None:
+            body["preferences"] = preferences
+        return await self.service.call("POST", "/users", body=body)
+
+    async def login(self, *, email: str, password: str) -> bytes:
+        """POST /auth/login -> {token, user}."""
+        return await self.service.call(
+            "POST", "/auth/login", body={"email": email, "password": password}
+        )
+
+    async def me(self, credentials: Credentials) -> bytes:
+        """GET /users/me -> user."""
+        return await self.service.call("GET", "/users/me", credentials=credentials)
+
+    async def update_preferences(self, credentials: Credentials, preferences: list[str]) -> bytes:
+        """PUT /users/me/preferences -> user."""
+        return await self.service.call(
+            "PUT",
+            "/users/me/preferences",
+            credentials=credentials,
+            body={"preferences": preferences},
+        )
+
+
+class NotificationClient:
+    """notification_service: the caller's notifications, read marks, the tracking pixel."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    async def list(self, credentials: Credentials, *, unread_only: bool) -> bytes:
+        """GET /notifications?unread_only= -> [notification], newest first."""
+        return await self.service.call(
+            "GET",
+            "/notifications",
+            credentials=credentials,
+            params={"unread_only": "true" if unread_only else "false"},
+        )
+
+    async def mark_read(self, credentials: Credentials, notification_id: str) -> bytes:
+        """POST /notifications/{id}/read -> notification."""
+        return await self.service.call(
+            "POST", f"/notifications/{_segment(notification_id)}/read", credentials=credentials
+        )
+
+    async def pixel(self, token: str) -> httpx.Response:
+        """GET /track/{token}.gif, answered as it is (bytes and content type)."""
+        response = await self.service.send("GET", f"/track/{_segment(token)}.gif")
+        if response.status_code >= _SERVER_ERROR:
+            raise error_from_response(self.service.label, response.status_code, response.content)
+        return response
+
+
+class OrderClient:
+    """order_service: the caller's orders, placing them, status changes (not wired yet)."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    def _not_yet(self) -> ServiceUnavailable:
+        return ServiceUnavailable("Orders are not available yet.")
+
+    async def list_orders(self, credentials: Credentials) -> bytes:
+        """The caller's orders as JSON [order], newest first."""
+        raise self._not_yet()
+
+    async def place(self, credentials: Credentials, products: list[dict[str, Any]]) -> bytes:
+        """Place an order of these products; JSON order."""
+        raise self._not_yet()
+
+    async def update_status(self, credentials: Credentials, order_id: str, status: str) -> bytes:
+        """Move an order to a status; JSON order."""
+        raise self._not_yet()
+
+
+class RecommendationClient:
+    """recommendation_service: the latest list and starting a computation (not wired yet)."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    def _not_yet(self) -> ServiceUnavailable:
+        return ServiceUnavailable("Recommendations are not available yet.")
+
+    async def latest(self, credentials: Credentials) -> bytes:
+        """The latest recommended products as JSON [product]."""
+        raise self._not_yet()
+
+    async def request(self, credentials: Credentials) -> bytes:
+        """Start a computation; JSON {"message"}."""
+        raise self._not_yet()
+
+
+class SchedulerClient:
+    """scheduler_service: promotion subscriptions (not wired yet)."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    def _not_yet(self) -> ServiceUnavailable:
+        return ServiceUnavailable("Promotions are not available yet.")
+
+    async def subscribe(self, credentials: Credentials) -> bytes:
+        """Subscribe the caller to promotions; JSON {"message"}."""
+        raise self._not_yet()
+
+    async def unsubscribe(self, credentials: Credentials) -> bytes:
+        """Unsubscribe the caller from promotions; JSON {"message"}."""
+        raise self._not_yet()
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """Every downstream service the gateway calls."""
+
+    users: UserClient
+    notifications: NotificationClient
+    orders: OrderClient
+    recommendations: RecommendationClient
+    scheduler: SchedulerClient
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> Clients:
+        """One pooled client per service, at the URLs the settings name."""
+        return cls(
+            users=UserClient(ServiceClient("user service", settings.user_service_url, settings)),
+            notifications=NotificationClient(
+                ServiceClient("notification service", settings.notification_service_url, settings)
+            ),
+            orders=OrderClient(
+                ServiceClient("order service", settings.order_service_url, settings)
+            ),
+            recommendations=RecommendationClient(
+                ServiceClient(
+                    "recommendation service", settings.recommendation_service_url, settings
+                )
+            ),
+            scheduler=SchedulerClient(
+                ServiceClient("scheduler service", settings.scheduler_service_url, settings)
+            ),
+        )
+
+    async def aclose(self) -> None:
+        """Close every pool."""
+        for client in (
+            self.users,
+            self.notifications,
+            self.orders,
+            self.recommendations,
+            self.scheduler,
+        ):
+            await client.service.aclose()

@@ -1,0 +1,45 @@
+"""The public GraphQL schema (DESIGN section 4), with the contract's error mapping."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from graphql_gateway.schema.errors import ContractErrors, log_errors
+from graphql_gateway.schema.mutations import Mutation
+from graphql_gateway.schema.queries import Query
+
+DEFAULT_DOCUMENT_CACHE_SIZE = 256
+
+
+class GatewaySchema(strawberry.Schema):
+    """Logs errors our way (no traceback for an expected error, never a variable's value)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors)
+
+
+def build_schema(document_cache_size: int = DEFAULT_DOCUMENT_CACHE_SIZE) -> GatewaySchema:
+    """The schema with parse and validation caches and the contract's error mapping."""
+    return GatewaySchema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(auto_camel_case=False),
+        extensions=[
+            partial(ParserCache, maxsize=document_cache_size),
+            partial(ValidationCache, maxsize=document_cache_size),
+            ContractErrors,
+        ],
+    )
+
+
+schema = build_schema()
+
+__all__ = ["GatewaySchema", "build_schema", "schema"]

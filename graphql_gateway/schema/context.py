@@ -1,0 +1,47 @@
+"""What every resolver reaches through `info.context`: the long-lived parts and the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql_gateway.auth import Credentials, authenticate
+from graphql_gateway.cache import GatewayCache
+from graphql_gateway.clients import Clients
+from graphql_gateway.settings import GatewaySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """The parts built once in the lifespan and shared by every request."""
+
+    settings: GatewaySettings
+    clients: Clients
+    cache: GatewayCache
+
+
+@dataclass
+class GatewayContext:
+    """One request: the shared parts and its Authorization header (verified on first use)."""
+
+    gateway: Gateway
+    authorization: str | None
+    request: Any = None
+    response: Any = None
+    _credentials: Credentials | None = field(default=None, repr=False)
+
+    @property
+    def clients(self) -> Clients:
+        """The downstream services."""
+        return self.gateway.clients
+
+    @property
+    def cache(self) -> GatewayCache:
+        """The Redis read cache."""
+        return self.gateway.cache
+
+    def credentials(self) -> Credentials:
+        """The verified caller; raises Unauthenticated (before any downstream call) if not."""
+        if self._credentials is None:
+            self._credentials = authenticate(self.authorization, self.gateway.settings)
+        return self._credentials

@@ -1,0 +1,40 @@
+"""The gateway's settings: where each service listens, the HTTP pool, the cache, GraphiQL."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """Only the gateway's own fields; the rest come from `ServiceSettings`."""
+
+    service_name: str = "graphql_gateway"
+    port: int = Field(default=4000, ge=1, le=65535)
+
+    user_service_url: str = "http://127.0.0.1:5000"
+    notification_service_url: str = "http://127.0.0.1:6000"
+    order_service_url: str = "http://127.0.0.1:7000"
+    recommendation_service_url: str = "http://127.0.0.1:8000"
+    scheduler_service_url: str = "http://127.0.0.1:9000"
+
+    # One pooled client per service: every request to it waits at most this long in total
+    # for a connection, for the answer, and between bytes.
+    downstream_timeout_seconds: float = Field(default=5.0, gt=0)
+    downstream_max_connections: int = Field(default=100, ge=1)
+    downstream_max_keepalive_connections: int = Field(default=20, ge=0)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A slow Redis must cost a request little: it is a cache, not a source of truth.
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    cache_ttl_seconds: int = Field(default=60, ge=1)
+    # After a Redis failure, skip the cache this long instead of paying a timeout per request.
+    cache_retry_after_seconds: float = Field(default=5.0, ge=0)
+
+    # Pause between attempts to reach the broker for the cache-invalidation consumer.
+    events_reconnect_seconds: float = Field(default=5.0, gt=0)
+
+    graphiql_enabled: bool = True
+    # Distinct operation texts whose parse and validation results are kept (LRU).
+    graphql_document_cache_size: int = Field(default=256, ge=1)

@@ -1,0 +1,124 @@
+"""The printed schema is exactly the contract of DESIGN section 4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphql
+from graphql import (
+    GraphQLArgument,
+    GraphQLEnumType,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+)
+
+from graphql_gateway.schema import schema
+
+# DESIGN.md section 4, verbatim (plus the DateTime scalar it names).
+CONTRACT_SDL = """
+scalar DateTime
+
+enum Preference { promotions order_updates recommendations }
+enum OrderStatus { Placed Shipped Delivered Cancelled }
+enum NotificationType { promotion order_update recommendation alert other }
+
+input ProductInput { productId: ID!  title: String!  category: String!  price: Float }
+type Product { productId: ID!  title: String!  category: String!  price: Float }
+type PurchaseHistory { orderId: ID!  products: [Product!]!  purchaseDate: DateTime! }
+type User {
+  id: ID!  name: String!  email: String!  preferences: [Preference!]!
+  order_status: String!            # status of the latest order, "none" before any
+  orders: [Product!]!              # products of the latest order
+  purchase_history: [PurchaseHistory!]!
+}
+type Order { id: ID!  userId: ID!  products: [Product!]!  status: OrderStatus!  createdAt: DateTime!  updatedAt: DateTime! }
+type Notification { id: ID!  userId: ID!  type: NotificationType!  content: String!  sentAt: DateTime!  read: Boolean! }
+type AuthPayload { token: String!  user: User! }
+
+type Query {
+  getUserDetails: User!
+  getUserNotifications(unreadOnly: Boolean = true): [Notification!]!   # newest first
+  orders: [Order!]!                                                    # the caller's, newest first
+  recommendations: [Product!]!                                         # latest computed for the caller
+  productRecommendation: String!                                       # starts the async flow
+}
+type Mutation {
+  registerUser(name: String!, email: String!, password: String!, preferences: [Preference!]): AuthPayload!
+  login(email: String!, password: String!): AuthPayload!
+  updateUserPreferences(preferences: [Preference!]!): User!
+  placeOrder(products: [ProductInput!]!): Order!
+  updateOrderStatus(orderId: ID!, order_status: OrderStatus!): Order!
+  taskSchedular: String!                                               # subscribe to promotions
+  cancelTaskSchedular: String!                                         # unsubscribe
+  markNotificationRead(id: ID!): Notification!
+}
+"""  # noqa: E501
+
+
+def default_of(value: GraphQLArgument | GraphQLInputField) -> str | None:
+    """The default as written in the SDL (both schemas are built from SDL), or None."""
+    node = value.ast_node
+    if node is None or node.default_value is None:
+        return None
+    return graphql.print_ast(node.default_value)
+
+
+def shape(named: GraphQLNamedType) -> Any:
+    """What a type promises to clients, descriptions left out."""
+    if isinstance(named, GraphQLEnumType):
+        return ("enum", list(named.values))
+    if isinstance(named, GraphQLInputObjectType):
+        return (
+            "input",
+            {name: (str(f.type), default_of(f)) for name, f in named.fields.items()},
+        )
+    if isinstance(named, GraphQLObjectType):
+        return (
+            "object",
+            {
+                name: (
+                    str(f.type),
+                    {arg: (str(a.type), default_of(a)) for arg, a in f.args.items()},
+                )
+                for name, f in named.fields.items()
+            },
+        )
+    if isinstance(named, GraphQLScalarType):
+        return ("scalar",)
+    raise AssertionError(f"unexpected kind of type: {named!r}")
+
+
+def public_types(built: GraphQLSchema) -> dict[str, Any]:
+    return {
+        name: shape(named)
+        for name, named in built.type_map.items()
+        if not name.startswith("__") and name not in graphql.specified_scalar_types
+    }
+
+
+def test_printed_schema_is_the_contract() -> None:
+    ours = graphql.build_schema(schema.as_str())
+    contract = graphql.build_schema(CONTRACT_SDL)
+    assert public_types(ours) == public_types(contract)
+
+
+def test_contract_field_order_is_kept() -> None:
+    ours = graphql.build_schema(schema.as_str())
+    contract = graphql.build_schema(CONTRACT_SDL)
+    for root in ("Query", "Mutation", "User"):
+        ours_type, contract_type = ours.get_type(root), contract.get_type(root)
+        assert isinstance(ours_type, GraphQLObjectType)
+        assert isinstance(contract_type, GraphQLObjectType)
+        assert list(ours_type.fields) == list(contract_type.fields)
+
+
+def test_names_are_not_camel_cased() -> None:
+    printed = schema.as_str()
+    for name in ("order_status", "purchase_history", "unreadOnly", "taskSchedular"):
+        assert name in printed
+    assert "orderStatus" not in printed
+    assert "purchaseHistory:" not in printed
