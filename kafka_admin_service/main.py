@@ -1,0 +1,34 @@
+"""The kafka admin service's app: provisions the topics in the background, serves the ops routes
+and (later) the monitoring API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kafka_admin_service.api import router
+from kafka_admin_service.provisioning import TopicProvisioner, TopicsReadiness
+from kafka_admin_service.settings import KafkaAdminSettings
+from shared.http import install_common
+
+
+def create_app(settings: KafkaAdminSettings | None = None) -> FastAPI:
+    """The FastAPI app; `/ready` turns true once every registry topic exists."""
+    settings = settings or KafkaAdminSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        provisioner = TopicProvisioner(settings)
+        app.state.provisioner = provisioner
+        provisioner.start()
+        try:
+            yield
+        finally:
+            await provisioner.stop()
+
+    app = FastAPI(title="kafka_admin_service", lifespan=lifespan)
+    install_common(app, settings, {"topics": TopicsReadiness(settings)})
+    app.include_router(router)
+    return app

@@ -1,0 +1,21 @@
+"""Settings of the kafka admin service (the common ones come from ServiceSettings)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class KafkaAdminSettings(ServiceSettings):
+    """Only what topic provisioning adds to the common settings."""
+
+    service_name: str = "kafka_admin_service"
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    # One round of ensure_topics retries with backoff for this long before it starts over.
+    topic_creation_attempt_seconds: float = Field(default=30, gt=0)
+    # Pause between two rounds while the broker is still unreachable.
+    topic_creation_pause_seconds: float = Field(default=1, gt=0)
+    # /ready lists the broker's topics; a broker slower than this counts as not ready.
+    topic_check_timeout_ms: int = Field(default=3000, ge=100)

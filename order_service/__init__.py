@@ -1,0 +1,1 @@
+"""The order service: places orders and publishes their events (features in a later issue)."""

@@ -1,0 +1,1 @@
+"""The recommendation service: scores catalog products per user (features in a later issue)."""
