@@ -20,7 +20,7 @@ from notification_service.settings import NotificationSettings
 from shared.auth import issue_token
 from shared.bus import EventConsumer, EventPublisher
 from shared.events import Envelope, NotificationRead, NotificationRequested, UserRegistered
-from tests.fixtures.parts import TEST_JWT_SECRET, SmtpRecorder, eventually, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,8 @@ async def service(
     settings = NotificationSettings(
         _env_file=None,
         kafka_broker=kafka_broker,
-        mongo_uri="memory://",
+        mongo_uri=TEST_MONGO_URI,
+        mongo_database=f"test_{uuid.uuid4().hex}",
         jwt_secret=TEST_JWT_SECRET,
         smtp_host=smtp_server.host,
         smtp_port=smtp_server.port,

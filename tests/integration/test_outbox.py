@@ -11,7 +11,7 @@ from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from shared.settings import ServiceSettings
 from shared.stack.parts import free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, read_all
 
 
 def settings_for(broker: str) -> ServiceSettings:
@@ -29,7 +29,7 @@ def settings_for(broker: str) -> ServiceSettings:
 async def test_relay_publishes_pending_events_and_clears_them(kafka_broker: str) -> None:
     publisher = EventPublisher(settings_for(kafka_broker))
     await publisher.start()
-    store = MongoStore("memory://", f"outbox-{uuid.uuid4().hex}")
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
     users = store.db["users"]
     user_id = uuid.uuid4().hex
     event = UserPreferencesUpdated(user_id=user_id, preferences=["promotions"])
@@ -51,7 +51,7 @@ async def test_relay_publishes_pending_events_and_clears_them(kafka_broker: str)
 
 async def test_pending_events_stay_while_the_broker_is_unreachable(kafka_broker: str) -> None:
     unreachable = EventPublisher(settings_for(f"127.0.0.1:{free_port()}"))
-    store = MongoStore("memory://", f"outbox-{uuid.uuid4().hex}")
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
     users = store.db["users"]
     user_id = uuid.uuid4().hex
     entry = outbox_entry(unreachable, UserPreferencesUpdated(user_id=user_id, preferences=[]))

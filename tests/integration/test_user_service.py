@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from shared.auth import issue_token, verify_token
 from shared.events import Envelope, UserPreferencesUpdated, UserRegistered
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
 from user_service.main import create_app
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -65,7 +65,8 @@ async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
     settings = UserSettings(
         _env_file=None,
         kafka_broker=kafka_broker,
-        mongo_uri="memory://",
+        mongo_uri=TEST_MONGO_URI,
+        mongo_database=f"test_{uuid.uuid4().hex}",
         jwt_secret=TEST_JWT_SECRET,
         admin_emails=ADMIN_EMAIL.upper(),
     )
