@@ -37,13 +37,9 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         app.state.repository = repository
         app.state.consumer = runtime.consume(CONSUMER_GROUP, handlers.handlers())
         runtime.install_readiness(app)
-        try:
-            await repository.ensure_indexes()
-            await runtime.start_publisher()
-            await runtime.start_background()
+        await repository.ensure_indexes()
+        async with runtime.running():
             yield
-        finally:
-            await runtime.stop()
 
     app = FastAPI(title="notification_service", lifespan=lifespan)
     install_common(app, settings)

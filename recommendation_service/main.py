@@ -25,12 +25,8 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
         runtime = ServiceRuntime(settings)
         app.state.runtime = runtime
         runtime.install_readiness(app)
-        await runtime.start_publisher()
-        await runtime.start_background()
-        try:
+        async with runtime.running():
             yield
-        finally:
-            await runtime.stop()
 
     app = FastAPI(title="recommendation_service", lifespan=lifespan)
     install_common(app, settings)

@@ -4,6 +4,8 @@ stopped in the right order from its FastAPI lifespan."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -56,6 +58,16 @@ class ServiceRuntime:
         if self.relay is not None:
             await self.relay.relay_once()
             self.relay.start()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[ServiceRuntime]:
+        """Start everything for the body of a lifespan; stop it all however the body ends."""
+        try:
+            await self.start_publisher()
+            await self.start_background()
+            yield self
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         """Stop consuming, flush the outbox and producer, close the database."""

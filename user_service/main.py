@@ -32,13 +32,9 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
         app.state.repository = repository
         app.state.accounts = UserAccounts(settings, runtime, repository)
         runtime.install_readiness(app)
-        try:
-            await repository.ensure_indexes()
-            await runtime.start_publisher()
-            await runtime.start_background()
+        await repository.ensure_indexes()
+        async with runtime.running():
             yield
-        finally:
-            await runtime.stop()
 
     app = FastAPI(title="user_service", lifespan=lifespan)
     install_common(app, settings)
