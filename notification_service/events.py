@@ -111,7 +111,11 @@ class NotificationHandlers:
             sent_at=datetime.now(UTC),
         )
         created = NotificationCreated(
-            notification_id=notification_id, user_id=incoming.user_id, type=incoming.kind
+            notification_id=notification_id,
+            user_id=incoming.user_id,
+            type=incoming.kind,
+            content=incoming.content,
+            sent_at=notification["sent_at"],
         )
         entry = outbox_entry(self.publisher, created)
         if await self.repository.insert_new(notification, [entry]):

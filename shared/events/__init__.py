@@ -10,6 +10,7 @@ from shared.events.models import (
     OrderPlaced,
     OrderStatusChanged,
     UserPreferencesUpdated,
+    UserPurchaseHistoryUpdated,
     UserRegistered,
 )
 from shared.events.topics import TOPICS, Topic, consumer_groups, dead_letter_topic, topic
@@ -27,6 +28,7 @@ __all__ = [
     "OrderStatusChanged",
     "Topic",
     "UserPreferencesUpdated",
+    "UserPurchaseHistoryUpdated",
     "UserRegistered",
     "consumer_groups",
     "dead_letter_topic",

@@ -77,7 +77,21 @@ class OrderStatusChanged(Event):
     user_id: str
     previous_status: OrderStatus
     status: OrderStatus
+    products: list[ProductLine]
+    created_at: datetime
     changed_at: datetime
+
+
+class UserPurchaseHistoryUpdated(Event):
+    """The user service changed a user's order status or purchase history (cached details of
+    that user are stale)."""
+
+    event_type = "UserPurchaseHistoryUpdated"
+    topic = "user.purchase-history-updated"
+
+    user_id: str
+    order_id: str
+    order_status: OrderStatus
 
 
 class NotificationRequested(Event):
@@ -95,7 +109,8 @@ class NotificationRequested(Event):
 
 
 class NotificationCreated(Event):
-    """A notification was stored; the gateway drops the user's cached notifications."""
+    """A notification was stored: the gateway drops the user's cached notifications and pushes
+    it to the user's `notificationAdded` subscriptions."""
 
     event_type = "NotificationCreated"
     topic = "notification.created"
@@ -103,6 +118,8 @@ class NotificationCreated(Event):
     notification_id: str
     user_id: str
     type: NotificationType
+    content: str
+    sent_at: datetime
 
 
 class NotificationRead(Event):
@@ -122,6 +139,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UserPreferencesUpdated,
         OrderPlaced,
         OrderStatusChanged,
+        UserPurchaseHistoryUpdated,
         NotificationRequested,
         NotificationCreated,
         NotificationRead,

@@ -35,6 +35,8 @@ def dead_letter_topic(name: str) -> str:
 TOPICS: tuple[Topic, ...] = (
     Topic("user.registered", consumer_groups=("notification_service",)),
     Topic("user.preferences-updated"),
+    # Read by every gateway replica, like the notification topics below.
+    Topic("user.purchase-history-updated"),
     Topic("order.placed", consumer_groups=("user_service", "recommendation_service")),
     Topic("order.status-changed", consumer_groups=("user_service",)),
     Topic("notification.requested", consumer_groups=("notification_service",)),

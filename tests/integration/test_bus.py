@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -29,7 +30,13 @@ def settings_for(broker: str, **extra: Any) -> ServiceSettings:
 
 
 def created(user_id: str) -> NotificationCreated:
-    return NotificationCreated(notification_id=uuid.uuid4().hex, user_id=user_id, type="other")
+    return NotificationCreated(
+        notification_id=uuid.uuid4().hex,
+        user_id=user_id,
+        type="other",
+        content="A test notification.",
+        sent_at=datetime.now(UTC),
+    )
 
 
 @pytest.fixture

@@ -479,7 +479,13 @@ async def test_notifications_are_cached_and_invalidated(
         async def announced_and_fresh() -> bool:
             # A broadcast reader starts at the end: announce again until one is heard.
             await publisher.publish(
-                NotificationCreated(notification_id=third_note["id"], user_id=user_id, type="other")
+                NotificationCreated(
+                    notification_id=third_note["id"],
+                    user_id=user_id,
+                    type="other",
+                    content=third_note["content"],
+                    sent_at=datetime.now(UTC),
+                )
             )
             body = await gateway.graphql(NOTIFICATIONS, {"unreadOnly": True}, token=token)
             return third_note["id"] in {n["id"] for n in body["data"]["getUserNotifications"]}
