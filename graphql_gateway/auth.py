@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from shared.auth import Caller, bearer_token, verify_token
 from shared.settings import ServiceSettings
@@ -29,3 +30,17 @@ def authenticate(authorization: str | None, settings: ServiceSettings) -> Creden
     )
     assert token is not None  # verify_token rejects a missing token
     return Credentials(caller=caller, token=token)
+
+
+# Where a WebSocket client may put its token in the connection_init payload.
+_CONNECTION_TOKEN_KEYS = ("Authorization", "authorization", "token")
+
+
+def authorization_from_connection_params(params: dict[str, Any] | None) -> str | None:
+    """The token of a connection_init payload: `{"Authorization": "Bearer ..."}` (any case)
+    or `{"token": "..."}`; None when there is none."""
+    for key in _CONNECTION_TOKEN_KEYS:
+        value = (params or {}).get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None

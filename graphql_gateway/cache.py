@@ -6,11 +6,10 @@ Key scheme (one prefix, versioned so a change of stored shape never reads old en
     gateway:v1:user:<user id>:notifications:unread     GET /notifications?unread_only=true
     gateway:v1:user:<user id>:notifications:all        GET /notifications?unread_only=false
 
-Invalidation: `updateUserPreferences` and a `UserPreferencesUpdated` event drop the details;
-`markNotificationRead`, a `NotificationRead` event (API or tracking pixel) and a
-`NotificationCreated` event drop both notification keys (an `order_update` notification also
-drops the details: the user service has just changed the order status and purchase history it
-serves). The TTL bounds what a missed
+Invalidation: `updateUserPreferences`, `placeOrder`, `updateOrderStatus` (the caller's and the
+order owner's), a `UserPreferencesUpdated` and a `UserPurchaseHistoryUpdated` event drop the
+details; `markNotificationRead`, a `NotificationRead` event (API or tracking pixel) and a
+`NotificationCreated` event drop both notification keys. The TTL bounds what a missed
 invalidation leaves behind (Redis down at that moment, or a read that fetched just before a
 change and stored just after its invalidation).
 

@@ -193,61 +193,75 @@ class NotificationClient:
 
 
 class OrderClient:
-    """order_service: the caller's orders, placing them, status changes (not wired yet)."""
+    """order_service: the caller's orders, placing them, status changes."""
 
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
 
-    def _not_yet(self) -> ServiceUnavailable:
-        return ServiceUnavailable("Orders are not available yet.")
-
-    async def list_orders(self, credentials: Credentials) -> bytes:
-        """The caller's orders as JSON [order], newest first."""
-        raise self._not_yet()
+    async def list_orders(
+        self, credentials: Credentials, *, limit: int | None = None, offset: int | None = None
+    ) -> bytes:
+        """GET /orders?limit=&offset= -> [order], the caller's, newest first."""
+        params = {
+            name: str(value)
+            for name, value in (("limit", limit), ("offset", offset))
+            if value is not None
+        }
+        return await self.service.call(
+            "GET", "/orders", credentials=credentials, params=params or None
+        )
 
     async def place(self, credentials: Credentials, products: list[dict[str, Any]]) -> bytes:
-        """Place an order of these products; JSON order."""
-        raise self._not_yet()
+        """POST /orders {products} -> order (status Placed)."""
+        return await self.service.call(
+            "POST", "/orders", credentials=credentials, body={"products": products}
+        )
 
     async def update_status(self, credentials: Credentials, order_id: str, status: str) -> bytes:
-        """Move an order to a status; JSON order."""
-        raise self._not_yet()
+        """POST /orders/{id}/status {status} -> order."""
+        return await self.service.call(
+            "POST",
+            f"/orders/{_segment(order_id)}/status",
+            credentials=credentials,
+            body={"status": status},
+        )
 
 
 class RecommendationClient:
-    """recommendation_service: the latest list and starting a computation (not wired yet)."""
+    """recommendation_service: the latest list and starting a computation."""
 
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
 
-    def _not_yet(self) -> ServiceUnavailable:
-        return ServiceUnavailable("Recommendations are not available yet.")
-
     async def latest(self, credentials: Credentials) -> bytes:
-        """The latest recommended products as JSON [product]."""
-        raise self._not_yet()
+        """GET /recommendations -> [product], the latest computed for the caller."""
+        return await self.service.call("GET", "/recommendations", credentials=credentials)
 
     async def request(self, credentials: Credentials) -> bytes:
-        """Start a computation; JSON {"message"}."""
-        raise self._not_yet()
+        """POST /recommendations/requests -> 202 {"message"}."""
+        return await self.service.call("POST", "/recommendations/requests", credentials=credentials)
 
 
 class SchedulerClient:
-    """scheduler_service: promotion subscriptions (not wired yet)."""
+    """scheduler_service: promotion subscriptions (user id and email come from the token)."""
 
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
 
-    def _not_yet(self) -> ServiceUnavailable:
-        return ServiceUnavailable("Promotions are not available yet.")
-
     async def subscribe(self, credentials: Credentials) -> bytes:
-        """Subscribe the caller to promotions; JSON {"message"}."""
-        raise self._not_yet()
+        """PUT /subscriptions/me -> {"message"} (twice is still one subscription)."""
+        return await self.service.call("PUT", "/subscriptions/me", credentials=credentials)
 
     async def unsubscribe(self, credentials: Credentials) -> bytes:
-        """Unsubscribe the caller from promotions; JSON {"message"}."""
-        raise self._not_yet()
+        """DELETE /subscriptions/me -> {"message"}."""
+        return await self.service.call("DELETE", "/subscriptions/me", credentials=credentials)
+
+    async def unsubscribe_by_link(self, method: str, token: str) -> httpx.Response:
+        """GET|POST /subscriptions/unsubscribe/{token}: the link in a promotion email."""
+        response = await self.service.send(method, f"/subscriptions/unsubscribe/{_segment(token)}")
+        if response.status_code >= _SERVER_ERROR:
+            raise error_from_response(self.service.label, response.status_code, response.content)
+        return response
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,15 @@
-"""Topics the gateway reads (every replica on its own, from the end, no commits) to drop cache
-entries other services have made stale. It publishes nothing of its own; the producer only
-carries dead letters.
+"""Topics the gateway reads (every replica on its own, from the end, no commits): to drop cache
+entries other services have made stale, and to feed this replica's GraphQL subscriptions. It
+publishes nothing of its own; the producer only carries dead letters.
 
-In: `notification.created` (NotificationCreated), `notification.read` (NotificationRead, from
-the API or the tracking pixel), `user.preferences-updated` (UserPreferencesUpdated).
+In: `notification.created` (NotificationCreated: drops the notification lists, pushed to
+`notificationAdded`), `notification.read` (NotificationRead, from the API or the tracking
+pixel), `user.preferences-updated` (UserPreferencesUpdated) and `user.purchase-history-updated`
+(UserPurchaseHistoryUpdated: the user service changed the order status or history) drop the
+details; `order.status-changed` (OrderStatusChanged) is pushed to `orderUpdates`.
+
+Handlers never raise: the cache degrades on its own and the hub never waits, so nothing here
+can block the reader or need a dead letter.
 """
 
 from __future__ import annotations
@@ -16,24 +22,28 @@ from aiokafka.errors import KafkaError
 
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.settings import GatewaySettings
+from graphql_gateway.subscriptions import Channel, SubscriptionHub
 from shared.bus import EventConsumer, EventPublisher, Handler
-from shared.events import Envelope, NotificationCreated, NotificationRead, UserPreferencesUpdated
+from shared.events import (
+    Envelope,
+    NotificationCreated,
+    NotificationRead,
+    OrderStatusChanged,
+    UserPreferencesUpdated,
+    UserPurchaseHistoryUpdated,
+)
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-# A notification of this type follows a change of the user's order status and history.
-_ORDER_UPDATE = "order_update"
 
-
-def cache_handlers(cache: GatewayCache) -> dict[str, Handler]:
+def broadcast_handlers(cache: GatewayCache, hub: SubscriptionHub) -> dict[str, Handler]:
     """The handler of each topic the gateway reads."""
 
     async def on_notification_created(_: Envelope, event: Any) -> None:
         assert isinstance(event, NotificationCreated)
         await cache.drop_notifications(event.user_id)
-        if event.type == _ORDER_UPDATE:
-            await cache.drop_user_details(event.user_id)
+        hub.publish(Channel.NOTIFICATIONS, event.user_id, event)
 
     async def on_notification_read(_: Envelope, event: Any) -> None:
         assert isinstance(event, NotificationRead)
@@ -43,10 +53,20 @@ def cache_handlers(cache: GatewayCache) -> dict[str, Handler]:
         assert isinstance(event, UserPreferencesUpdated)
         await cache.drop_user_details(event.user_id)
 
+    async def on_purchase_history_updated(_: Envelope, event: Any) -> None:
+        assert isinstance(event, UserPurchaseHistoryUpdated)
+        await cache.drop_user_details(event.user_id)
+
+    async def on_order_status_changed(_: Envelope, event: Any) -> None:
+        assert isinstance(event, OrderStatusChanged)
+        hub.publish(Channel.ORDER_UPDATES, event.user_id, event)
+
     return {
         NotificationCreated.topic: on_notification_created,
         NotificationRead.topic: on_notification_read,
         UserPreferencesUpdated.topic: on_preferences_updated,
+        UserPurchaseHistoryUpdated.topic: on_purchase_history_updated,
+        OrderStatusChanged.topic: on_order_status_changed,
     }
 
 
@@ -54,11 +74,13 @@ class CacheEvents:
     """The broadcast reader, started in the background: the gateway answers queries while the
     broker is still coming up (readiness says not ready until it runs)."""
 
-    def __init__(self, settings: GatewaySettings, cache: GatewayCache) -> None:
+    def __init__(
+        self, settings: GatewaySettings, cache: GatewayCache, hub: SubscriptionHub
+    ) -> None:
         self._settings = settings
         self.publisher = EventPublisher(settings)
         self.consumer = EventConsumer(
-            settings, self.publisher, cache_handlers(cache), group_id=None
+            settings, self.publisher, broadcast_handlers(cache, hub), group_id=None
         )
         self._publisher_started = False
         self._consumer_started = False
@@ -66,7 +88,7 @@ class CacheEvents:
 
     def start(self) -> None:
         """Begin connecting in the background."""
-        self._task = asyncio.create_task(self._connect(), name="gateway-cache-events")
+        self._task = asyncio.create_task(self._connect(), name="gateway-broadcast-events")
 
     async def _connect(self) -> None:
         while True:
@@ -76,7 +98,7 @@ class CacheEvents:
                     self._publisher_started = True
                 await self.consumer.start()
                 self._consumer_started = True
-                log.info("cache invalidation consumer running")
+                log.info("broadcast reader running")
                 return
             except (KafkaError, OSError) as exc:
                 log.warning("broker not reachable yet; retrying", error=str(exc))

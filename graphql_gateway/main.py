@@ -1,37 +1,63 @@
-"""The gateway app: Strawberry's ASGI GraphQL app at `/graphql` inside FastAPI, the tracking
-pixel, `/health`, `/ready` and `/metrics`."""
+"""The gateway app: Strawberry's ASGI GraphQL app at `/graphql` inside FastAPI (HTTP, and
+WebSocket subscriptions over graphql-transport-ws), the tracking pixel, `/health`, `/ready` and
+`/metrics`."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_gateway.api import router
+from graphql_gateway.auth import authorization_from_connection_params
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
 from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
+from graphql_gateway.subscriptions import SubscriptionHub
 from shared.cache import redis_client
+from shared.errors import Unauthenticated
 from shared.http import install_common
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 GRAPHQL_PATH = "/graphql"
+# graphql-transport-ws close code for a refused connection_init.
+WS_FORBIDDEN = 4403
+
+
+class GatewayWebSocketAdapter(ASGIWebSocketAdapter):
+    """Strawberry's WebSocket adapter whose close is a no-op once the socket is closed (a
+    refused connection is closed with our own reason before Strawberry closes it again)."""
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        await self.ws.close(code=code, reason=reason)
 
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
-    """Strawberry's ASGI app with our context and orjson on the wire."""
+    """Strawberry's ASGI app with our context, orjson on the wire, and WebSocket connections
+    authenticated by the token of their connection_init payload."""
+
+    websocket_adapter_class = GatewayWebSocketAdapter
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -49,6 +75,21 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     def decode_json(self, data: str | bytes) -> Any:
         return orjson.loads(data)
 
+    async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, object] | None:
+        """Accept the connection only with a valid token in the connection_init payload
+        (`{"Authorization": "Bearer ..."}` or `{"token": ...}`); otherwise close it with 4403
+        and the reason `UNAUTHENTICATED: <sentence>`."""
+        context.authorization = authorization_from_connection_params(context.connection_params)
+        try:
+            context.credentials()
+        except Unauthenticated as exc:
+            log.info("websocket connection refused", reason=exc.message)
+            await context.response.close(
+                code=WS_FORBIDDEN, reason=f"{exc.code.value}: {exc.message}"
+            )
+            raise ConnectionRejectionError from None
+        return UNSET
+
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway's FastAPI app; the lifespan builds the clients, cache and event reader."""
@@ -64,8 +105,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             retry_after_seconds=settings.cache_retry_after_seconds,
         )
         clients = Clients.from_settings(settings)
-        events = CacheEvents(settings, cache)
-        app.state.gateway = Gateway(settings=settings, clients=clients, cache=cache)
+        hub = SubscriptionHub(settings.subscription_queue_size)
+        events = CacheEvents(settings, cache, hub)
+        app.state.gateway = Gateway(settings=settings, clients=clients, cache=cache, hub=hub)
         app.state.cache_events = events
         app.state.readiness_checks.update({"redis": cache.ready, "events": events.ready})
         events.start()
@@ -88,20 +130,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         build_schema(settings.graphql_document_cache_size),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(
+            seconds=settings.websocket_connection_init_timeout_seconds
+        ),
+        max_subscriptions_per_connection=settings.websocket_max_subscriptions,
     )
-    app.router.routes.append(_graphql_route(graphql_app))
+    app.router.routes.extend(_graphql_routes(graphql_app))
     app.include_router(router)
     return app
 
 
-def _graphql_route(graphql_app: GatewayGraphQL) -> Route:
-    """`/graphql` as a route (a mount would redirect `/graphql` to `/graphql/`), named in the
-    scope like FastAPI's own routes so request metrics and logs carry its path."""
-    route = Route(GRAPHQL_PATH, graphql_app, methods=["GET", "POST"])
+def _graphql_routes(graphql_app: GatewayGraphQL) -> list[BaseRoute]:
+    """`/graphql` as routes (a mount would redirect `/graphql` to `/graphql/`): HTTP, and the
+    WebSocket for subscriptions; each named in the scope like FastAPI's own routes so request
+    metrics and logs carry its path."""
+    http = Route(GRAPHQL_PATH, graphql_app, methods=["GET", "POST"])
+    websocket = WebSocketRoute(GRAPHQL_PATH, graphql_app)
+    for route in (http, websocket):
+        route.app = _named(route, graphql_app)
+    return [http, websocket]
 
+
+def _named(route: BaseRoute, graphql_app: GatewayGraphQL) -> Any:
     async def named(scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = route
         await graphql_app(scope, receive, send)
 
-    route.app = named
-    return route
+    return named

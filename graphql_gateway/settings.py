@@ -38,3 +38,10 @@ class GatewaySettings(ServiceSettings):
     graphiql_enabled: bool = True
     # Distinct operation texts whose parse and validation results are kept (LRU).
     graphql_document_cache_size: int = Field(default=256, ge=1)
+
+    # GraphQL subscriptions (WebSocket, graphql-transport-ws): a connection must send its
+    # connection_init (with the token) within this time; at most this many operations per
+    # connection; items queued per subscription before the oldest is dropped (slow client).
+    websocket_connection_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    websocket_max_subscriptions: int = Field(default=20, ge=1)
+    subscription_queue_size: int = Field(default=100, ge=1)

@@ -79,7 +79,12 @@ def notification_email(
 
 
 def build_message(
-    content: EmailContent, *, sender: str, sender_name: str, recipient: str
+    content: EmailContent,
+    *,
+    sender: str,
+    sender_name: str,
+    recipient: str,
+    unsubscribe_url: str | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message: the plain text first, the HTML as the richer part."""
     message = EmailMessage()
@@ -88,6 +93,9 @@ def build_message(
     message["To"] = recipient
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    if unsubscribe_url:  # RFC 2369 / RFC 8058 one-click unsubscribe
+        message["List-Unsubscribe"] = f"<{_one_line(unsubscribe_url)}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(content.text)
     message.add_alternative(content.html, subtype="html")
     return message

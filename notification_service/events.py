@@ -45,6 +45,7 @@ class _Incoming:
     subject: str | None
     wants_email: bool
     welcome_name: str | None = None
+    unsubscribe_url: str | None = None
 
 
 @dataclass
@@ -93,6 +94,7 @@ class NotificationHandlers:
                 email=str(event.email) if event.email else None,
                 subject=event.subject,
                 wants_email=domain.wants_email(event),
+                unsubscribe_url=event.unsubscribe_url,
             ),
         )
 
@@ -147,6 +149,7 @@ class NotificationHandlers:
                 sender=self.mailer.sender,
                 sender_name=self.mailer.sender_name,
                 recipient=recipient,
+                unsubscribe_url=incoming.unsubscribe_url,
             )
             await self.mailer.send(message)
         except (MailError, ValueError) as exc:

@@ -1,1 +1,2 @@
-"""The order service: places orders and publishes their events (features in a later issue)."""
+"""The order service: places orders, lists them, moves them through their statuses and
+publishes `order.placed` and `order.status-changed`."""

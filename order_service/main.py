@@ -1,7 +1,4 @@
-"""The order service's app: database and publisher wired in the lifespan, ops routes.
-
-Its features arrive in a later issue; this is the foundation they build on.
-"""
+"""The order service's app: the lifespan wires the database, the outbox relay and the routes."""
 
 from __future__ import annotations
 
@@ -10,24 +7,33 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from order_service import api
+from order_service.repository import OrderRepository
+from order_service.service import Orders
 from order_service.settings import OrderSettings
 from shared.http import install_common
 from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: OrderSettings | None = None) -> FastAPI:
-    """The FastAPI app; `/ready` turns true once the database and the broker answer."""
+    """The FastAPI app; everything that connects somewhere starts in its lifespan."""
     settings = settings or OrderSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # aiokafka clients must be created inside the running event loop.
         runtime = ServiceRuntime(settings)
+        repository = OrderRepository(runtime.db)
+        runtime.use_outbox([repository.orders])
         app.state.runtime = runtime
+        app.state.repository = repository
+        app.state.orders = Orders(settings, runtime, repository)
         runtime.install_readiness(app)
+        await repository.ensure_indexes()
         async with runtime.running():
             yield
 
     app = FastAPI(title="order_service", lifespan=lifespan)
     install_common(app, settings)
+    app.include_router(api.router)
     return app

@@ -1,17 +1,26 @@
-"""Settings of the recommendation service (the common ones come from ServiceSettings)."""
+"""Settings of the recommendation service (the common and catalog ones come from the bases)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.catalog.settings import CatalogServiceSettings
 
 
-class RecommendationSettings(ServiceSettings):
-    """Only what this service adds to the common settings."""
+class RecommendationSettings(CatalogServiceSettings):
+    """Only what this service adds to the common and catalog settings."""
 
     service_name: str = "recommendation_service"
     port: int = Field(default=8000, ge=1, le=65535)
 
-    # The product catalog API (fakestoreapi's `/products` shape); unset = the shipped catalog.
-    catalog_url: str | None = None
+    # How many products one recommendation lists.
+    recommendation_limit: int = Field(default=5, ge=1)
+    # The scoring weights (see recommender.py) and how fast old purchases fade.
+    recommendation_weight_co_purchase: float = Field(default=1.0, ge=0)
+    recommendation_weight_category: float = Field(default=0.5, ge=0)
+    recommendation_weight_quality: float = Field(default=0.1, ge=0)
+    recommendation_recency_half_life_days: float = Field(default=90.0, gt=0)
+    # A request whose scoring failed (catalog down) or stalled is tried again after this long.
+    recommendation_retry_seconds: float = Field(default=30.0, gt=0)
+    # How many stalled requests one retry pass picks up.
+    recommendation_retry_batch: int = Field(default=50, ge=1)

@@ -1,21 +1,31 @@
-"""Settings of the scheduler service (the common ones come from ServiceSettings)."""
+"""Settings of the scheduler service (the common and catalog ones come from the bases)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.catalog.settings import CatalogServiceSettings
 
 
-class SchedulerSettings(ServiceSettings):
-    """Only what this service adds to the common settings."""
+class SchedulerSettings(CatalogServiceSettings):
+    """Only what this service adds to the common and catalog settings."""
 
     service_name: str = "scheduler_service"
     port: int = Field(default=9000, ge=1, le=65535)
 
-    # The product catalog API (fakestoreapi's `/products` shape); unset = the shipped catalog.
-    catalog_url: str | None = None
-    # When promotions go out, in cron syntax.
+    # When promotions go out, in cron syntax (UTC).
     promotion_cron: str = "*/5 * * * *"
     # If set, a fixed interval replaces the cron (tests, demos).
     promotion_interval_seconds: float | None = Field(default=None, gt=0)
+    # The job's name: part of the lock key of each firing.
+    promotion_job_name: str = "promotions"
+    # A firing later than this after its scheduled time is skipped (the next one comes).
+    promotion_misfire_grace_seconds: int = Field(default=60, ge=1)
+    # How long a firing's claim is kept (it is never released; it only has to outlive its slot).
+    promotion_lock_ttl_seconds: int = Field(default=86_400, ge=1)
+    # Where one-click unsubscribe links point; unset = `<PUBLIC_BASE_URL>/unsubscribe`.
+    promotion_unsubscribe_base_url: str | None = None
+
+    # Redis for the firing claims across replicas; unset = a `job_runs` collection in MongoDB.
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)

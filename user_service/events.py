@@ -1,8 +1,10 @@
-"""The events the user service publishes, and (later) the handlers of the topics it consumes.
+"""The events the user service publishes, and the handlers of the topics it consumes.
 
 Published through the outbox of the user's document: `user.registered`,
-`user.preferences-updated`. Consumed: none yet; `order.placed` and `order.status-changed`
-handlers go into `consumer_handlers`, and `main` starts a consumer as soon as it is non-empty.
+`user.preferences-updated`, and (from the order handlers) `user.purchase-history-updated` and
+`notification.requested`. Consumed (group `user_service`): `order.placed` and
+`order.status-changed` (see `order_events`); every handler is registered in `consumer_handlers`,
+and `main` starts a consumer as soon as it is non-empty.
 """
 
 from __future__ import annotations
@@ -11,8 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.bus import Handler
-from shared.events.models import Preference, UserPreferencesUpdated, UserRegistered
+from shared.events.models import (
+    OrderPlaced,
+    OrderStatusChanged,
+    Preference,
+    PurchaseHistoryRequested,
+    UserPreferencesUpdated,
+    UserRegistered,
+)
+from shared.runtime import ServiceRuntime
+from user_service.order_events import OrderEventHandlers
+from user_service.purchase_history import PurchaseHistoryHandler
 from user_service.repository import UserRepository
+from user_service.settings import UserSettings
 
 CONSUMER_GROUP = "user_service"
 
@@ -32,7 +45,16 @@ def preferences_updated(user_id: str, preferences: list[Preference]) -> UserPref
     return UserPreferencesUpdated(user_id=user_id, preferences=preferences)
 
 
-def consumer_handlers(repository: UserRepository) -> dict[str, Handler]:
-    """The topics this service consumes (group `user_service`) and their handlers."""
-    del repository  # used by the order handlers to come
-    return {}
+def consumer_handlers(
+    settings: UserSettings, runtime: ServiceRuntime, repository: UserRepository
+) -> dict[str, Handler]:
+    """The topics this service consumes (group `user_service`) and their handlers: one line
+    per topic."""
+    orders = OrderEventHandlers(settings, runtime, repository)
+    return {
+        OrderPlaced.topic: orders.on_order_placed,
+        OrderStatusChanged.topic: orders.on_order_status_changed,
+        PurchaseHistoryRequested.topic: PurchaseHistoryHandler(
+            repository, runtime.publisher
+        ).on_requested,
+    }

@@ -25,7 +25,7 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
         runtime = ServiceRuntime(settings)
         repository = UserRepository(runtime.db)
         runtime.use_outbox([repository.users])
-        handlers = consumer_handlers(repository)
+        handlers = consumer_handlers(settings, runtime, repository)
         if handlers:
             runtime.consume(CONSUMER_GROUP, handlers)
         app.state.runtime = runtime

@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Conflict
 from shared.events.models import Preference
 from shared.outbox import OUTBOX_FIELD
+from user_service.purchases import APPLIED_FIELD, VERSION_FIELD, OrderUpdatePlan
 
 USERS = "users"
 
@@ -49,6 +50,29 @@ class UserRepository:
             projection={OUTBOX_FIELD: 0},
             return_document=ReturnDocument.AFTER,
         )
+
+    async def apply_order_update(
+        self,
+        user_id: str,
+        *,
+        version: int | None,
+        plan: OrderUpdatePlan,
+        outbox: list[dict[str, Any]],
+    ) -> bool:
+        """Apply an order event's change and queue its events in one write, only if no other
+        order change landed since the user was read at `version`; False if one did."""
+        push: dict[str, Any] = {
+            APPLIED_FIELD: plan.applied_key,
+            OUTBOX_FIELD: {"$each": outbox},
+        }
+        if plan.history_entry is not None:
+            push["purchase_history"] = plan.history_entry
+        update: dict[str, Any] = {"$inc": {VERSION_FIELD: 1}, "$push": push}
+        if plan.set_fields:
+            update["$set"] = plan.set_fields
+        # A missing version matches None: users stored before their first order.
+        result = await self.users.update_one({"_id": user_id, VERSION_FIELD: version}, update)
+        return bool(result.matched_count)
 
     async def count(self, query: dict[str, Any]) -> int:
         """How many users match (tests and checks)."""

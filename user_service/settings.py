@@ -17,6 +17,9 @@ class UserSettings(ServiceSettings):
     # Bounds the Argon2 work an anonymous caller can ask for.
     password_max_length: int = Field(default=128, ge=1)
     name_max_length: int = Field(default=100, ge=1)
+    # How often an order event's write is retried (re-reading the user) when another order
+    # change of the same user landed in between; then the bus's retries and DLQ take over.
+    order_event_write_attempts: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _password_bounds_ordered(self) -> UserSettings:

@@ -1,4 +1,5 @@
-"""The public GraphQL schema (DESIGN section 4), with the contract's error mapping."""
+"""The public GraphQL schema (DESIGN section 4, plus the Subscription type), with the
+contract's error mapping."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from strawberry.types import ExecutionContext
 from graphql_gateway.schema.errors import ContractErrors, log_errors
 from graphql_gateway.schema.mutations import Mutation
 from graphql_gateway.schema.queries import Query
+from graphql_gateway.schema.subscriptions import Subscription, SubscriptionsOverWebSocketOnly
 
 DEFAULT_DOCUMENT_CACHE_SIZE = 256
 
@@ -31,10 +33,12 @@ def build_schema(document_cache_size: int = DEFAULT_DOCUMENT_CACHE_SIZE) -> Gate
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=False),
         extensions=[
             partial(ParserCache, maxsize=document_cache_size),
             partial(ValidationCache, maxsize=document_cache_size),
+            SubscriptionsOverWebSocketOnly,
             ContractErrors,
         ],
     )

@@ -9,6 +9,7 @@ from graphql_gateway.auth import Credentials, authenticate
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
 from graphql_gateway.settings import GatewaySettings
+from graphql_gateway.subscriptions import SubscriptionHub
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,22 +19,31 @@ class Gateway:
     settings: GatewaySettings
     clients: Clients
     cache: GatewayCache
+    hub: SubscriptionHub
 
 
 @dataclass
 class GatewayContext:
-    """One request: the shared parts and its Authorization header (verified on first use)."""
+    """One request, or one WebSocket connection: the shared parts and the Authorization header
+    (verified on first use). On a WebSocket, Strawberry sets `connection_params` from the
+    connection_init payload, and the token is taken from there."""
 
     gateway: Gateway
     authorization: str | None
     request: Any = None
     response: Any = None
+    connection_params: dict[str, Any] | None = None
     _credentials: Credentials | None = field(default=None, repr=False)
 
     @property
     def clients(self) -> Clients:
         """The downstream services."""
         return self.gateway.clients
+
+    @property
+    def hub(self) -> SubscriptionHub:
+        """This process's live GraphQL subscriptions."""
+        return self.gateway.hub
 
     @property
     def cache(self) -> GatewayCache:

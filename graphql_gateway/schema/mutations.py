@@ -57,7 +57,11 @@ class Mutation:
     async def placeOrder(self, info: GatewayInfo, products: list[ProductInput]) -> Order:
         ctx = info.context
         credentials = ctx.credentials()
-        raw = await ctx.clients.orders.place(credentials, [p.to_json() for p in products])
+        try:
+            raw = await ctx.clients.orders.place(credentials, [p.to_json() for p in products])
+        finally:
+            # The history changes asynchronously; the user service's event drops it again.
+            await ctx.cache.drop_user_details(credentials.caller.user_id)
         return Order.from_json(orjson.loads(raw))
 
     @strawberry.mutation(description="Move an order to another status.")
@@ -66,8 +70,17 @@ class Mutation:
     ) -> Order:
         ctx = info.context
         credentials = ctx.credentials()
-        raw = await ctx.clients.orders.update_status(credentials, str(orderId), order_status.value)
-        return Order.from_json(orjson.loads(raw))
+        try:
+            raw = await ctx.clients.orders.update_status(
+                credentials, str(orderId), order_status.value
+            )
+        finally:
+            await ctx.cache.drop_user_details(credentials.caller.user_id)
+        order = Order.from_json(orjson.loads(raw))
+        if order.userId != credentials.caller.user_id:
+            # An admin changed someone else's order: the owner's details are stale.
+            await ctx.cache.drop_user_details(str(order.userId))
+        return order
 
     @strawberry.mutation(description="Subscribe the caller to promotions.")
     async def taskSchedular(self, info: GatewayInfo) -> str:

@@ -8,6 +8,8 @@ from typing import Any
 
 import strawberry
 
+from shared.events import NotificationCreated, OrderStatusChanged
+
 
 @strawberry.enum(description="What a user wants to receive by email.")
 class Preference(Enum):
@@ -33,9 +35,9 @@ class NotificationType(Enum):
     other = "other"
 
 
-def utc(value: str) -> datetime:
-    """An ISO 8601 timestamp from a service, in UTC (a naive one is taken as UTC)."""
-    parsed = datetime.fromisoformat(value)
+def utc(value: str | datetime) -> datetime:
+    """An ISO 8601 timestamp from a service or an event, in UTC (a naive one is taken as UTC)."""
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -143,6 +145,18 @@ class Order:
             updatedAt=utc(data["updatedAt"]),
         )
 
+    @classmethod
+    def from_event(cls, event: OrderStatusChanged) -> Order:
+        """The order as an `order.status-changed` event describes it after the change."""
+        return cls(
+            id=strawberry.ID(event.order_id),
+            userId=strawberry.ID(event.user_id),
+            products=[Product.from_json(line.model_dump()) for line in event.products],
+            status=OrderStatus(event.status),
+            createdAt=utc(event.created_at),
+            updatedAt=utc(event.changed_at),
+        )
+
 
 @strawberry.type(description="An in-app notification.")
 class Notification:
@@ -163,6 +177,18 @@ class Notification:
             content=str(data["content"]),
             sentAt=utc(data["sentAt"]),
             read=bool(data["read"]),
+        )
+
+    @classmethod
+    def from_event(cls, event: NotificationCreated) -> Notification:
+        """A notification just stored, as `notification.created` announces it (unread)."""
+        return cls(
+            id=strawberry.ID(event.notification_id),
+            userId=strawberry.ID(event.user_id),
+            type=NotificationType(event.type),
+            content=event.content,
+            sentAt=utc(event.sent_at),
+            read=False,
         )
 
 

@@ -106,6 +106,8 @@ class NotificationRequested(Event):
     email: EmailStr | None = None
     send_email: bool = False
     subject: str | None = None
+    # Promotion emails: where one click unsubscribes (sent as the List-Unsubscribe header).
+    unsubscribe_url: str | None = None
 
 
 class NotificationCreated(Event):
@@ -132,6 +134,62 @@ class NotificationRead(Event):
     user_id: str
 
 
+class PurchaseHistoryRequested(Event):
+    """The recommendation service asks the user service for a user's purchase history."""
+
+    event_type = "PurchaseHistoryRequested"
+    topic = "purchase-history.requested"
+
+    request_id: str
+    user_id: str
+
+
+class PastPurchase(BaseModel):
+    """One order of a purchase history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    products: list[ProductLine]
+    purchase_date: datetime
+
+
+class PurchaseHistoryProvided(Event):
+    """The user service's answer to a PurchaseHistoryRequested (same request id)."""
+
+    event_type = "PurchaseHistoryProvided"
+    topic = "purchase-history.provided"
+
+    request_id: str
+    user_id: str
+    email: EmailStr | None = None
+    preferences: list[Preference] = Field(default_factory=list)
+    purchases: list[PastPurchase] = Field(default_factory=list)
+
+
+class RecommendationGenerated(Event):
+    """A user's latest recommended products were computed and stored."""
+
+    event_type = "RecommendationGenerated"
+    topic = "recommendation.generated"
+
+    request_id: str
+    user_id: str
+    products: list[ProductLine]
+    generated_at: datetime
+
+
+class PromotionPublished(Event):
+    """The scheduler promoted a product to a subscribed user for one schedule slot."""
+
+    event_type = "PromotionPublished"
+    topic = "promotion.published"
+
+    user_id: str
+    product: ProductLine
+    slot: datetime
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -143,5 +201,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NotificationRequested,
         NotificationCreated,
         NotificationRead,
+        PurchaseHistoryRequested,
+        PurchaseHistoryProvided,
+        RecommendationGenerated,
+        PromotionPublished,
     )
 }

@@ -33,11 +33,14 @@ def dead_letter_topic(name: str) -> str:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("user.registered", consumer_groups=("notification_service",)),
-    Topic("user.preferences-updated"),
+    Topic("user.registered", consumer_groups=("notification_service", "scheduler_service")),
+    Topic("user.preferences-updated", consumer_groups=("scheduler_service",)),
     # Read by every gateway replica, like the notification topics below.
     Topic("user.purchase-history-updated"),
-    Topic("order.placed", consumer_groups=("user_service", "recommendation_service")),
+    Topic(
+        "order.placed",
+        consumer_groups=("user_service", "recommendation_service", "scheduler_service"),
+    ),
     Topic("order.status-changed", consumer_groups=("user_service",)),
     Topic("notification.requested", consumer_groups=("notification_service",)),
     # Read by every gateway replica (no group, no commits) to drop stale cache entries.
@@ -45,8 +48,10 @@ TOPICS: tuple[Topic, ...] = (
     Topic("notification.read"),
     Topic("purchase-history.requested", consumer_groups=("user_service",)),
     Topic("purchase-history.provided", consumer_groups=("recommendation_service",)),
-    Topic("recommendation.generated", consumer_groups=("notification_service",)),
-    Topic("promotion.published", consumer_groups=("notification_service",)),
+    # Facts for observers (the gateway may read them without a group to drop stale caches); the
+    # notification comes through notification.requested.
+    Topic("recommendation.generated"),
+    Topic("promotion.published"),
 )
 
 _BY_NAME = {t.name: t for t in TOPICS}

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fixtures.fleet import RunningFleet, launch_fleet
 
+# Registered by a test, this address gets the admin role (ADMIN_EMAILS of the fleet).
+ADMIN_EMAIL = f"e2e-admin-{uuid.uuid4().hex[:12]}@example.com"
+
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    """`python -m shared.stack --free-ports --state-file ... --mail-dir ...`, all parts embedded."""
-    running = launch_fleet(tmp_path_factory.mktemp("fleet"))
+    """`python -m shared.stack --free-ports --state-file ... --mail-dir ...`, all parts embedded;
+    `ADMIN_EMAILS` names `ADMIN_EMAIL`."""
+    running = launch_fleet(tmp_path_factory.mktemp("fleet"), env={"ADMIN_EMAILS": ADMIN_EMAIL})
     try:
         yield running
     finally:
@@ -20,3 +25,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
             running.stop()
         finally:
             running.kill_everything()
+
+
+@pytest.fixture(scope="session")
+def admin_email() -> str:
+    """The one admin address of the fleet (register it once per session to get an admin)."""
+    return ADMIN_EMAIL

@@ -279,6 +279,10 @@ def gateway_settings(fleet: Fleet, kafka_broker: str, redis_url: str, **override
         "redis_url": redis_url,
         "user_service_url": fleet.user_service.url,
         "notification_service_url": fleet.notification_service.url,
+        # Nothing listens here (tests/integration/test_gateway_orders.py has stand-ins for them).
+        "order_service_url": f"http://{LOOPBACK}:{free_port()}",
+        "recommendation_service_url": f"http://{LOOPBACK}:{free_port()}",
+        "scheduler_service_url": f"http://{LOOPBACK}:{free_port()}",
         "cache_ttl_seconds": 300,
         **overrides,
     }
@@ -529,25 +533,35 @@ async def test_bad_enum_value_is_a_validation_error(gateway: RunningGateway, fle
 @pytest.mark.parametrize(
     ("query", "sentence"),
     [
-        ("query { orders { id } }", "Orders are not available yet."),
-        ("query { recommendations { productId } }", "Recommendations are not available yet."),
-        ("query { productRecommendation }", "Recommendations are not available yet."),
+        ("query { orders { id } }", "The order service is unavailable; try again shortly."),
+        (
+            "query { recommendations { productId } }",
+            "The recommendation service is unavailable; try again shortly.",
+        ),
+        (
+            "query { productRecommendation }",
+            "The recommendation service is unavailable; try again shortly.",
+        ),
         (
             'mutation { placeOrder(products: [{productId: "1", title: "Tea", category: "food"}])'
             " { id } }",
-            "Orders are not available yet.",
+            "The order service is unavailable; try again shortly.",
         ),
         (
             'mutation { updateOrderStatus(orderId: "1", order_status: Cancelled) { id } }',
-            "Orders are not available yet.",
+            "The order service is unavailable; try again shortly.",
         ),
-        ("mutation { taskSchedular }", "Promotions are not available yet."),
-        ("mutation { cancelTaskSchedular }", "Promotions are not available yet."),
+        ("mutation { taskSchedular }", "The scheduler service is unavailable; try again shortly."),
+        (
+            "mutation { cancelTaskSchedular }",
+            "The scheduler service is unavailable; try again shortly.",
+        ),
     ],
 )
-async def test_fields_not_wired_yet_are_unavailable(
+async def test_services_not_answering_are_unavailable(
     gateway: RunningGateway, query: str, sentence: str
 ) -> None:
+    # This module's gateway points the order, recommendation and scheduler URLs at closed ports.
     token = token_for(uuid.uuid4().hex, unique_email())
     body = await gateway.graphql(query, token=token)
     assert codes(body) == ["SERVICE_UNAVAILABLE"]

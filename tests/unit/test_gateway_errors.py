@@ -17,6 +17,7 @@ from graphql_gateway.schema import schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.schema.errors import to_client_error
 from graphql_gateway.settings import GatewaySettings
+from graphql_gateway.subscriptions import SubscriptionHub
 from shared.auth import issue_token
 from shared.errors import (
     BadUserInput,
@@ -123,7 +124,12 @@ class StubClients:
 def context_for(users: StubUsers, authorization: str | None) -> GatewayContext:
     settings = GatewaySettings(jwt_secret=SECRET)
     cache = GatewayCache(MemoryRedis(), ttl_seconds=60, retry_after_seconds=5)  # type: ignore[arg-type]
-    gateway = Gateway(settings=settings, clients=StubClients(users), cache=cache)  # type: ignore[arg-type]
+    gateway = Gateway(
+        settings=settings,
+        clients=StubClients(users),  # type: ignore[arg-type]
+        cache=cache,
+        hub=SubscriptionHub(max_queued=10),
+    )
     return GatewayContext(gateway=gateway, authorization=authorization)
 
 

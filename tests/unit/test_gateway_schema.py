@@ -1,4 +1,5 @@
-"""The printed schema is exactly the contract of DESIGN section 4."""
+"""The printed schema is exactly the contract of DESIGN section 4, plus the Subscription type
+(real-time order tracking, orders issue; documented in graphql_gateway/README.md)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,14 @@ type Mutation {
 }
 """  # noqa: E501
 
+# The addition to section 4 (over WebSocket, graphql-transport-ws).
+SUBSCRIPTION_SDL = """
+type Subscription {
+  orderUpdates: Order!                                                 # the caller's orders
+  notificationAdded: Notification!                                     # the caller's new ones
+}
+"""
+
 
 def default_of(value: GraphQLArgument | GraphQLInputField) -> str | None:
     """The default as written in the SDL (both schemas are built from SDL), or None."""
@@ -100,16 +109,23 @@ def public_types(built: GraphQLSchema) -> dict[str, Any]:
     }
 
 
-def test_printed_schema_is_the_contract() -> None:
+def test_printed_schema_is_the_contract_plus_subscriptions() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(CONTRACT_SDL)
+    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL)
     assert public_types(ours) == public_types(contract)
+
+
+def test_the_only_addition_to_the_contract_is_the_subscription_type() -> None:
+    ours = public_types(graphql.build_schema(schema.as_str()))
+    contract = public_types(graphql.build_schema(CONTRACT_SDL))
+    assert set(ours) - set(contract) == {"Subscription"}
+    assert {name: ours[name] for name in contract} == contract
 
 
 def test_contract_field_order_is_kept() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(CONTRACT_SDL)
-    for root in ("Query", "Mutation", "User"):
+    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL)
+    for root in ("Query", "Mutation", "Subscription", "User"):
         ours_type, contract_type = ours.get_type(root), contract.get_type(root)
         assert isinstance(ours_type, GraphQLObjectType)
         assert isinstance(contract_type, GraphQLObjectType)

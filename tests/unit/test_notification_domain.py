@@ -7,7 +7,6 @@ import re
 import uuid
 from datetime import UTC, datetime
 from email.message import Message
-from pathlib import Path
 
 import pytest
 
@@ -224,10 +223,3 @@ def test_settings_defaults() -> None:
         6000,
         100,
     )
-
-
-def test_env_example_documents_every_setting() -> None:
-    example = (Path(__file__).parents[2] / "notification_service" / ".env.example").read_text()
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
-    expected = {name.upper() for name in NotificationSettings.model_fields}
-    assert expected - documented == set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -159,10 +158,3 @@ def test_settings_defaults() -> None:
         "user_service",
     )
     assert settings.password_min_length == 8
-
-
-def test_env_example_documents_every_setting() -> None:
-    example = (Path(__file__).parents[2] / "user_service" / ".env.example").read_text()
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
-    expected = {name.upper() for name in UserSettings.model_fields}
-    assert expected - documented == set()

@@ -1,0 +1,48 @@
+"""The order service's HTTP routes (the gateway calls exactly these)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from order_service.domain import ProductInput
+from order_service.schemas import OrderOut, PlaceOrderIn, StatusIn
+from order_service.service import Orders
+from shared.http import CallerDep
+
+router = APIRouter()
+
+
+def orders(request: Request) -> Orders:
+    """The use cases, built in the lifespan."""
+    return request.app.state.orders
+
+
+OrdersDep = Annotated[Orders, Depends(orders)]
+
+
+@router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+async def place_order(body: PlaceOrderIn, caller: CallerDep, service: OrdersDep) -> OrderOut:
+    products = [
+        ProductInput(productId=p.productId, title=p.title, category=p.category, price=p.price)
+        for p in body.products
+    ]
+    return await service.place(caller, products)
+
+
+@router.get("/orders", response_model=list[OrderOut])
+async def list_orders(
+    caller: CallerDep,
+    service: OrdersDep,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[OrderOut]:
+    return await service.list_mine(caller, limit=limit, offset=offset)
+
+
+@router.post("/orders/{order_id}/status", response_model=OrderOut)
+async def update_status(
+    order_id: str, body: StatusIn, caller: CallerDep, service: OrdersDep
+) -> OrderOut:
+    return await service.change_status(caller, order_id, body.status)

@@ -1,0 +1,109 @@
+"""Pure rules of promotions: schedule slots, lock keys, rotation, unsubscribe tokens, words."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from shared.catalog.models import Product
+
+# Interval schedules are laid on a grid from this instant, so every replica fires at the same
+# times and computes the same slot.
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+EMAIL_PREFERENCE = "promotions"
+SUBJECT = "A promotion for you"
+_TOKEN_PURPOSE = b"fleet-unsubscribe-v1:"
+
+
+def slot_for(now: datetime, interval_seconds: float | None) -> datetime:
+    """The scheduled time of the firing running at `now`.
+
+    Firings never start early, so the slot is the latest grid point not after `now`: a
+    multiple of the interval from EPOCH, or (cron, whose finest unit is the minute) the minute.
+    """
+    if interval_seconds is None:
+        return now.astimezone(UTC).replace(second=0, microsecond=0)
+    elapsed = (now - EPOCH).total_seconds()
+    steps = math.floor(elapsed / interval_seconds)
+    return EPOCH + timedelta(seconds=steps * interval_seconds)
+
+
+def lock_key(job_name: str, slot: datetime) -> str:
+    """The claim of one firing: job name + scheduled time."""
+    return f"job-run:{job_name}:{slot.astimezone(UTC).isoformat()}"
+
+
+def promotion_order(catalog: Iterable[Product]) -> list[Product]:
+    """The rotation order: best rated and most rated first, then by id."""
+    return sorted(catalog, key=lambda p: (-p.rating.rate, -p.rating.count, p.id))
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """The product to promote, and whether the rotation started over."""
+
+    product: Product
+    restarted: bool
+
+
+def next_promotion(
+    ordered: Sequence[Product], bought: set[str], sent: Sequence[str]
+) -> Pick | None:
+    """The first product in rotation order the user neither bought nor was sent; when all were
+    sent, the rotation starts over. None when the user bought everything."""
+    unbought = [p for p in ordered if p.id not in bought]
+    if not unbought:
+        return None
+    already = set(sent)
+    for product in unbought:
+        if product.id not in already:
+            return Pick(product, restarted=False)
+    return Pick(unbought[0], restarted=True)
+
+
+def promotion_content(product: Product) -> str:
+    """The in-app notification's words."""
+    return (
+        f"Promotion: {product.title} ({product.category}) for {product.price:.2f}, "
+        f"rated {product.rating.rate:.1f}/5."
+    )
+
+
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(_TOKEN_PURPOSE + secret.encode()).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def unsubscribe_token(secret: str, user_id: str) -> str:
+    """A token that can only unsubscribe this user from promotions."""
+    signature = hmac.new(_key(secret), user_id.encode(), hashlib.sha256).digest()
+    return f"{_b64(user_id.encode())}.{_b64(signature)}"
+
+
+def user_of_unsubscribe_token(secret: str, token: str) -> str | None:
+    """The user a valid token names; None for anything forged or malformed."""
+    encoded_user, _, encoded_signature = token.partition(".")
+    try:
+        user_id = _unb64(encoded_user).decode()
+        signature = _unb64(encoded_signature)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    expected = hmac.new(_key(secret), user_id.encode(), hashlib.sha256).digest()
+    return user_id if user_id and hmac.compare_digest(signature, expected) else None
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """The one-click unsubscribe link of a promotion email."""
+    return f"{base_url.rstrip('/')}/{token}"

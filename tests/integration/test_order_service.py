@@ -1,0 +1,343 @@
+"""The order service against the real broker: place, list and move orders.
+
+Bad input and refused changes must answer their code, store nothing and publish nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from order_service.main import create_app
+from order_service.repository import OrderRepository
+from order_service.settings import OrderSettings
+from shared.auth import issue_token
+from shared.events import Envelope, OrderPlaced, OrderStatusChanged
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+
+pytestmark = pytest.mark.integration
+
+BARRIER_TIMEOUT_SECONDS = 10
+
+
+@dataclass
+class Shopper:
+    user_id: str
+    headers: dict[str, str]
+
+
+def shopper(*, admin: bool = False) -> Shopper:
+    user_id = uuid.uuid4().hex
+    roles = ["customer", "admin"] if admin else ["customer"]
+    token = issue_token(
+        user_id=user_id,
+        email=f"user-{user_id}@example.com",
+        roles=roles,
+        secret=TEST_JWT_SECRET,
+        issuer="fleet",
+        ttl_seconds=3600,
+    )
+    return Shopper(user_id, {"Authorization": f"Bearer {token}"})
+
+
+def products(count: int = 1, **overrides: Any) -> list[dict[str, Any]]:
+    line = {"title": "Desk lamp", "category": "home", "price": 19.99}
+    line.update(overrides)
+    return [{**line, "productId": f"p-{n}"} for n in range(count)]
+
+
+@dataclass
+class OrderServiceUnderTest:
+    client: httpx.AsyncClient
+    repository: OrderRepository
+    broker: str
+
+    async def place(
+        self, who: Shopper, lines: list[dict[str, Any]] | None = None
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/orders", json={"products": lines or products()}, headers=who.headers
+        )
+
+    async def set_status(self, who: Shopper, order_id: str, status: str) -> httpx.Response:
+        return await self.client.post(
+            f"/orders/{order_id}/status", json={"status": status}, headers=who.headers
+        )
+
+    async def events_of(self, topic: str, user_id: str) -> list[tuple[str | None, Envelope]]:
+        """(key, envelope) of the records on the topic about that user."""
+        records = await read_all(self.broker, topic)
+        pairs = [(r.key.decode() if r.key else None, Envelope.from_bytes(r.value)) for r in records]
+        return [(key, e) for key, e in pairs if e.data.get("user_id") == user_id]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(kafka_broker: str) -> AsyncIterator[OrderServiceUnderTest]:
+    settings = OrderSettings(
+        _env_file=None,
+        kafka_broker=kafka_broker,
+        mongo_uri=TEST_MONGO_URI,
+        mongo_database=f"test_{uuid.uuid4().hex}",
+        jwt_secret=TEST_JWT_SECRET,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://order-service"
+        ) as client:
+            yield OrderServiceUnderTest(client, app.state.repository, kafka_broker)
+
+
+async def test_ready(service: OrderServiceUnderTest) -> None:
+    response = await service.client.get("/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["ready"] is True
+
+
+async def test_place_stores_the_order_and_publishes_order_placed(
+    service: OrderServiceUnderTest,
+) -> None:
+    ada = shopper()
+    response = await service.place(
+        ada,
+        [
+            {"productId": " sku-1 ", "title": " Desk lamp ", "category": "home", "price": 19.99},
+            {"productId": "sku-2", "title": "Bulb", "category": "home"},
+        ],
+    )
+
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order == {
+        "id": order["id"],
+        "userId": ada.user_id,
+        "products": [
+            {"productId": "sku-1", "title": "Desk lamp", "category": "home", "price": 19.99},
+            {"productId": "sku-2", "title": "Bulb", "category": "home", "price": None},
+        ],
+        "status": "Placed",
+        "createdAt": order["createdAt"],
+        "updatedAt": order["createdAt"],
+    }
+    assert order["createdAt"].endswith("Z")
+    stored = await service.repository.orders.find_one({"_id": order["id"]})
+    assert stored is not None and stored["user_id"] == ada.user_id
+    assert stored["outbox"] == []  # published straight away
+
+    [(key, envelope)] = await eventually(
+        lambda: service.events_of(OrderPlaced.topic, ada.user_id), what="order.placed"
+    )
+    assert key == ada.user_id
+    assert (envelope.type, envelope.source) == ("OrderPlaced", "order_service")
+    event = OrderPlaced.model_validate(envelope.data)
+    assert event.order_id == order["id"]
+    assert [p.model_dump() for p in event.products] == order["products"]
+    assert event.placed_at.isoformat().replace("+00:00", "Z") == order["createdAt"]
+
+
+@pytest.mark.parametrize(
+    ("body", "with_token", "status", "code"),
+    [
+        pytest.param({"products": []}, True, 422, "BAD_USER_INPUT", id="no-products"),
+        pytest.param({"products": products(51)}, True, 422, "BAD_USER_INPUT", id="51-products"),
+        pytest.param({"products": products(title=" ")}, True, 422, "BAD_USER_INPUT", id="blank"),
+        pytest.param({"products": products(price=-1)}, True, 422, "BAD_USER_INPUT", id="neg-price"),
+        pytest.param(
+            {"products": products(title="x" * 201)}, True, 422, "BAD_USER_INPUT", id="long-title"
+        ),
+        pytest.param(
+            {"products": [{"productId": "p", "title": "t"}]},
+            True,
+            422,
+            "BAD_USER_INPUT",
+            id="no-category",
+        ),
+        pytest.param({"products": "lamp"}, True, 422, "BAD_USER_INPUT", id="not-a-list"),
+        pytest.param({}, True, 422, "BAD_USER_INPUT", id="no-body-fields"),
+        pytest.param({"products": products()}, False, 401, "UNAUTHENTICATED", id="no-token"),
+    ],
+)
+async def test_bad_orders_store_and_publish_nothing(
+    service: OrderServiceUnderTest, body: dict[str, Any], with_token: bool, status: int, code: str
+) -> None:
+    who = shopper()
+    response = await service.client.post(
+        "/orders", json=body, headers=who.headers if with_token else {}
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert await service.repository.count({"user_id": who.user_id}) == 0
+    # A good order of the same user afterwards is published; the bad one never was.
+    assert (await service.place(who)).status_code == 201
+    await eventually(lambda: service.events_of(OrderPlaced.topic, who.user_id), what="good order")
+    assert len(await service.events_of(OrderPlaced.topic, who.user_id)) == 1
+
+
+async def test_list_is_own_orders_newest_first_and_paged(service: OrderServiceUnderTest) -> None:
+    ada, bob = shopper(), shopper()
+    placed = []
+    for n in range(3):
+        response = await service.place(ada, products(1, title=f"Item {n}"))
+        assert response.status_code == 201
+        placed.append(response.json()["id"])
+    assert (await service.place(bob)).status_code == 201
+
+    listed = await service.client.get("/orders", headers=ada.headers)
+    assert listed.status_code == 200, listed.text
+    assert [o["id"] for o in listed.json()] == placed[::-1]
+    assert {o["userId"] for o in listed.json()} == {ada.user_id}
+
+    page = await service.client.get("/orders?limit=1&offset=1", headers=ada.headers)
+    assert [o["id"] for o in page.json()] == [placed[1]]
+    bad = await service.client.get("/orders?limit=0", headers=ada.headers)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "BAD_USER_INPUT"
+    anonymous = await service.client.get("/orders")
+    assert anonymous.status_code == 401
+
+
+async def test_customer_may_cancel_their_own_placed_order(service: OrderServiceUnderTest) -> None:
+    ada = shopper()
+    order = (await service.place(ada)).json()
+
+    response = await service.set_status(ada, order["id"], "Cancelled")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "Cancelled"
+    assert body["updatedAt"] >= body["createdAt"]
+    [(key, envelope)] = await eventually(
+        lambda: service.events_of(OrderStatusChanged.topic, ada.user_id), what="status change"
+    )
+    assert key == ada.user_id
+    event = OrderStatusChanged.model_validate(envelope.data)
+    assert (event.order_id, event.previous_status, event.status) == (
+        order["id"],
+        "Placed",
+        "Cancelled",
+    )
+    assert [p.model_dump() for p in event.products] == order["products"]
+
+
+async def test_refused_changes_change_and_publish_nothing(service: OrderServiceUnderTest) -> None:
+    ada, eve = shopper(), shopper()
+    order = (await service.place(ada)).json()
+
+    ship = await service.set_status(ada, order["id"], "Shipped")
+    assert ship.status_code == 403 and ship.json()["error"]["code"] == "FORBIDDEN"
+    other = await service.set_status(eve, order["id"], "Cancelled")
+    assert other.status_code == 404 and other.json()["error"]["code"] == "NOT_FOUND"
+    missing = await service.set_status(ada, uuid.uuid4().hex, "Cancelled")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+    unknown = await service.set_status(ada, order["id"], "Lost")
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "BAD_USER_INPUT"
+    no_token = await service.client.post(
+        f"/orders/{order['id']}/status", json={"status": "Cancelled"}
+    )
+    assert no_token.status_code == 401
+
+    stored = await service.repository.by_id(order["id"])
+    assert stored is not None and stored["status"] == "Placed"
+    # Eve's own view never shows Ada's order.
+    assert (await service.client.get("/orders", headers=eve.headers)).json() == []
+    assert await service.events_of(OrderStatusChanged.topic, ada.user_id) == []
+
+
+async def test_admin_ships_and_delivers_then_cancel_conflicts(
+    service: OrderServiceUnderTest,
+) -> None:
+    ada, admin = shopper(), shopper(admin=True)
+    order = (await service.place(ada)).json()
+
+    shipped = await service.set_status(admin, order["id"], "Shipped")
+    assert shipped.status_code == 200, shipped.text
+    assert shipped.json()["status"] == "Shipped"
+    late_cancel = await service.set_status(ada, order["id"], "Cancelled")
+    assert late_cancel.status_code == 403, late_cancel.text
+    delivered = await service.set_status(admin, order["id"], "Delivered")
+    assert delivered.status_code == 200, delivered.text
+    assert delivered.json()["status"] == "Delivered"
+    conflict = await service.set_status(admin, order["id"], "Cancelled")
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "CONFLICT"
+
+    listed = (await service.client.get("/orders", headers=ada.headers)).json()
+    assert [(o["id"], o["status"]) for o in listed] == [(order["id"], "Delivered")]
+
+    async def both() -> list[tuple[str, str]]:
+        found = await service.events_of(OrderStatusChanged.topic, ada.user_id)
+        pairs = [(e.data["previous_status"], e.data["status"]) for _, e in found]
+        return pairs if len(pairs) >= 2 else []
+
+    assert sorted(await eventually(both, what="two status changes")) == [
+        ("Placed", "Shipped"),
+        ("Shipped", "Delivered"),
+    ]
+
+
+async def test_concurrent_changes_cannot_both_win(
+    service: OrderServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, admin = shopper(), shopper(admin=True)
+    order = (await service.place(ada)).json()
+    # The in-process store answers without yielding, so the two requests would otherwise run
+    # one after the other (and Placed -> Shipped -> Cancelled is valid for an admin). The
+    # barrier makes both read the order before either writes, as concurrent requests can.
+    both_read = asyncio.Barrier(2)
+    read = service.repository.by_id
+
+    async def read_then_wait(order_id: str) -> dict[str, Any] | None:
+        found = await read(order_id)
+        async with asyncio.timeout(BARRIER_TIMEOUT_SECONDS):
+            await both_read.wait()
+        return found
+
+    monkeypatch.setattr(service.repository, "by_id", read_then_wait)
+
+    responses = await asyncio.gather(
+        service.set_status(admin, order["id"], "Shipped"),
+        service.set_status(admin, order["id"], "Cancelled"),
+    )
+    monkeypatch.undo()
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 409], [r.text for r in responses]
+    [winner] = [r.json() for r in responses if r.status_code == 200]
+    [loser] = [r.json() for r in responses if r.status_code == 409]
+    # Both read Placed; the conditional write is what refused the second.
+    assert loser["error"] == {
+        "code": "CONFLICT",
+        "message": "The order changed at the same time; reload it and try again.",
+    }
+    stored = await service.repository.by_id(order["id"])
+    assert stored is not None and stored["status"] == winner["status"]
+    found = await eventually(
+        lambda: service.events_of(OrderStatusChanged.topic, ada.user_id), what="the winner's event"
+    )
+    assert [e.data["status"] for _, e in found] == [winner["status"]]
+
+
+async def test_the_status_write_is_conditional_on_the_expected_status(
+    service: OrderServiceUnderTest,
+) -> None:
+    ada = shopper()
+    order = (await service.place(ada)).json()
+    stale = await service.repository.change_status(
+        order["id"],
+        expected="Shipped",
+        status="Delivered",
+        changed_at=datetime.now(UTC),
+        outbox_entry={"id": "never", "topic": "order.status-changed", "key": "", "envelope": ""},
+    )
+    assert stale is None
+    stored = await service.repository.orders.find_one({"_id": order["id"]})
+    assert stored is not None and (stored["status"], stored["outbox"]) == ("Placed", [])

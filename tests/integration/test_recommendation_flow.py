@@ -1,0 +1,211 @@
+"""The recommendation flow over the real broker: the recommendation service asks, the user
+service's purchase-history handler answers, the service scores the catalog with co-purchases
+learned from order.placed, stores the latest list and requests a notification. A catalog
+outage defers the scoring until the catalog answers again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from recommendation_service import main
+from recommendation_service.events import RecommendationFlow
+from recommendation_service.main import create_app
+from recommendation_service.settings import RecommendationSettings
+from shared.auth import issue_token
+from shared.catalog import CatalogClient
+from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
+from shared.runtime import ServiceRuntime
+from shared.stack.parts import LOOPBACK, free_port
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from user_service.purchase_history import PurchaseHistoryHandler
+from user_service.repository import UserRepository
+from user_service.settings import UserSettings
+
+pytestmark = pytest.mark.integration
+
+RETRY_SECONDS = 0.5
+PREPARING = "Recommendations are being prepared; they will arrive as a notification."
+# Shipped catalog ids: 1 = a kitchen item; 25 = an electronics item bought with it by others.
+BOUGHT, COMPANION = "1", "25"
+
+
+@dataclass
+class Flow:
+    client: httpx.AsyncClient
+    flow: RecommendationFlow
+    users: UserRepository
+    runtime: ServiceRuntime
+    broker: str
+
+
+def auth(user_id: str) -> dict[str, str]:
+    token = issue_token(
+        user_id=user_id,
+        email=f"{user_id}@example.com",
+        roles=["customer"],
+        secret=TEST_JWT_SECRET,
+        issuer="fleet",
+        ttl_seconds=600,
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def line(pid: str, title: str, category: str) -> dict[str, Any]:
+    return {"productId": pid, "title": title, "category": category, "price": 10.0}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
+    settings = RecommendationSettings(
+        _env_file=None,
+        kafka_broker=kafka_broker,
+        mongo_uri="memory://",
+        mongo_database=f"test_{uuid.uuid4().hex}",
+        jwt_secret=TEST_JWT_SECRET,
+        recommendation_retry_seconds=RETRY_SECONDS,
+    )
+    user_settings = UserSettings(
+        _env_file=None,
+        kafka_broker=kafka_broker,
+        mongo_uri="memory://",
+        mongo_database=f"test_{uuid.uuid4().hex}",
+        jwt_secret=TEST_JWT_SECRET,
+    )
+    # The user service's side: only its purchase-history handler, in a group of this test's own.
+    runtime = ServiceRuntime(user_settings)
+    users = UserRepository(runtime.db)
+    handler = PurchaseHistoryHandler(users, runtime.publisher)
+    user_consumer = runtime.consume(
+        f"user_service-test-{uuid.uuid4().hex[:8]}",
+        {PurchaseHistoryRequested.topic: handler.on_requested},
+    )
+    app = create_app(settings)
+    # A group of this module's own: Tansu can leave a restarted group's join hanging.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(main, "CONSUMER_GROUP", f"recommendation_service-test-{uuid.uuid4().hex[:8]}")
+        async with runtime.running(), app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://recs") as client:
+                rec_consumer = app.state.runtime.consumers[0]
+                await eventually(
+                    lambda: rec_consumer.assigned() and user_consumer.assigned(),
+                    timeout=30,
+                    what="both consumers assigned",
+                )
+                yield Flow(client, app.state.flow, users, runtime, kafka_broker)
+
+
+async def add_user(flow: Flow, preferences: list[str]) -> str:
+    user_id = f"user-{uuid.uuid4().hex}"
+    await flow.users.users.insert_one(
+        {
+            "_id": user_id,
+            "name": "Reader",
+            "email": f"{user_id}@example.com",
+            "preferences": preferences,
+            "purchase_history": [
+                {
+                    "order_id": f"order-{uuid.uuid4().hex}",
+                    "products": [line(BOUGHT, "Cast Iron Skillet 26 cm", "kitchen")],
+                    "purchase_date": datetime.now(UTC) - timedelta(days=2),
+                }
+            ],
+        }
+    )
+    return user_id
+
+
+async def teach_co_purchases(flow: Flow, orders: int) -> None:
+    for _ in range(orders):
+        await flow.runtime.publisher.publish(
+            OrderPlaced.model_validate(
+                {
+                    "order_id": f"order-{uuid.uuid4().hex}",
+                    "user_id": f"other-{uuid.uuid4().hex}",
+                    "products": [
+                        line(BOUGHT, "Cast Iron Skillet 26 cm", "kitchen"),
+                        line(COMPANION, "Bluetooth Bookshelf Speaker", "electronics"),
+                    ],
+                    "placed_at": datetime.now(UTC),
+                }
+            )
+        )
+
+
+async def latest(flow: Flow, user_id: str) -> list[dict[str, Any]]:
+    response = await flow.client.get("/recommendations", headers=auth(user_id))
+    assert response.status_code == 200
+    result: list[dict[str, Any]] = response.json()
+    return result
+
+
+async def test_recommendations_use_co_purchases_and_exclude_purchases(flow: Flow) -> None:
+    user_id = await add_user(flow, ["order_updates", "recommendations"])
+    assert await latest(flow, user_id) == []
+    await teach_co_purchases(flow, orders=3)
+    await eventually(
+        lambda: flow.flow.repository.co_counts([BOUGHT]),
+        what="co-purchases learned",
+    )
+
+    response = await flow.client.post("/recommendations/requests", headers=auth(user_id))
+    assert response.status_code == 202
+    assert response.json() == {"message": PREPARING}
+
+    products = await eventually(lambda: latest(flow, user_id), what="recommendations stored")
+    ids = [p["productId"] for p in products]
+    assert len(ids) == 5
+    assert BOUGHT not in ids
+    assert ids[0] == COMPANION
+    assert set(products[0]) == {"productId", "title", "category", "price"}
+
+    async def notification() -> list[Envelope]:
+        records = await read_all(flow.broker, "notification.requested")
+        envelopes = [Envelope.from_bytes(r.value) for r in records]
+        return [e for e in envelopes if e.data["user_id"] == user_id]
+
+    [requested] = await eventually(notification, what="the recommendation notification")
+    assert requested.data["type"] == "recommendation"
+    assert requested.data["send_email"] is True
+    assert requested.data["email"] == f"{user_id}@example.com"
+    assert products[0]["title"] in requested.data["content"]
+
+
+async def test_recommendations_need_a_token(flow: Flow) -> None:
+    response = await flow.client.get("/recommendations")
+    assert response.status_code == 401
+    response = await flow.client.post("/recommendations/requests")
+    assert response.status_code == 401
+
+
+async def test_a_catalog_outage_defers_and_retries(flow: Flow) -> None:
+    user_id = await add_user(flow, ["order_updates"])
+    working = flow.flow.catalog
+    flow.flow.catalog = CatalogClient(
+        f"http://{LOOPBACK}:{free_port()}", attempts=1, cache_ttl_seconds=0
+    )
+    try:
+        response = await flow.client.post("/recommendations/requests", headers=auth(user_id))
+        assert response.status_code == 202
+
+        async def deferred() -> bool:
+            doc = await flow.flow.repository.requests.find_one(
+                {"user_id": user_id, "status": "history_received"}
+            )
+            return doc is not None
+
+        await eventually(deferred, what="the history received while the catalog is down")
+        assert await latest(flow, user_id) == []
+    finally:
+        await flow.flow.catalog.aclose()
+        flow.flow.catalog = working
+    products = await eventually(lambda: latest(flow, user_id), what="the retried recommendation")
+    assert BOUGHT not in [p["productId"] for p in products]

@@ -1,0 +1,289 @@
+"""The user service consuming order events from the real broker.
+
+Each (order, status) is applied once however often it is delivered: the purchase history holds
+the order once and one notification is requested per status. Events of one user share a key,
+hence a partition, so a later event on the same topic and key proves the earlier were handled.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from shared.events import (
+    Envelope,
+    Event,
+    NotificationRequested,
+    OrderPlaced,
+    OrderStatusChanged,
+    UserPurchaseHistoryUpdated,
+)
+from shared.events.models import OrderStatus, ProductLine
+from shared.runtime import ServiceRuntime
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+from user_service.main import create_app
+from user_service.repository import UserRepository
+from user_service.settings import UserSettings
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "correct horse battery"
+LAMP = ProductLine(productId="sku-1", title="Desk lamp", category="home", price=19.99)
+BULB = ProductLine(productId="sku-2", title="Bulb", category="home")
+
+
+@dataclass
+class UserServiceUnderTest:
+    client: httpx.AsyncClient
+    repository: UserRepository
+    runtime: ServiceRuntime
+    broker: str
+
+    async def register(self, preferences: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": "Ada Lovelace",
+            "email": f"user-{uuid.uuid4().hex}@example.com",
+            "password": PASSWORD,
+        }
+        if preferences is not None:
+            body["preferences"] = preferences
+        response = await self.client.post("/users", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json()["user"])
+
+    async def send(self, event: Event, *, times: int = 1, key: str | None = None) -> Envelope:
+        """Publish one envelope `times` times (a redelivery keeps the envelope)."""
+        envelope = self.runtime.publisher.envelope_for(event)
+        for _ in range(times):
+            await self.runtime.publisher.publish_envelope(event.topic, key or event.key, envelope)
+        return envelope
+
+    async def user(self, user_id: str) -> dict[str, Any]:
+        found = await self.repository.users.find_one({"_id": user_id})
+        assert found is not None
+        return dict(found)
+
+    async def published(self, topic: str, user_id: str) -> list[Envelope]:
+        envelopes = [Envelope.from_bytes(r.value) for r in await read_all(self.broker, topic)]
+        return [e for e in envelopes if e.data.get("user_id") == user_id]
+
+    async def wait_applied(self, user_id: str, order_id: str, status: str) -> None:
+        async def applied() -> bool:
+            return f"{order_id}:{status}" in (await self.user(user_id)).get("order_events", [])
+
+        await eventually(applied, what=f"{status} of {order_id} applied")
+
+
+def new_order_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+def placed(user_id: str, order_id: str, at: datetime, *lines: ProductLine) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=order_id, user_id=user_id, products=list(lines or (LAMP,)), placed_at=at
+    )
+
+
+def status_changed(
+    user_id: str,
+    order_id: str,
+    created_at: datetime,
+    previous: OrderStatus,
+    status: OrderStatus,
+    *lines: ProductLine,
+) -> OrderStatusChanged:
+    return OrderStatusChanged(
+        order_id=order_id,
+        user_id=user_id,
+        previous_status=previous,
+        status=status,
+        products=list(lines or (LAMP,)),
+        created_at=created_at,
+        changed_at=datetime.now(UTC),
+    )
+
+
+def now_ms() -> datetime:
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
+    settings = UserSettings(
+        _env_file=None,
+        kafka_broker=kafka_broker,
+        mongo_uri=TEST_MONGO_URI,
+        mongo_database=f"test_{uuid.uuid4().hex}",
+        jwt_secret=TEST_JWT_SECRET,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime: ServiceRuntime = app.state.runtime
+        [consumer] = runtime.consumers
+        await eventually(consumer.assigned, what="the user_service group's partitions")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as client:
+            yield UserServiceUnderTest(client, app.state.repository, runtime, kafka_broker)
+
+
+async def test_order_placed_twice_is_recorded_and_notified_once(
+    service: UserServiceUnderTest,
+) -> None:
+    user = await service.register()
+    order_id, older_id = new_order_id(), new_order_id()
+    at = now_ms()
+
+    await service.send(placed(user["id"], order_id, at, LAMP, BULB), times=2)
+    # Same key, same topic, after the duplicates: once it is in, both copies were handled.
+    await service.send(placed(user["id"], older_id, at - timedelta(days=1)))
+    await service.wait_applied(user["id"], older_id, "Placed")
+
+    stored = await service.user(user["id"])
+    assert [e["order_id"] for e in stored["purchase_history"]] == [order_id, older_id]
+    assert stored["order_status"] == "Placed"
+    # The latest order is the newer one, whatever the arrival order.
+    assert stored["orders"] == [LAMP.model_dump(), BULB.model_dump()]
+
+    me = await service.client.post(
+        "/auth/login", json={"email": user["email"], "password": PASSWORD}
+    )
+    history = me.json()["user"]["purchase_history"]
+    assert [h["orderId"] for h in history] == [order_id, older_id]
+    assert history[0]["products"] == [LAMP.model_dump(), BULB.model_dump()]
+    assert history[0]["purchaseDate"] == at.isoformat().replace("+00:00", "Z")
+
+    async def notifications() -> list[Envelope]:
+        found = await service.published(NotificationRequested.topic, user["id"])
+        return found if len(found) >= 2 else []
+
+    found = await eventually(notifications, what="two notification requests")
+    requests = [NotificationRequested.model_validate(e.data) for e in found]
+    about_order = [r for r in requests if order_id[-8:] in r.content]
+    assert len(about_order) == 1
+    [request] = about_order
+    assert request.type == "order_update"
+    assert request.content == f"Your order {order_id[-8:]} is Placed."
+    assert (request.email, request.send_email) == (user["email"], True)
+    assert request.subject
+
+    updates = await service.published(UserPurchaseHistoryUpdated.topic, user["id"])
+    assert sorted((u.data["order_id"], u.data["order_status"]) for u in updates) == sorted(
+        [(order_id, "Placed"), (older_id, "Placed")]
+    )
+    assert (await service.user(user["id"]))["outbox"] == []
+
+
+async def test_status_changes_update_the_latest_order_once(service: UserServiceUnderTest) -> None:
+    user = await service.register()
+    order_id, other_id = new_order_id(), new_order_id()
+    at = now_ms()
+    await service.send(placed(user["id"], order_id, at))
+    await service.wait_applied(user["id"], order_id, "Placed")
+
+    await service.send(status_changed(user["id"], order_id, at, "Placed", "Shipped"), times=2)
+    # An older order cancelled afterwards, on the same topic and key: proves both copies done.
+    earlier = at - timedelta(hours=1)
+    await service.send(status_changed(user["id"], other_id, earlier, "Placed", "Cancelled", BULB))
+    await service.wait_applied(user["id"], other_id, "Cancelled")
+
+    stored = await service.user(user["id"])
+    assert stored["order_status"] == "Shipped"  # the older order does not change it
+    assert stored["orders"] == [LAMP.model_dump()]
+    # An order first heard of through a status change is recorded all the same.
+    assert [e["order_id"] for e in stored["purchase_history"]] == [order_id, other_id]
+
+    async def shipped() -> list[NotificationRequested]:
+        found = [
+            NotificationRequested.model_validate(e.data)
+            for e in await service.published(NotificationRequested.topic, user["id"])
+        ]
+        return found if any("Cancelled" in r.content for r in found) else []
+
+    requests = await eventually(shipped, what="the notification of the cancel")
+    contents = sorted(r.content for r in requests)
+    assert contents == sorted(
+        [
+            f"Your order {order_id[-8:]} is Placed.",
+            f"Your order {order_id[-8:]} is Shipped.",
+            f"Your order {other_id[-8:]} is Cancelled.",
+        ]
+    )
+    assert all(r.send_email and r.email == user["email"] for r in requests)
+
+
+async def test_no_order_emails_without_the_preference(service: UserServiceUnderTest) -> None:
+    user = await service.register(preferences=["promotions"])
+    order_id = new_order_id()
+    at = now_ms()
+    await service.send(placed(user["id"], order_id, at))
+    await service.wait_applied(user["id"], order_id, "Placed")
+    await service.send(status_changed(user["id"], order_id, at, "Placed", "Cancelled"))
+    await service.wait_applied(user["id"], order_id, "Cancelled")
+
+    assert (await service.user(user["id"]))["order_status"] == "Cancelled"
+
+    async def both() -> list[NotificationRequested]:
+        found = await service.published(NotificationRequested.topic, user["id"])
+        return (
+            [NotificationRequested.model_validate(e.data) for e in found] if len(found) >= 2 else []
+        )
+
+    requests = await eventually(both, what="two notification requests")
+    assert [r.content for r in requests] == [
+        f"Your order {order_id[-8:]} is Placed.",
+        f"Your order {order_id[-8:]} is Cancelled.",
+    ]
+    assert all(r.send_email is False and r.email == user["email"] for r in requests)
+
+
+async def test_a_late_placement_does_not_move_the_status_back(
+    service: UserServiceUnderTest,
+) -> None:
+    user = await service.register()
+    order_id = new_order_id()
+    at = now_ms()
+    await service.send(status_changed(user["id"], order_id, at, "Placed", "Shipped"))
+    await service.wait_applied(user["id"], order_id, "Shipped")
+    await service.send(placed(user["id"], order_id, at))
+    await service.wait_applied(user["id"], order_id, "Placed")
+
+    stored = await service.user(user["id"])
+    assert stored["order_status"] == "Shipped"
+    assert [e["order_id"] for e in stored["purchase_history"]] == [order_id]
+
+    async def both() -> list[str]:
+        found = await service.published(NotificationRequested.topic, user["id"])
+        return [e.data["content"] for e in found] if len(found) >= 2 else []
+
+    # Each status is notified once, in the order the events arrived.
+    assert await eventually(both, what="two notification requests") == [
+        f"Your order {order_id[-8:]} is Shipped.",
+        f"Your order {order_id[-8:]} is Placed.",
+    ]
+
+
+async def test_events_of_unknown_users_are_skipped_not_dead_lettered(
+    service: UserServiceUnderTest,
+) -> None:
+    ghost = uuid.uuid4().hex
+    user = await service.register()
+    ghost_order, real_order = new_order_id(), new_order_id()
+    envelope = await service.send(placed(ghost, ghost_order, now_ms()))
+    # A real user's event under the ghost's key lands after it on the same partition.
+    await service.send(placed(user["id"], real_order, now_ms()), key=ghost)
+    await service.wait_applied(user["id"], real_order, "Placed")
+
+    assert await service.published(NotificationRequested.topic, ghost) == []
+    assert await service.repository.count({"_id": ghost}) == 0
+    dead = [
+        Envelope.from_bytes(r.value) for r in await read_all(service.broker, "order.placed.dlq")
+    ]
+    assert envelope.id not in {e.id for e in dead}

@@ -1,0 +1,96 @@
+"""Promotion rules: slots, lock keys, rotation, unsubscribe tokens, and the slot locks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+from mongomock_motor import AsyncMongoMockClient
+
+from notification_service import emails
+from scheduler_service import domain
+from scheduler_service.locks import MongoSlotLock, RedisSlotLock
+from shared.catalog import Product
+
+
+def product(pid: str, rate: float, count: int = 10) -> Product:
+    return Product.model_validate(
+        {
+            "id": pid,
+            "title": pid,
+            "price": 1,
+            "category": "c",
+            "rating": {"rate": rate, "count": count},
+        }
+    )
+
+
+def test_interval_slots_sit_on_a_grid_shared_by_every_replica() -> None:
+    slot = domain.slot_for(domain.EPOCH + timedelta(seconds=7.3), 2)
+    assert slot == domain.EPOCH + timedelta(seconds=6)
+    assert domain.slot_for(domain.EPOCH + timedelta(seconds=7.9), 2) == slot
+    assert domain.slot_for(domain.EPOCH + timedelta(seconds=8.0), 2) != slot
+
+
+def test_cron_slots_are_minutes() -> None:
+    now = datetime(2026, 3, 1, 10, 5, 0, 250_000, tzinfo=UTC)
+    assert domain.slot_for(now, None) == datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+
+
+def test_lock_keys_name_job_and_slot() -> None:
+    slot = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+    assert domain.lock_key("promotions", slot) == "job-run:promotions:2026-03-01T10:05:00+00:00"
+
+
+def test_rotation_skips_bought_and_sent_then_restarts() -> None:
+    ordered = domain.promotion_order([product("a", 3), product("b", 5), product("c", 4)])
+    assert [p.id for p in ordered] == ["b", "c", "a"]
+    pick = domain.next_promotion(ordered, bought={"b"}, sent=[])
+    assert pick is not None and pick.product.id == "c" and not pick.restarted
+    pick = domain.next_promotion(ordered, bought={"b"}, sent=["c"])
+    assert pick is not None and pick.product.id == "a"
+    pick = domain.next_promotion(ordered, bought={"b"}, sent=["c", "a"])
+    assert pick is not None and pick.product.id == "c" and pick.restarted
+    assert domain.next_promotion(ordered, bought={"a", "b", "c"}, sent=[]) is None
+
+
+def test_unsubscribe_tokens_name_their_user_and_resist_forgery() -> None:
+    secret = "s" * 40
+    token = domain.unsubscribe_token(secret, "user-1")
+    assert domain.user_of_unsubscribe_token(secret, token) == "user-1"
+    assert domain.user_of_unsubscribe_token("t" * 40, token) is None
+    forged = domain.unsubscribe_token(secret, "user-2").split(".")[0] + "." + token.split(".")[1]
+    assert domain.user_of_unsubscribe_token(secret, forged) is None
+    assert domain.user_of_unsubscribe_token(secret, "garbage") is None
+
+
+async def test_redis_lock_claims_each_key_once() -> None:
+    lock = RedisSlotLock(fakeredis.FakeAsyncRedis(), ttl_seconds=60)
+    assert await lock.claim("k1")
+    assert not await lock.claim("k1")
+    assert await lock.claim("k2")
+
+
+async def test_mongo_lock_claims_each_key_once() -> None:
+    lock = MongoSlotLock(AsyncMongoMockClient()["t"]["job_runs"])
+    assert await lock.claim("k1")
+    assert not await lock.claim("k1")
+    assert await lock.claim("k2")
+
+
+def test_promotion_emails_carry_a_one_click_list_unsubscribe_header() -> None:
+    content = emails.notification_email("promotion", "Deal", None, "http://p/x.gif")
+    url = "http://localhost:4000/unsubscribe/abc.def"
+    message = emails.build_message(
+        content,
+        sender="shop@example.com",
+        sender_name="Fleet",
+        recipient="a@example.com",
+        unsubscribe_url=url,
+    )
+    assert message["List-Unsubscribe"] == f"<{url}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain = emails.build_message(
+        content, sender="shop@example.com", sender_name="Fleet", recipient="a@example.com"
+    )
+    assert plain["List-Unsubscribe"] is None
