@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from graphql_gateway.auth import Credentials
+from graphql_gateway.limits import FORWARDED_FOR_HEADER, client_address
 from graphql_gateway.settings import GatewaySettings
 from shared.errors import HTTP_STATUS, AppError, InternalError, ServiceUnavailable
 from shared.logging import CORRELATION_HEADER, current_correlation_id, get_logger
@@ -90,6 +91,9 @@ class ServiceClient:
         correlation_id = current_correlation_id()
         if correlation_id:
             headers[CORRELATION_HEADER] = correlation_id
+        address = client_address()
+        if address:
+            headers[FORWARDED_FOR_HEADER] = address
         content = orjson.dumps(body) if body is not None else None
         try:
             return await self._http.request(

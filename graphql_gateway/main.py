@@ -27,6 +27,8 @@ from graphql_gateway.auth import authorization_from_connection_params
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
+from graphql_gateway.graphiql import GraphiQLPage, build_page, graphiql_router
+from graphql_gateway.limits import install_edge, json_object, schema_extensions
 from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
@@ -58,6 +60,12 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     authenticated by the token of their connection_init payload."""
 
     websocket_adapter_class = GatewayWebSocketAdapter
+    # Strawberry's page with its scripts served by the gateway (graphql_gateway/graphiql.py).
+    graphiql_page: GraphiQLPage | None = None
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return self.graphiql_page.html if self.graphiql_page else super().graphql_ide_html
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -73,7 +81,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> Any:
-        return orjson.loads(data)
+        return json_object(data)
 
     async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, object] | None:
         """Accept the connection only with a valid token in the connection_init payload
@@ -126,8 +134,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
     )
     install_common(app, settings)
+    install_edge(app, settings)
     graphql_app = GatewayGraphQL(
-        build_schema(settings.graphql_document_cache_size),
+        build_schema(settings.graphql_document_cache_size, schema_extensions(settings)),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -137,6 +146,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_subscriptions_per_connection=settings.websocket_max_subscriptions,
     )
     app.router.routes.extend(_graphql_routes(graphql_app))
+    if settings.graphiql_enabled:
+        graphql_app.graphiql_page = app.state.graphiql_page = build_page(
+            settings.graphiql_assets_dir
+        )
+        app.include_router(graphiql_router)
     app.include_router(router)
     return app
 

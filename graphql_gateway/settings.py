@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings
@@ -36,6 +38,21 @@ class GatewaySettings(ServiceSettings):
     events_reconnect_seconds: float = Field(default=5.0, gt=0)
 
     graphiql_enabled: bool = True
+    # npm packages GraphiQL's page loads (clients/package.json); unset: clients/node_modules
+    # of the checkout. Without them the page loads its scripts from the CDN.
+    graphiql_assets_dir: Path | None = None
+    # Limits of one GraphQL document (graphql_gateway/limits.py): nesting depth, lexer tokens,
+    # aliases, and cost = fields selected with each fragment use counted again.
+    graphql_max_depth: int = Field(default=8, ge=1)
+    graphql_max_tokens: int = Field(default=2000, ge=1)
+    graphql_max_aliases: int = Field(default=15, ge=0)
+    graphql_max_cost: int = Field(default=300, ge=1)
+    # false: introspection queries are refused (production; GraphiQL then cannot complete).
+    graphql_introspection: bool = True
+    # A request body (any route) larger than this answers 413.
+    max_request_body_bytes: int = Field(default=65_536, ge=1)
+    # Origins a browser may call the gateway from, comma-separated; empty: no CORS headers.
+    cors_origins: str = ""
     # Distinct operation texts whose parse and validation results are kept (LRU).
     graphql_document_cache_size: int = Field(default=256, ge=1)
 

@@ -8,7 +8,7 @@ from shared.settings import ServiceSettings
 
 
 class KafkaAdminSettings(ServiceSettings):
-    """Only what topic provisioning adds to the common settings."""
+    """What topic provisioning and monitoring add to the common settings."""
 
     service_name: str = "kafka_admin_service"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -19,3 +19,8 @@ class KafkaAdminSettings(ServiceSettings):
     topic_creation_pause_seconds: float = Field(default=1, gt=0)
     # /ready lists the broker's topics; a broker slower than this counts as not ready.
     topic_check_timeout_ms: int = Field(default=3000, ge=100)
+
+    # The Prometheus gauges (consumer lag, dead-letter depth) are refreshed this often.
+    admin_metrics_interval_seconds: float = Field(default=15, gt=0)
+    # A replay reads the dead letters in fetches of at most this long each.
+    replay_fetch_timeout_ms: int = Field(default=1000, ge=10)

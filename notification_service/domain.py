@@ -40,14 +40,32 @@ def wants_email(event: NotificationRequested) -> bool:
     return event.send_email and bool(event.email)
 
 
-def initial_delivery(*, wants: bool, mail_enabled: bool) -> dict[str, Any]:
-    """The delivery record a new notification starts with."""
+def initial_delivery(
+    *, wants: bool, mail_enabled: bool, now: datetime | None = None
+) -> dict[str, Any]:
+    """The delivery record a new notification starts with (pending mail is due at once)."""
+    due: datetime | None = None
     if wants and mail_enabled:
         status, reason = DeliveryStatus.PENDING, None
+        due = now or datetime.now(UTC)
     else:
         status = DeliveryStatus.SKIPPED
         reason = EMAIL_NOT_WANTED if not wants else EMAIL_DISABLED
-    return {"status": status.value, "attempts": 0, "last_error": reason, "sent_at": None}
+    return {
+        "status": status.value,
+        "attempts": 0,
+        "last_error": reason,
+        "next_attempt_at": due,
+        "lease": None,
+        "sent_at": None,
+    }
+
+
+def retry_delay(attempts: int, *, base_seconds: float, max_seconds: float) -> float:
+    """Exponential backoff after `attempts` failed attempts: base, 2 base, 4 base... capped."""
+    exponent = max(attempts - 1, 0)
+    # Capping the exponent keeps 2**n finite for any attempt count.
+    return float(min(max_seconds, base_seconds * 2 ** min(exponent, 62)))
 
 
 def new_notification(
@@ -60,8 +78,11 @@ def new_notification(
     subject: str | None,
     delivery: dict[str, Any],
     sent_at: datetime,
+    welcome_name: str | None = None,
+    unsubscribe_url: str | None = None,
 ) -> dict[str, Any]:
-    """The stored notification; `email` and `subject` let a later sender retry the email."""
+    """The stored notification; `email`, `subject`, `welcome_name` and `unsubscribe_url` let
+    the background sender compose (and retry) the email."""
     return {
         "_id": notification_id,
         "user_id": user_id,
@@ -72,6 +93,8 @@ def new_notification(
         "email": email,
         "subject": subject,
         "delivery": delivery,
+        "welcome_name": welcome_name,
+        "unsubscribe_url": unsubscribe_url,
     }
 
 

@@ -85,6 +85,7 @@ def build_message(
     sender_name: str,
     recipient: str,
     unsubscribe_url: str | None = None,
+    message_id: str | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message: the plain text first, the HTML as the richer part."""
     message = EmailMessage()
@@ -92,7 +93,13 @@ def build_message(
     message["From"] = formataddr((_one_line(sender_name), sender))
     message["To"] = recipient
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    sender_domain = sender.rpartition("@")[2] or None
+    # A stable id (the notification's) lets a receiver recognise a resent copy.
+    message["Message-ID"] = (
+        f"<{message_id}@{sender_domain or 'fleet.local'}>"
+        if message_id
+        else make_msgid(domain=sender_domain)
+    )
     if unsubscribe_url:  # RFC 2369 / RFC 8058 one-click unsubscribe
         message["List-Unsubscribe"] = f"<{_one_line(unsubscribe_url)}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -3,19 +3,20 @@
 In: `user.registered` (welcome notification and email), `notification.requested`.
 Out: `notification.created`, through the outbox of the stored notification.
 
-Idempotent: a notification's id is its event's id, so a redelivered event stores nothing new,
-and its email goes out only while its delivery is still pending.
+Idempotent: a notification's id is its event's id, so a redelivered event stores nothing new.
+Email is not sent here: a notification that wants one is stored with delivery `pending` and the
+background sender (`sender.py`) delivers it, retrying with backoff while SMTP fails.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from notification_service import domain, emails, tracking
+from notification_service import domain, emails
 from notification_service.domain import DeliveryStatus
-from notification_service.mailer import Mailer, MailError
+from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
 from shared.bus import EventPublisher, Handler
@@ -50,14 +51,14 @@ class _Incoming:
 
 @dataclass
 class NotificationHandlers:
-    """Store, announce, then email (email failures are recorded, never raised)."""
+    """Store and announce; mail is left pending for the background sender."""
 
     settings: NotificationSettings
     repository: NotificationRepository
     publisher: EventPublisher
     relay: OutboxRelay
     mailer: Mailer
-    tracking_key: bytes
+    wake_sender: Callable[[], None]
 
     def handlers(self) -> dict[str, Handler]:
         """The consumer's topic -> handler map."""
@@ -100,6 +101,7 @@ class NotificationHandlers:
 
     async def _handle(self, envelope: Envelope, incoming: _Incoming) -> None:
         notification_id = domain.notification_id_for(envelope.id)
+        now = datetime.now(UTC)
         notification = domain.new_notification(
             notification_id=notification_id,
             user_id=incoming.user_id,
@@ -108,9 +110,11 @@ class NotificationHandlers:
             email=incoming.email,
             subject=incoming.subject,
             delivery=domain.initial_delivery(
-                wants=incoming.wants_email, mail_enabled=self.mailer.enabled
+                wants=incoming.wants_email, mail_enabled=self.mailer.enabled, now=now
             ),
-            sent_at=datetime.now(UTC),
+            sent_at=now,
+            welcome_name=incoming.welcome_name,
+            unsubscribe_url=incoming.unsubscribe_url,
         )
         created = NotificationCreated(
             notification_id=notification_id,
@@ -120,45 +124,11 @@ class NotificationHandlers:
             sent_at=notification["sent_at"],
         )
         entry = outbox_entry(self.publisher, created)
-        if await self.repository.insert_new(notification, [entry]):
-            log.info("notification stored", notification_id=notification_id, type=incoming.kind)
-            await self.relay.flush_document(self.repository.notifications, notification_id)
-        else:
-            stored = await self.repository.get(notification_id)
-            if stored is None:  # pragma: no cover - a duplicate key means it exists
-                return
-            notification = stored
+        if not await self.repository.insert_new(notification, [entry]):
             log.info("notification already stored", notification_id=notification_id)
-        if notification["delivery"]["status"] == DeliveryStatus.PENDING:
-            await self._deliver(notification, incoming)
-
-    async def _deliver(self, notification: dict[str, Any], incoming: _Incoming) -> None:
-        notification_id = notification["_id"]
-        recipient = notification["email"]
-        token = tracking.sign(self.tracking_key, notification_id, notification["user_id"])
-        pixel = emails.pixel_url(self.settings.public_base_url, token)
-        if incoming.welcome_name is not None:
-            content = emails.welcome_email(incoming.welcome_name, pixel)
-        else:
-            content = emails.notification_email(
-                notification["type"], notification["content"], notification["subject"], pixel
-            )
-        try:
-            message = emails.build_message(
-                content,
-                sender=self.mailer.sender,
-                sender_name=self.mailer.sender_name,
-                recipient=recipient,
-                unsubscribe_url=incoming.unsubscribe_url,
-            )
-            await self.mailer.send(message)
-        except (MailError, ValueError) as exc:
-            log.warning("email failed", notification_id=notification_id, error=str(exc))
-            await self.repository.record_delivery(
-                notification_id, DeliveryStatus.FAILED, error=str(exc), sent_at=None
-            )
             return
-        log.info("email sent", notification_id=notification_id)
-        await self.repository.record_delivery(
-            notification_id, DeliveryStatus.SENT, error=None, sent_at=datetime.now(UTC)
-        )
+        log.info("notification stored", notification_id=notification_id, type=incoming.kind)
+        await self.relay.flush_document(self.repository.notifications, notification_id)
+        if notification["delivery"]["status"] == DeliveryStatus.PENDING:
+            # The sender claims it; the consumer never waits on SMTP.
+            self.wake_sender()

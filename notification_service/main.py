@@ -11,6 +11,7 @@ from notification_service import api, tracking
 from notification_service.events import CONSUMER_GROUP, NotificationHandlers
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
+from notification_service.sender import MailSender
 from notification_service.settings import NotificationSettings
 from shared.http import install_common
 from shared.runtime import ServiceRuntime
@@ -25,21 +26,30 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         runtime = ServiceRuntime(settings)
         repository = NotificationRepository(runtime.db)
         relay = runtime.use_outbox([repository.notifications])
+        mailer = Mailer(settings)
+        sender = MailSender(settings, repository, mailer, app.state.tracking_key)
         handlers = NotificationHandlers(
             settings=settings,
             repository=repository,
             publisher=runtime.publisher,
             relay=relay,
-            mailer=Mailer(settings),
-            tracking_key=app.state.tracking_key,
+            mailer=mailer,
+            wake_sender=sender.wake,
         )
+        app.state.sender = sender
         app.state.runtime = runtime
         app.state.repository = repository
         app.state.consumer = runtime.consume(CONSUMER_GROUP, handlers.handlers())
         runtime.install_readiness(app)
+        app.state.readiness_checks["mail_sender"] = lambda: not mailer.enabled or sender.running()
         await repository.ensure_indexes()
         async with runtime.running():
-            yield
+            sender.start()
+            try:
+                yield
+            finally:
+                # The mail in hand is finished (or left leased) while the database is open.
+                await sender.stop()
 
     app = FastAPI(title="notification_service", lifespan=lifespan)
     install_common(app, settings)

@@ -22,9 +22,13 @@ class NotificationRepository:
         self.notifications: Any = db[NOTIFICATIONS]
 
     async def ensure_indexes(self) -> None:
-        """A user's notifications, newest first, come from one index."""
+        """A user's notifications, newest first, come from one index; due mail from another."""
         await self.notifications.create_index(
             [("user_id", ASCENDING), ("sent_at", DESCENDING)], name="user_newest_first"
+        )
+        await self.notifications.create_index(
+            [("delivery.status", ASCENDING), ("delivery.next_attempt_at", ASCENDING)],
+            name="due_mail",
         )
 
     async def insert_new(self, notification: dict[str, Any], outbox: list[dict[str, Any]]) -> bool:
@@ -70,23 +74,65 @@ class NotificationRepository:
         )
         return current, False
 
-    async def record_delivery(
-        self,
-        notification_id: str,
-        status: DeliveryStatus,
-        *,
-        error: str | None,
-        sent_at: datetime | None,
-    ) -> None:
-        """Record one send attempt's outcome."""
-        await self.notifications.update_one(
-            {"_id": notification_id},
+    async def claim_due_mail(
+        self, now: datetime, lease_until: datetime, lease: str
+    ) -> dict[str, Any] | None:
+        """Claim the most overdue pending mail: push its due time to `lease_until` and tag it
+        with `lease`, in one write, so no other sender (replica) picks it up meanwhile."""
+        claimed: dict[str, Any] | None = await self.notifications.find_one_and_update(
             {
-                "$set": {
-                    "delivery.status": status.value,
-                    "delivery.last_error": error,
-                    "delivery.sent_at": sent_at,
-                },
-                "$inc": {"delivery.attempts": 1},
+                "delivery.status": DeliveryStatus.PENDING.value,
+                "delivery.next_attempt_at": {"$lte": now},
+            },
+            {"$set": {"delivery.next_attempt_at": lease_until, "delivery.lease": lease}},
+            sort=[("delivery.next_attempt_at", ASCENDING)],
+            projection={OUTBOX_FIELD: 0},
+            return_document=ReturnDocument.AFTER,
+        )
+        return claimed
+
+    async def mark_sent(self, notification_id: str, lease: str, sent_at: datetime) -> bool:
+        """The claimed mail went out; False if the lease was lost meanwhile."""
+        return await self._settle(
+            notification_id,
+            lease,
+            {
+                "delivery.status": DeliveryStatus.SENT.value,
+                "delivery.last_error": None,
+                "delivery.next_attempt_at": None,
+                "delivery.sent_at": sent_at,
             },
         )
+
+    async def mark_retry(
+        self, notification_id: str, lease: str, error: str, next_attempt_at: datetime
+    ) -> bool:
+        """The attempt failed; stays pending, due again at `next_attempt_at`."""
+        return await self._settle(
+            notification_id,
+            lease,
+            {"delivery.last_error": error, "delivery.next_attempt_at": next_attempt_at},
+        )
+
+    async def mark_failed(self, notification_id: str, lease: str, error: str) -> bool:
+        """The last attempt failed: the mail is given up."""
+        return await self._settle(
+            notification_id,
+            lease,
+            {
+                "delivery.status": DeliveryStatus.FAILED.value,
+                "delivery.last_error": error,
+                "delivery.next_attempt_at": None,
+            },
+        )
+
+    async def _settle(self, notification_id: str, lease: str, changes: dict[str, Any]) -> bool:
+        result = await self.notifications.update_one(
+            {
+                "_id": notification_id,
+                "delivery.status": DeliveryStatus.PENDING.value,
+                "delivery.lease": lease,
+            },
+            {"$set": {**changes, "delivery.lease": None}, "$inc": {"delivery.attempts": 1}},
+        )
+        return bool(result.modified_count)

@@ -27,4 +27,16 @@ class NotificationSettings(ServiceSettings):
     # STARTTLS: true requires it, false never tries, None upgrades when the server offers it.
     smtp_starttls: bool | None = None
 
+    # Mail delivery: a background sender claims due pending mail (a lease of MAIL_LEASE_SECONDS
+    # keeps other replicas off it), retries a failure after MAIL_RETRY_BASE_SECONDS doubling up
+    # to MAIL_RETRY_MAX_SECONDS, and gives up (failed) after MAIL_MAX_ATTEMPTS attempts.
+    mail_retry_base_seconds: float = Field(default=2.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=300.0, gt=0)
+    mail_max_attempts: int = Field(default=10, ge=1)
+    mail_lease_seconds: float = Field(default=60.0, gt=0)
+    # How often the sender looks for due mail when nothing new woke it.
+    mail_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # On shutdown the mail in hand gets this long; unfinished mail is retried after its lease.
+    mail_shutdown_grace_seconds: float = Field(default=3.0, gt=0)
+
     notifications_page_limit: int = Field(default=100, ge=1)

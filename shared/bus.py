@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -23,7 +23,13 @@ from shared.events.envelope import Envelope, EnvelopeError
 from shared.events.models import EVENT_TYPES, Event
 from shared.events.topics import dead_letter_topic
 from shared.logging import correlation_scope, current_correlation_id, get_logger, new_correlation_id
-from shared.metrics import HANDLER_LATENCY, MESSAGES_CONSUMED, MESSAGES_PRODUCED
+from shared.metrics import (
+    HANDLER_LATENCY,
+    MESSAGES_CONSUMED,
+    MESSAGES_FAILED,
+    MESSAGES_PRODUCE_FAILED,
+    MESSAGES_PRODUCED,
+)
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -118,14 +124,18 @@ class EventPublisher:
         """
         if not self._started:
             raise KafkaConnectionError("the publisher is not connected to the broker")
-        async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
-            await self._producer.send_and_wait(
-                topic,
-                value=value,
-                key=key,
-                headers=headers,
-                timestamp_ms=int(time.time() * 1000),
-            )
+        try:
+            async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
+                await self._producer.send_and_wait(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    timestamp_ms=int(time.time() * 1000),
+                )
+        except (KafkaError, OSError):
+            MESSAGES_PRODUCE_FAILED.labels(self._source, topic).inc()
+            raise
         MESSAGES_PRODUCED.labels(self._source, topic).inc()
 
     async def ready(self) -> bool:
@@ -202,7 +212,15 @@ class EventConsumer:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:
+                # The client reconnects by itself; a fetch error must not end the consumer.
+                log.warning("fetch failed; retrying", group=self._group_id, error=str(exc))
+                await asyncio.sleep(self._settings.kafka_retry_backoff_seconds)
+                continue
             for tp, records in batches.items():
                 for record in records:
                     if self._stopping.is_set():
@@ -210,7 +228,25 @@ class EventConsumer:
                         return
                     await self._process_until_done(tp, record)
                     if self._group_id:
-                        await self._consumer.commit({tp: record.offset + 1})
+                        # A refused commit is covered by the next one of the partition; if the
+                        # partition moved, its new owner starts again from the last commit (at
+                        # least once; handlers are idempotent).
+                        await self._commit(tp, record.offset + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> bool:
+        """Commit one partition's offset; False (logged) when the broker refused it."""
+        try:
+            await self._consumer.commit({tp: offset})
+        except (KafkaError, OSError) as exc:
+            log.warning(
+                "commit failed; the message will be delivered again",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offset,
+                error=str(exc),
+            )
+            return False
+        return True
 
     async def _process_until_done(
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any]
@@ -306,3 +342,5 @@ class EventConsumer:
             dead_letter_topic(tp.topic), record.key, record.value, headers
         )
         MESSAGES_CONSUMED.labels(self._service, tp.topic, "dead_lettered").inc()
+        reason = "poison" if attempts == 0 else "handler"
+        MESSAGES_FAILED.labels(self._service, tp.topic, reason).inc()

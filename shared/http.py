@@ -11,10 +11,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Caller, bearer_token, verify_token
-from shared.errors import AppError, BadUserInput, InternalError
+from shared.errors import HTTP_STATUS, AppError, BadUserInput, ErrorCode, InternalError
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.settings import ServiceSettings
@@ -91,6 +92,28 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error.to_body(), status_code=error.http_status)
 
 
+_CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
+# The framework's own refusals (no route, wrong method, a body that is not JSON), in one sentence.
+_FRAMEWORK_MESSAGES = {
+    400: "The request body is not valid JSON.",
+    404: "Nothing is served at this path.",
+    405: "This method is not allowed at this path.",
+}
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own HTTP errors in the fleet's error body."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODE_FOR_STATUS.get(exc.status_code, ErrorCode.BAD_USER_INPUT)
+    detail = exc.detail if isinstance(exc.detail, str) else ""
+    message = _FRAMEWORK_MESSAGES.get(exc.status_code) or f"{detail.rstrip('.')}."
+    return JSONResponse(
+        {"error": {"code": code.value, "message": message}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     error = InternalError()
@@ -110,6 +133,7 @@ def install_common(
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
     @app.get("/health", tags=["ops"], include_in_schema=False)

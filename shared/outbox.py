@@ -39,19 +39,35 @@ class OutboxRelay:
     """Publishes the pending events of a set of collections and marks them sent."""
 
     def __init__(
-        self, publisher: EventPublisher, collections: list[Any], interval_seconds: float
+        self,
+        publisher: EventPublisher,
+        collections: list[Any],
+        interval_seconds: float,
+        flush_timeout_seconds: float | None = None,
     ) -> None:
         self._publisher = publisher
         self._collections = collections
         self._interval = interval_seconds
+        self._flush_timeout = flush_timeout_seconds
         self._task: asyncio.Task[None] | None = None
 
     async def flush_document(self, collection: Any, document_id: Any) -> bool:
-        """Publish one document's pending events now; False leaves them to the relay."""
-        document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1})
-        if not document:
-            return True
-        return await self._publish_pending(collection, document)
+        """Publish one document's pending events now; False leaves them to the relay.
+
+        Bounded by the flush timeout: while the broker is away the caller (a request, a
+        handler) goes on after it, and the relay delivers the events later.
+        """
+        try:
+            async with asyncio.timeout(self._flush_timeout):
+                document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1})
+                if not document:
+                    return True
+                return await self._publish_pending(collection, document)
+        except TimeoutError:
+            # A publish cut short may still reach the broker; the relay then sends it again
+            # (same envelope id: consumers take it once).
+            log.warning("outbox flush timed out; left to the relay", document_id=str(document_id))
+            return False
 
     async def relay_once(self) -> int:
         """One pass over every collection; returns how many events were published."""
@@ -62,7 +78,13 @@ class OutboxRelay:
             ).limit(_RELAY_BATCH)
             for document in await cursor.to_list(None):
                 before = len(document.get(OUTBOX_FIELD, []))
-                if await self._publish_pending(collection, document):
+                try:
+                    done = await self._publish_pending(collection, document)
+                except Exception:
+                    # One broken entry must not hold back every other document's events.
+                    log.exception("outbox entry not publishable", document_id=str(document["_id"]))
+                    continue
+                if done:
                     published += before
         return published
 

@@ -44,7 +44,10 @@ class ServiceRuntime:
     def use_outbox(self, collections: list[Any]) -> OutboxRelay:
         """Relay the pending events of these collections."""
         self.relay = OutboxRelay(
-            self.publisher, collections, self.settings.outbox_relay_interval_seconds
+            self.publisher,
+            collections,
+            self.settings.outbox_relay_interval_seconds,
+            self.settings.outbox_flush_timeout_seconds,
         )
         return self.relay
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import TypeVar
 
 import uvicorn
@@ -11,7 +14,9 @@ from fastapi import FastAPI
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
-GRACEFUL_SHUTDOWN_SECONDS = 8
+# The 10 s shutdown budget: open HTTP connections get this long, then the lifespan stops the
+# consumers (each finishes its message in hand), the outbox relay and the producer.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -19,6 +24,9 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     """Serve the app on the settings' host and port until SIGINT/SIGTERM."""
     configure_logging(settings.service_name, settings.log_level)
+    # uvicorn re-raises the SIGTERM it caught once its graceful shutdown is done; with the
+    # default handler that would end the process as "killed by SIGTERM" instead of exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -27,5 +35,14 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT)
         http="httptools",
         log_config=None,
         access_log=False,
+        # Whose X-Forwarded-For to believe is each app's own decision (the user service's
+        # TRUSTED_PROXIES), not uvicorn's blanket default.
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handling (before it starts, or re-raised after its
+    graceful shutdown): a clean exit."""
+    sys.exit(0)

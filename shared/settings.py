@@ -42,6 +42,10 @@ class ServiceSettings(BaseSettings):
     admin_emails: str = ""
     public_base_url: str = "http://localhost:4000"
     outbox_relay_interval_seconds: float = Field(default=2.0, gt=0)
+    # How long a write waits to publish its own events before leaving them to the relay: keeps
+    # requests (and handlers) answering during a broker outage, well inside the gateway's
+    # downstream timeout.
+    outbox_flush_timeout_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("jwt_secret")
     @classmethod

@@ -21,14 +21,19 @@ def accounts(request: Request) -> UserAccounts:
 AccountsDep = Annotated[UserAccounts, Depends(accounts)]
 
 
+def client_address(request: Request) -> str | None:
+    """The caller's address (from X-Forwarded-For when a trusted proxy sent it: see main)."""
+    return request.client.host if request.client else None
+
+
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=AuthOut)
-async def register(body: RegisterIn, users: AccountsDep) -> AuthOut:
-    return await users.register(body)
+async def register(body: RegisterIn, users: AccountsDep, request: Request) -> AuthOut:
+    return await users.register(body, client_address(request))
 
 
 @router.post("/auth/login", response_model=AuthOut)
-async def login(body: LoginIn, users: AccountsDep) -> AuthOut:
-    return await users.login(body)
+async def login(body: LoginIn, users: AccountsDep, request: Request) -> AuthOut:
+    return await users.login(body, client_address(request))
 
 
 @router.get("/users/me", response_model=UserOut)

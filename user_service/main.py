@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.http import install_common
 from shared.runtime import ServiceRuntime
 from user_service import api
 from user_service.events import CONSUMER_GROUP, consumer_handlers
+from user_service.limits import AuthLimits
 from user_service.repository import UserRepository
 from user_service.service import UserAccounts
 from user_service.settings import UserSettings
@@ -30,7 +32,9 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
             runtime.consume(CONSUMER_GROUP, handlers)
         app.state.runtime = runtime
         app.state.repository = repository
-        app.state.accounts = UserAccounts(settings, runtime, repository)
+        app.state.accounts = UserAccounts(
+            settings, runtime, repository, AuthLimits.from_settings(settings)
+        )
         runtime.install_readiness(app)
         await repository.ensure_indexes()
         async with runtime.running():
@@ -38,5 +42,8 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="user_service", lifespan=lifespan)
     install_common(app, settings)
+    # The client address of a request relayed by a trusted proxy (the gateway) is the one its
+    # X-Forwarded-For names; anyone else's header is ignored (rate limits per address).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     app.include_router(api.router)
     return app

@@ -16,6 +16,7 @@ from shared.events.models import Preference
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.runtime import ServiceRuntime
 from user_service import domain, events
+from user_service.limits import AuthLimits
 from user_service.repository import UserRepository
 from user_service.schemas import AuthOut, LoginIn, RegisterIn, UserOut
 from user_service.settings import UserSettings
@@ -31,6 +32,7 @@ class UserAccounts:
     settings: UserSettings
     runtime: ServiceRuntime
     repository: UserRepository
+    limits: AuthLimits
 
     @property
     def _limits(self) -> domain.InputLimits:
@@ -45,10 +47,11 @@ class UserAccounts:
         assert self.runtime.relay is not None, "the outbox relay is set up in the lifespan"
         return self.runtime.relay
 
-    async def register(self, body: RegisterIn) -> AuthOut:
+    async def register(self, body: RegisterIn, client_address: str | None = None) -> AuthOut:
         """Store a new user and queue `user.registered` in the same write."""
         name = domain.clean_name(body.name, self._limits)
         domain.check_password(body.password, self._limits)
+        await self.limits.register(domain.normalize_email(str(body.email)), client_address)
         user = domain.new_user_document(
             user_id=domain.new_user_id(),
             name=name,
@@ -62,8 +65,9 @@ class UserAccounts:
         await self._relay.flush_document(self.repository.users, user["_id"])
         return self._signed_in(user)
 
-    async def login(self, body: LoginIn) -> AuthOut:
+    async def login(self, body: LoginIn, client_address: str | None = None) -> AuthOut:
         """Unknown email and wrong password fail alike, after one Argon2 verification each."""
+        await self.limits.login(domain.normalize_email(body.email), client_address)
         if len(body.password) > self.settings.password_max_length:
             # No stored password is this long; refuse without hashing attacker-sized input.
             raise Unauthenticated(LOGIN_FAILED)

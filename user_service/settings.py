@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from shared.ratelimit import parse_limit
 from shared.settings import ServiceSettings
 
 
@@ -20,6 +21,34 @@ class UserSettings(ServiceSettings):
     # How often an order event's write is retried (re-reading the user) when another order
     # change of the same user landed in between; then the bus's retries and DLQ take over.
     order_event_write_attempts: int = Field(default=5, ge=1)
+
+    # Rate limits of login and registration (in Redis; without REDIS_URL there are none), in
+    # the `limits` notation: "<count>/<second|minute|hour|day>" or "<count> per <n> <unit>".
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    login_limit_per_email: str = "10/minute"
+    login_limit_per_address: str = "100/minute"
+    register_limit_per_email: str = "5/minute"
+    register_limit_per_address: str = "50/minute"
+    # Peers whose X-Forwarded-For names the client (the gateway); comma-separated addresses or
+    # networks, "*" for any. Anyone else is the client themselves.
+    trusted_proxies: str = "127.0.0.1"
+
+    @field_validator(
+        "login_limit_per_email",
+        "login_limit_per_address",
+        "register_limit_per_email",
+        "register_limit_per_address",
+    )
+    @classmethod
+    def _limit_parses(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """TRUSTED_PROXIES parsed: blanks dropped."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @model_validator(mode="after")
     def _password_bounds_ordered(self) -> UserSettings:

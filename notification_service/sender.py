@@ -1,0 +1,153 @@
+"""The background mail sender: claims due pending mail, sends it, records the outcome.
+
+Consumers never wait on SMTP: a handler stores the notification with delivery `pending` and
+wakes this sender. Each claim is one conditional write that leases the mail (its due time moves
+past the lease), so two replicas never send the same mail at once. A failure schedules the next
+attempt with exponential backoff; after MAIL_MAX_ATTEMPTS the mail is `failed`.
+
+Only a crash between the SMTP server's acceptance and the `sent` write can send twice (the
+lease expires and the mail is retried); the Message-ID is the notification id, so mail clients
+and servers can recognise the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from notification_service import domain, emails, tracking
+from notification_service.mailer import Mailer, MailError
+from notification_service.repository import NotificationRepository
+from notification_service.settings import NotificationSettings
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class MailSender:
+    """Sends pending mail in the background until stopped."""
+
+    settings: NotificationSettings
+    repository: NotificationRepository
+    mailer: Mailer
+    tracking_key: bytes
+
+    def __post_init__(self) -> None:
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the sending loop (nothing to do when email is off)."""
+        if self.mailer.enabled:
+            self._task = asyncio.create_task(self._run(), name="mail-sender")
+
+    def wake(self) -> None:
+        """New pending mail: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the mail in hand, then stop; unsent mail stays pending for the next start."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._task), timeout=self.settings.mail_shutdown_grace_seconds
+                )
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    def running(self) -> bool:
+        """Whether the loop is alive (readiness)."""
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                while not self._stopping.is_set() and await self.send_one():
+                    pass
+            except Exception:
+                log.exception("mail sender pass failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=self.settings.mail_poll_interval_seconds
+                )
+
+    async def send_one(self) -> bool:
+        """Claim and send one due mail; False when none is due."""
+        now = datetime.now(UTC)
+        lease = uuid.uuid4().hex
+        claimed = await self.repository.claim_due_mail(
+            now, now + timedelta(seconds=self.settings.mail_lease_seconds), lease
+        )
+        if claimed is None:
+            return False
+        notification_id = claimed["_id"]
+        attempts = int(claimed["delivery"].get("attempts", 0)) + 1
+        try:
+            await self.mailer.send(self.compose(claimed))
+        except (MailError, ValueError) as exc:
+            await self._record_failure(notification_id, lease, attempts, str(exc))
+            return True
+        if await self.repository.mark_sent(notification_id, lease, datetime.now(UTC)):
+            log.info("email sent", notification_id=notification_id, attempts=attempts)
+        else:
+            log.warning("email sent after its lease expired", notification_id=notification_id)
+        return True
+
+    async def _record_failure(
+        self, notification_id: str, lease: str, attempts: int, error: str
+    ) -> None:
+        if attempts >= self.settings.mail_max_attempts:
+            log.warning(
+                "email failed; giving up", notification_id=notification_id, attempts=attempts
+            )
+            await self.repository.mark_failed(notification_id, lease, error)
+            return
+        delay = domain.retry_delay(
+            attempts,
+            base_seconds=self.settings.mail_retry_base_seconds,
+            max_seconds=self.settings.mail_retry_max_seconds,
+        )
+        log.warning(
+            "email failed; will retry",
+            notification_id=notification_id,
+            attempts=attempts,
+            retry_in_seconds=delay,
+            error=error,
+        )
+        await self.repository.mark_retry(
+            notification_id, lease, error, datetime.now(UTC) + timedelta(seconds=delay)
+        )
+
+    def compose(self, notification: dict[str, Any]) -> EmailMessage:
+        """The email of a stored notification, with its read-tracking pixel."""
+        notification_id = notification["_id"]
+        token = tracking.sign(self.tracking_key, notification_id, notification["user_id"])
+        pixel = emails.pixel_url(self.settings.public_base_url, token)
+        welcome_name = notification.get("welcome_name")
+        if welcome_name is not None:
+            content = emails.welcome_email(welcome_name, pixel)
+        else:
+            content = emails.notification_email(
+                notification["type"], notification["content"], notification.get("subject"), pixel
+            )
+        return emails.build_message(
+            content,
+            sender=self.mailer.sender,
+            sender_name=self.mailer.sender_name,
+            recipient=notification["email"],
+            unsubscribe_url=notification.get("unsubscribe_url"),
+            message_id=notification_id,
+        )

@@ -1,0 +1,76 @@
+"""Write the fleet's API documents: AsyncAPI 3 per service (docs/asyncapi/<service>.yaml, from
+shared/events) and OpenAPI per REST service (docs/openapi/<service>.json, from each app's
+`app.openapi()`). Run `python -m shared.apidocs` after changing an event or a route;
+tests/unit/test_asyncapi.py fails while the committed files differ from these."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.events.asyncapi import documents
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASYNCAPI_DIR = REPO_ROOT / "docs" / "asyncapi"
+OPENAPI_DIR = REPO_ROOT / "docs" / "openapi"
+# The gateway's API is GraphQL (its schema is its document); these serve REST.
+REST_SERVICES = (
+    "user_service",
+    "notification_service",
+    "order_service",
+    "recommendation_service",
+    "scheduler_service",
+    "kafka_admin_service",
+)
+# Building an app reads settings; the secret is never used to document routes.
+_PLACEHOLDER_SECRET = "apidocs-placeholder-secret-not-used-0123456789"  # noqa: S105
+
+
+def asyncapi_texts() -> dict[str, str]:
+    """File name -> YAML text of each AsyncAPI document."""
+    import yaml
+
+    return {
+        f"{service}.yaml": yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+        for service, document in documents().items()
+    }
+
+
+def openapi_document(service: str) -> dict[str, Any]:
+    """The OpenAPI document of one service's FastAPI app (nothing is started)."""
+    os.environ.setdefault("JWT_SECRET", _PLACEHOLDER_SECRET)
+    module = importlib.import_module(f"{service}.main")
+    app = module.create_app()
+    document: dict[str, Any] = app.openapi()
+    return document
+
+
+def openapi_texts() -> dict[str, str]:
+    """File name -> JSON text of each OpenAPI document."""
+    return {
+        f"{service}.json": json.dumps(openapi_document(service), indent=2, sort_keys=False) + "\n"
+        for service in REST_SERVICES
+    }
+
+
+def expected_files() -> dict[Path, str]:
+    """Every generated file and its text."""
+    files = {ASYNCAPI_DIR / name: text for name, text in asyncapi_texts().items()}
+    files.update({OPENAPI_DIR / name: text for name, text in openapi_texts().items()})
+    return files
+
+
+def main() -> int:
+    for path, text in expected_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""`python -m shared.cli` (installed as `fleet`)."""
+
+from __future__ import annotations
+
+from shared.cli.app import app
+
+
+def main() -> None:
+    """The `fleet` entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

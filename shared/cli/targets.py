@@ -1,0 +1,58 @@
+"""Where the fleet is: each service's base URL and the broker, from the launcher's state file
+(`python -m shared.stack --state-file ...`) or the contract's default ports."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_BROKER = "127.0.0.1:9092"
+ADMIN_SERVICE = "kafka_admin_service"
+# The contract's ports (DESIGN section 2), in the launcher's start order. Written here because
+# images leave shared/stack out; tests/integration/test_fleet_cli.py checks they agree with it.
+DEFAULT_PORTS: dict[str, int] = {
+    ADMIN_SERVICE: 3000,
+    "user_service": 5000,
+    "notification_service": 6000,
+    "order_service": 7000,
+    "recommendation_service": 8000,
+    "scheduler_service": 9000,
+    "graphql_gateway": 4000,
+}
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Base URL of every service (in start order) and the broker's bootstrap servers."""
+
+    services: dict[str, str]
+    broker: str
+
+    @property
+    def admin_url(self) -> str:
+        """The kafka admin service's base URL."""
+        return self.services[ADMIN_SERVICE]
+
+
+def default_targets(host: str = DEFAULT_HOST) -> Targets:
+    """The contract's ports on one host; the broker from KAFKA_BROKER or the default."""
+    services = {name: f"http://{host}:{port}" for name, port in DEFAULT_PORTS.items()}
+    return Targets(services, os.environ.get("KAFKA_BROKER") or DEFAULT_BROKER)
+
+
+def targets_from_state(path: Path) -> Targets:
+    """What the launcher wrote once the fleet was ready."""
+    state = json.loads(path.read_text(encoding="utf-8"))
+    services = {str(name): str(url) for name, url in state["services"].items()}
+    broker = state.get("kafka") or os.environ.get("KAFKA_BROKER") or DEFAULT_BROKER
+    return Targets(services, str(broker))
+
+
+def resolve_targets(state_file: Path | None, host: str = DEFAULT_HOST) -> Targets:
+    """The state file's targets when one is given (and exists), else the default ports."""
+    if state_file is not None:
+        return targets_from_state(state_file)
+    return default_targets(host)

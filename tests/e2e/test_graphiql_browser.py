@@ -1,0 +1,123 @@
+"""GraphiQL in a real browser with no internet: headless Debian chromium (driven by Playwright,
+which downloads no browser of its own) opens the gateway's GraphiQL page while every request
+off 127.0.0.1 is refused, sets the Authorization header in the headers editor, runs
+getUserDetails and sees the user's data. A screenshot is kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import Route, async_playwright
+
+from tests.fixtures.fleet import REPO_ROOT, RunningFleet
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As root, in a closed network: no sandbox, no GPU, none of chromium's background connections.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+UI_TIMEOUT_MS = 30_000
+PASSWORD = "correct horse battery staple"
+REGISTER = """
+mutation Register($name: String!, $email: String!, $password: String!) {
+  registerUser(name: $name, email: $email, password: $password) { token user { id } }
+}
+"""
+DETAILS = "query Details {\n  getUserDetails { id name email preferences order_status }\n}\n"
+
+
+@pytest.fixture
+async def registered(fleet: RunningFleet) -> AsyncIterator[tuple[str, str]]:
+    """A new user's email and token."""
+    address = f"e2e-graphiql-{uuid.uuid4().hex[:12]}@example.com"
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(
+            fleet.graphql,
+            json={
+                "query": REGISTER,
+                "variables": {"name": "Ada Browser", "email": address, "password": PASSWORD},
+            },
+        )
+    body = answer.json()
+    assert not body.get("errors"), body
+    yield address, body["data"]["registerUser"]["token"]
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's chromium (`make test` installs it through `make browser`)."""
+    assert CHROMIUM.exists(), "Debian's chromium is missing: `make browser` installs it"
+    ARTIFACTS.mkdir(exist_ok=True)
+    return CHROMIUM
+
+
+async def test_graphiql_runs_get_user_details_offline(
+    fleet: RunningFleet, registered: tuple[str, str], chromium: Path
+) -> None:
+    address, token = registered
+    refused: list[str] = []
+    served_locally: list[str] = []
+
+    async def only_localhost(route: Route) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname in {"127.0.0.1", "localhost"}:
+            served_locally.append(url)
+            await route.continue_()
+        else:
+            refused.append(url)
+            await route.abort()
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            await page.route("**/*", only_localhost)
+            await page.goto(fleet.graphql)
+            await page.wait_for_selector(".graphiql-query-editor .CodeMirror")
+
+            # The query, then the header, typed into GraphiQL's own editors.
+            await page.evaluate(
+                "q => document.querySelector('.graphiql-query-editor .CodeMirror')"
+                ".CodeMirror.setValue(q)",
+                DETAILS,
+            )
+            await page.get_by_role("button", name="Headers").click()
+            headers_editor = page.locator(".graphiql-editor-tool .CodeMirror").last
+            await headers_editor.wait_for(state="visible")
+            await page.evaluate(
+                "h => [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
+                ".pop().CodeMirror.setValue(h)",
+                json.dumps({"Authorization": f"Bearer {token}"}),
+            )
+            await page.locator(".graphiql-execute-button").click()
+
+            result = page.locator(".result-window")
+            await result.get_by_text(address).wait_for()
+            text = await result.inner_text()
+            await page.screenshot(path=str(ARTIFACTS / "graphiql-get-user-details.png"))
+        finally:
+            await browser.close()
+
+    assert '"name": "Ada Browser"' in text
+    assert '"order_status": "none"' in text
+    assert "errors" not in text
+    assert refused == [], f"GraphiQL asked the internet for {refused}"
+    assert any("/graphiql/static/graphiql/" in url for url in served_locally)

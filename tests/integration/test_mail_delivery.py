@@ -1,0 +1,315 @@
+"""Email delivery with the real broker and real SMTP servers (aiosmtpd): the consumer never waits
+on SMTP, the background sender retries with backoff, and when SMTP comes back every pending mail
+goes out exactly once. Each test prints a tally (sent, stored, delivered, duplicated)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiosmtpd.controller import Controller
+
+from notification_service import domain
+from notification_service.mailer import Mailer
+from notification_service.main import create_app
+from notification_service.repository import NotificationRepository
+from notification_service.sender import MailSender
+from notification_service.settings import NotificationSettings
+from shared.bus import EventConsumer, EventPublisher
+from shared.events import Envelope, NotificationRequested, UserRegistered
+from shared.events.topics import partitions_of
+from shared.mongo import MongoStore
+from shared.stack.parts import LOOPBACK, free_port
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 6
+FAULT_EVENTS = 20
+# How long SMTP refuses in the quick test, and is down (no listener) in the fault test.
+REFUSAL_SECONDS = 3.0
+OUTAGE_SECONDS = 30.0
+
+
+def mail_settings(broker: str, smtp: SmtpRecorder, **overrides: Any) -> NotificationSettings:
+    values: dict[str, Any] = {
+        "kafka_broker": broker,
+        "mongo_uri": TEST_MONGO_URI,
+        "mongo_database": f"test_{uuid.uuid4().hex}",
+        "jwt_secret": TEST_JWT_SECRET,
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "smtp_mail": "fleet@example.test",
+        "smtp_timeout_seconds": 2.0,
+        "mail_retry_base_seconds": 0.2,
+        "mail_retry_max_seconds": 1.0,
+        "mail_max_attempts": 1000,
+        "mail_poll_interval_seconds": 0.1,
+        **overrides,
+    }
+    return NotificationSettings(_env_file=None, **values)
+
+
+@dataclass
+class Running:
+    repository: NotificationRepository
+    publisher: EventPublisher
+
+
+@asynccontextmanager
+async def notification_service(settings: NotificationSettings) -> AsyncIterator[Running]:
+    """The service app in-process, in a consumer group of its own (Tansu is slow to re-admit a
+    group that another test just left), with a publisher for the test."""
+    publisher = EventPublisher(settings.model_copy(update={"service_name": "test"}))
+    await publisher.start()
+    group = f"notification_service-test-{uuid.uuid4().hex[:8]}"
+    await start_group_at_the_end(settings.kafka_broker, group)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("notification_service.main.CONSUMER_GROUP", group)
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                consumer: EventConsumer = app.state.consumer
+                await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
+                yield Running(app.state.repository, publisher)
+    finally:
+        await publisher.stop()
+
+
+async def start_group_at_the_end(broker: str, group: str) -> None:
+    """Commit the group at the topics' ends, so it does not replay what other tests published."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (UserRegistered.topic, NotificationRequested.topic)
+            for p in range(partitions_of(topic))
+        ]
+        consumer.assign(tps)
+        await consumer.commit(dict(await consumer.end_offsets(tps)))
+    finally:
+        await consumer.stop()
+
+
+def mail_request(address: str, run: str, index: int) -> NotificationRequested:
+    return NotificationRequested(
+        user_id=f"user-{run}-{index}",
+        type="promotion",
+        content=f"Offer {index} of run {run}.",
+        email=address,
+        send_email=True,
+        subject=f"Offer {index}",
+    )
+
+
+async def publish_requests(running: Running, addresses: list[str], run: str) -> list[Envelope]:
+    envelopes = []
+    for index, address in enumerate(addresses):
+        event = mail_request(address, run, index)
+        envelope = running.publisher.envelope_for(event)
+        await running.publisher.publish_envelope(event.topic, event.key, envelope)
+        envelopes.append(envelope)
+    return envelopes
+
+
+async def deliveries(running: Running, envelopes: list[Envelope]) -> list[dict[str, Any]]:
+    found = [await running.repository.get(str(e.id)) for e in envelopes]
+    return [n["delivery"] for n in found if n is not None]
+
+
+def tally(label: str, *, sent: int, stored: int, received: Counter[str]) -> int:
+    duplicated = sum(count - 1 for count in received.values() if count > 1)
+    print(
+        f"\n[{label}] sent={sent} stored={stored} delivered={len(received)} duplicated={duplicated}"
+    )
+    return duplicated
+
+
+async def test_refused_mail_is_retried_and_delivered_exactly_once(
+    kafka_broker: str, smtp_server: SmtpRecorder
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    addresses = [f"retry-{run}-{i}@example.com" for i in range(EVENTS)]
+    async with notification_service(mail_settings(kafka_broker, smtp_server)) as running:
+        smtp_server.refuse = True
+        try:
+            envelopes = await publish_requests(running, addresses, run)
+
+            async def all_retrying() -> bool:
+                found = await deliveries(running, envelopes)
+                return len(found) == EVENTS and all(
+                    d["status"] == "pending" and d["attempts"] >= 2 and "451" in d["last_error"]
+                    for d in found
+                )
+
+            # Stored while SMTP refuses (the consumer does not wait on it), each retried.
+            await eventually(all_retrying, timeout=30, what="every mail to be stored and retried")
+            # Holding the fault for its duration (not waiting for a condition).
+            await asyncio.sleep(REFUSAL_SECONDS)
+            assert not any(smtp_server.to(a) for a in addresses)
+        finally:
+            smtp_server.refuse = False
+
+        async def all_sent() -> bool:
+            found = await deliveries(running, envelopes)
+            return len(found) == EVENTS and all(d["status"] == "sent" for d in found)
+
+        await eventually(all_sent, timeout=30, what="every mail to be sent once SMTP is back")
+        found = await deliveries(running, envelopes)
+        # `sent` is final: nothing sends it again, so these counts are the end state.
+        received = Counter({a: len(smtp_server.to(a)) for a in addresses if smtp_server.to(a)})
+        duplicated = tally("smtp refused 3 s", sent=EVENTS, stored=len(found), received=received)
+        assert duplicated == 0
+        assert sorted(received) == sorted(addresses)
+        assert all(d["last_error"] is None and d["sent_at"] is not None for d in found)
+
+
+async def test_mail_is_given_up_after_the_last_attempt(
+    kafka_broker: str, smtp_server: SmtpRecorder
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    address = f"give-up-{run}@example.com"
+    settings = mail_settings(kafka_broker, smtp_server, mail_max_attempts=3)
+    async with notification_service(settings) as running:
+        smtp_server.refuse = True
+        try:
+            [envelope] = await publish_requests(running, [address], run)
+
+            async def failed() -> dict[str, Any] | None:
+                found = await deliveries(running, [envelope])
+                return found[0] if found and found[0]["status"] == "failed" else None
+
+            delivery = await eventually(failed, timeout=30, what="the mail to be given up")
+        finally:
+            smtp_server.refuse = False
+    assert delivery["attempts"] == 3
+    assert "451" in delivery["last_error"]
+    assert delivery["next_attempt_at"] is None
+    assert smtp_server.to(address) == []
+
+
+async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -> None:
+    """Two replicas' senders over one collection: each claim is exclusive."""
+    run = uuid.uuid4().hex[:8]
+    count = 30
+    settings = mail_settings("127.0.0.1:1", smtp_server)
+    store = MongoStore(settings.mongo_uri, settings.database_name)
+    repository = NotificationRepository(store.db)
+    await repository.ensure_indexes()
+    addresses = [f"pair-{run}-{i}@example.com" for i in range(count)]
+    now = datetime.now(UTC)
+    for index, address in enumerate(addresses):
+        notification = domain.new_notification(
+            notification_id=f"{run}-{index}",
+            user_id=f"user-{run}",
+            kind="promotion",
+            content=f"Offer {index}",
+            email=address,
+            subject=None,
+            delivery=domain.initial_delivery(wants=True, mail_enabled=True, now=now),
+            sent_at=now,
+        )
+        assert await repository.insert_new(notification, [])
+    senders = [MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in range(2)]
+
+    async def drain(sender: MailSender) -> int:
+        sent = 0
+        while await sender.send_one():
+            sent += 1
+        return sent
+
+    try:
+        per_sender = await asyncio.gather(*(drain(s) for s in senders))
+    finally:
+        await store.close()
+    received = Counter({a: len(smtp_server.to(a)) for a in addresses if smtp_server.to(a)})
+    duplicated = tally("two senders", sent=count, stored=count, received=received)
+    assert sum(per_sender) == count
+    assert duplicated == 0
+    assert sorted(received) == sorted(addresses)
+
+
+class RestartableSmtp:
+    """An SMTP server of the test's own that can really go away (nothing listens) and return
+    on the same port."""
+
+    def __init__(self) -> None:
+        self.recorder = SmtpRecorder(LOOPBACK, free_port())
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.recorder, hostname=LOOPBACK, port=self.recorder.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def own_smtp() -> Iterator[RestartableSmtp]:
+    server = RestartableSmtp()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.fault
+async def test_smtp_down_30_s_every_mail_delivered_once_afterwards(
+    kafka_broker: str, own_smtp: RestartableSmtp
+) -> None:
+    """Issue 5, 7c: the SMTP server is gone for 30 s while events keep coming."""
+    run = uuid.uuid4().hex[:8]
+    addresses = [f"outage-{run}-{i}@example.com" for i in range(FAULT_EVENTS)]
+    settings = mail_settings(kafka_broker, own_smtp.recorder, mail_retry_max_seconds=2.0)
+    async with notification_service(settings) as running:
+        await asyncio.to_thread(own_smtp.stop)
+        down_until = time.monotonic() + OUTAGE_SECONDS
+        envelopes: list[Envelope] = []
+        try:
+            # Events flow through the outage, spread over it.
+            pause = OUTAGE_SECONDS / 2 / FAULT_EVENTS
+            for index in range(FAULT_EVENTS):
+                envelopes += await publish_requests(running, [addresses[index]], f"{run}-{index}")
+                await asyncio.sleep(pause)
+
+            async def all_stored_and_failing() -> bool:
+                found = await deliveries(running, envelopes)
+                return len(found) == FAULT_EVENTS and all(
+                    d["status"] == "pending" and d["attempts"] >= 1 for d in found
+                )
+
+            await eventually(all_stored_and_failing, timeout=OUTAGE_SECONDS, what="all stored")
+            # Holding the outage for its full duration (not waiting for a condition).
+            await asyncio.sleep(max(down_until - time.monotonic(), 0))
+            assert own_smtp.recorder.messages == []
+        finally:
+            await asyncio.to_thread(own_smtp.start)
+
+        async def all_sent() -> bool:
+            found = await deliveries(running, envelopes)
+            return len(found) == FAULT_EVENTS and all(d["status"] == "sent" for d in found)
+
+        await eventually(all_sent, timeout=30, what="every mail to be sent after the outage")
+        found = await deliveries(running, envelopes)
+        recorder = own_smtp.recorder
+        received = Counter({a: len(recorder.to(a)) for a in addresses if recorder.to(a)})
+        duplicated = tally(
+            "smtp down 30 s", sent=FAULT_EVENTS, stored=len(found), received=received
+        )
+        assert duplicated == 0
+        assert sorted(received) == sorted(addresses)
+        assert max(d["attempts"] for d in found) >= 2

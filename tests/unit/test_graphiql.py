@@ -1,0 +1,99 @@
+"""GraphiQL offline: the page's CDN files are rewritten to the gateway's own copies only when
+every one is installed with the right bytes; only those files are served."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from strawberry.http.ides import get_graphql_ide_html
+
+from graphql_gateway.graphiql import (
+    STATIC_PREFIX,
+    build_page,
+    cdn_assets,
+    graphiql_router,
+)
+from shared.http import install_common
+from shared.settings import ServiceSettings
+from tests.fixtures.fleet import REPO_ROOT
+
+SCRIPT = b"window.demo = 1;"
+TEMPLATE = """<html><head>
+<script crossorigin src="https://unpkg.com/demo@1.2.3/umd/demo.min.js"
+  integrity="{integrity}"></script>
+<link rel="stylesheet" href="https://unpkg.com/@scope/style@0.1.0/dist/style.css" />
+</head></html>"""
+
+
+def sri(content: bytes) -> str:
+    return "sha384-" + base64.b64encode(hashlib.sha384(content).digest()).decode()
+
+
+def install(folder: Path, package: str, version: str, files: dict[str, bytes]) -> None:
+    root = folder / package
+    root.mkdir(parents=True)
+    (root / "package.json").write_text(json.dumps({"name": package, "version": version}))
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+
+
+def installed(folder: Path, script: bytes = SCRIPT) -> Path:
+    install(folder, "demo", "1.2.3", {"umd/demo.min.js": script})
+    install(folder, "@scope/style", "0.1.0", {"dist/style.css": b"body {}"})
+    return folder
+
+
+def test_the_page_points_at_the_gateway_when_every_file_is_installed(tmp_path: Path) -> None:
+    page = build_page(installed(tmp_path), TEMPLATE.format(integrity=sri(SCRIPT)))
+    assert page.offline
+    assert "unpkg.com" not in page.html
+    assert f'src="{STATIC_PREFIX}/demo/umd/demo.min.js"' in page.html
+    assert f'href="{STATIC_PREFIX}/@scope/style/dist/style.css"' in page.html
+    # The browser still checks the bytes.
+    assert sri(SCRIPT) in page.html
+    assert set(page.files) == {"demo/umd/demo.min.js", "@scope/style/dist/style.css"}
+
+
+def test_the_page_stays_on_the_cdn_when_a_file_is_missing(tmp_path: Path) -> None:
+    install(tmp_path, "demo", "1.2.3", {"umd/demo.min.js": SCRIPT})
+    template = TEMPLATE.format(integrity=sri(SCRIPT))
+    page = build_page(tmp_path, template)
+    assert not page.offline
+    assert page.html == template
+
+
+def test_the_page_stays_on_the_cdn_when_a_version_or_the_bytes_differ(tmp_path: Path) -> None:
+    tampered = build_page(
+        installed(tmp_path / "a", b"evil()"), TEMPLATE.format(integrity=sri(SCRIPT))
+    )
+    assert not tampered.offline
+    other_version = TEMPLATE.format(integrity=sri(SCRIPT)).replace("demo@1.2.3", "demo@1.2.4")
+    assert not build_page(installed(tmp_path / "b"), other_version).offline
+
+
+def test_only_the_files_the_page_names_are_served(tmp_path: Path) -> None:
+    folder = installed(tmp_path)
+    app = FastAPI()
+    install_common(app, ServiceSettings(jwt_secret="x" * 40))
+    app.state.graphiql_page = build_page(folder, TEMPLATE.format(integrity=sri(SCRIPT)))
+    app.include_router(graphiql_router)
+    with TestClient(app) as client:
+        served = client.get(f"{STATIC_PREFIX}/demo/umd/demo.min.js")
+        assert served.status_code == 200
+        assert served.content == SCRIPT
+        assert "max-age" in served.headers["cache-control"]
+        assert client.get(f"{STATIC_PREFIX}/demo/package.json").status_code == 404
+
+
+def test_clients_package_json_pins_what_strawberrys_page_loads() -> None:
+    """`make install` installs clients/package.json: it must pin exactly the versions the page
+    of the installed Strawberry names, or the gateway falls back to the CDN."""
+    pinned = json.loads((REPO_ROOT / "clients" / "package.json").read_text())["dependencies"]
+    for asset in cdn_assets(get_graphql_ide_html("graphiql")):
+        assert pinned.get(asset.package) == asset.version, asset
