@@ -9,6 +9,7 @@ A message that is not a valid envelope (a poison message) goes to the DLQ at onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -60,25 +61,37 @@ class EventPublisher:
     def __init__(self, settings: ServiceSettings) -> None:
         self._settings = settings
         self._source = settings.service_name
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_broker,
-            acks="all",
-            enable_idempotence=settings.kafka_idempotence,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            client_id=settings.service_name,
-        )
+        # Created in start(): an aiokafka client never started nor stopped warns when collected.
+        self._client: AIOKafkaProducer | None = None
         self._started = False
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._client is None:
+            raise KafkaConnectionError("the publisher is not connected to the broker")
+        return self._client
 
     async def start(self) -> None:
         """Connect, retrying until the broker answers or the startup timeout passes."""
-        await _start_with_retry(self._producer, self._settings.kafka_startup_timeout_seconds)
+        if self._client is None:
+            self._client = AIOKafkaProducer(
+                bootstrap_servers=self._settings.kafka_broker,
+                acks="all",
+                enable_idempotence=self._settings.kafka_idempotence,
+                request_timeout_ms=self._settings.kafka_request_timeout_ms,
+                client_id=self._settings.service_name,
+            )
+        await _start_with_retry(self._client, self._settings.kafka_startup_timeout_seconds)
         self._started = True
 
     async def stop(self) -> None:
-        """Flush what is buffered and disconnect."""
-        if self._started:
-            await self._producer.stop()
-            self._started = False
+        """Flush what is buffered and disconnect (also a producer whose start never finished,
+        which would otherwise leak its connections)."""
+        self._started = False
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await client.stop()
 
     def envelope_for(self, event: Event, correlation_id: str | None = None) -> Envelope:
         """Wrap a payload in a new envelope carrying the current correlation id."""
