@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 NODE_STAMP := clients/node_modules/.installed-from-lock
 
-.PHONY: help install run test lint format compose-check clean node-tools browser audit
+.PHONY: help install run test lint format compose-check clean node-tools browser audit bench wrk
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,18 @@ browser: ## install Debian chromium for the GraphiQL browser test (root, apt)
 		apt-get install -y -qq chromium >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
 	fi
+
+# Debian's wrk, the load generator of `make bench`.
+wrk: ## install Debian wrk for make bench (root, apt)
+	@if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq wrk >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
+	fi
+
+# Starts its own fleet on free ports (loopback), about a minute; not part of test. Prints a table,
+# writes bench/results.json. BENCH_DURATION, BENCH_CONNECTIONS, BENCH_PYSPY: see bench/run.py.
+bench: $(STAMP) wrk ## measure the fleet with wrk (gateway vs bare FastAPI, memory, start time)
+	$(BIN)/python -m bench.run
 
 run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it)
 	$(BIN)/python -m shared.stack

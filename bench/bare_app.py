@@ -1,0 +1,70 @@
+"""The bare baseline for issue 8 (b): one FastAPI route doing what the gateway's cached
+`getUserDetails` does below GraphQL - verify the caller's JWT (shared.auth.verify_token) and GET
+the user's details from Redis (the gateway's own cache key) - and nothing else.
+
+Run: REDIS_URL=... JWT_SECRET=... [JWT_ISSUER=fleet] python -m bench.bare_app --port N
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from graphql_gateway.cache import user_details_key
+from shared.auth import bearer_token, verify_token
+from shared.errors import Unauthenticated
+
+
+def create_app(redis_url: str, secret: str, issuer: str) -> FastAPI:
+    """The app: POST /me (POST like a GraphQL query) returns the cached bytes."""
+    client = redis.Redis.from_url(redis_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/me")
+    async def me(request: Request) -> Response:
+        try:
+            caller = verify_token(
+                bearer_token(request.headers.get("authorization")), secret=secret, issuer=issuer
+            )
+        except Unauthenticated:
+            return Response(status_code=401)
+        cached = await client.get(user_details_key(caller.user_id))
+        if cached is None:
+            return Response(status_code=404)
+        return Response(content=cached, media_type="application/json")
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = create_app(
+        os.environ["REDIS_URL"], os.environ["JWT_SECRET"], os.environ.get("JWT_ISSUER", "fleet")
+    )
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

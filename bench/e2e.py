@@ -1,0 +1,154 @@
+"""Issue 8 (c): end-to-end latency from `placeOrder` returning to the customer's order
+notification, at a steady rate of orders, through the gateway only.
+
+The chain: placeOrder -> order.placed -> user_service -> notification.requested ->
+notification_service stores it -> notification.created -> gateway -> `notificationAdded` on the
+customer's graphql-transport-ws subscription. The time is taken when the subscription delivers,
+so it bounds "stored" from above by the last two hops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import statistics
+import time
+from typing import Any
+
+import httpx
+import websockets
+
+from user_service.purchases import short_order_id
+
+PROTOCOL = websockets.Subprotocol("graphql-transport-ws")
+SUBSCRIPTION = "subscription { notificationAdded { type content } }"
+PLACE = """mutation Place($products: [ProductInput!]!) {
+  placeOrder(products: $products) { id } }"""
+PRODUCTS = [{"productId": "bench-e2e", "title": "Cup", "category": "kitchen"}]
+ACK_TIMEOUT_SECONDS = 10.0
+HTTP_TIMEOUT_SECONDS = 10.0
+_WORD = re.compile(r"[\w-]+")
+PERCENT = 100
+DRAIN_POLL_SECONDS = 0.1
+
+
+async def _listen(url: str, token: str, arrivals: dict[str, float], ready: asyncio.Event) -> None:
+    async with websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
+        ack = json.loads(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_SECONDS))
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"subscription refused: {ack}")
+        await ws.send(
+            json.dumps({"id": "n", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
+        )
+        ready.set()
+        async for raw in ws:
+            now = time.monotonic()
+            message = json.loads(raw)
+            if message.get("type") != "next":
+                continue
+            content = message["payload"]["data"]["notificationAdded"]["content"]
+            for word in _WORD.findall(content):
+                arrivals.setdefault(word, now)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / PERCENT * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def measure_e2e(
+    graphql_url: str, tokens: list[str], *, rate: float, seconds: float, drain_seconds: float
+) -> dict[str, Any]:
+    """Place `rate` orders a second for `seconds`, round robin over the customers of `tokens`;
+    p50/p99 of returned -> notified, and how many never arrived within `drain_seconds`."""
+    ws_url = graphql_url.replace("http://", "ws://", 1)
+    arrivals: dict[str, float] = {}
+    readies = [asyncio.Event() for _ in tokens]
+    listeners = [
+        asyncio.create_task(_listen(ws_url, token, arrivals, ready))
+        for token, ready in zip(tokens, readies, strict=True)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), ACK_TIMEOUT_SECONDS)
+    returned: dict[str, float] = {}
+    failures = 0
+    place_ms: list[float] = []
+
+    async def place(client: httpx.AsyncClient, token: str) -> None:
+        nonlocal failures
+        started = time.monotonic()
+        try:
+            answer = await client.post(
+                graphql_url,
+                json={"query": PLACE, "variables": {"products": PRODUCTS}},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            order_id = answer.json()["data"]["placeOrder"]["id"]
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            failures += 1
+            return
+        done = time.monotonic()
+        returned[order_id] = done
+        place_ms.append((done - started) * 1000)
+
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+        # A subscription listens a moment after `subscribe`: one order per customer first, and
+        # the run starts once every one of those was notified.
+        await asyncio.gather(*(place(client, token) for token in tokens))
+        warm_deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < warm_deadline and any(  # noqa: ASYNC110
+            short_order_id(oid) not in arrivals for oid in returned
+        ):
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        if failures or any(short_order_id(oid) not in arrivals for oid in returned):
+            for task in listeners:
+                task.cancel()
+            errors = await asyncio.gather(*listeners, return_exceptions=True)
+            raise RuntimeError(f"warm-up orders were not notified (listeners: {errors})")
+        returned.clear()
+        place_ms.clear()
+    total = int(rate * seconds)
+    limits = httpx.Limits(max_connections=max(1, int(rate * 2)))
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, limits=limits) as client:
+        t0 = time.monotonic()
+        tasks = []
+        for i in range(total):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(place(client, tokens[i % len(tokens)])))
+        await asyncio.gather(*tasks)
+        sent_seconds = time.monotonic() - t0
+    deadline = time.monotonic() + drain_seconds
+    # arrivals come from many listener tasks: poll (ASYNC110)
+    while time.monotonic() < deadline and any(  # noqa: ASYNC110
+        short_order_id(oid) not in arrivals for oid in returned
+    ):
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+    for task in listeners:
+        task.cancel()
+    await asyncio.gather(*listeners, return_exceptions=True)
+    latencies = [
+        (arrivals[short_order_id(oid)] - t) * 1000
+        for oid, t in returned.items()
+        if short_order_id(oid) in arrivals
+    ]
+    result: dict[str, Any] = {
+        "rate_per_s": rate,
+        "seconds": seconds,
+        "achieved_rate_per_s": round(len(returned) / sent_seconds, 1),
+        "orders_placed": len(returned),
+        "place_failures": failures,
+        "notified": len(latencies),
+        "missing_after_drain": len(returned) - len(latencies),
+        "placeOrder_p50_ms": round(statistics.median(place_ms), 1) if place_ms else None,
+    }
+    if latencies:
+        result["p50_ms"] = round(_percentile(latencies, 50), 1)
+        result["p99_ms"] = round(_percentile(latencies, 99), 1)
+        result["max_ms"] = round(max(latencies), 1)
+    return result

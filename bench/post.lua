@@ -1,0 +1,36 @@
+-- wrk script: POST a fixed JSON body with a bearer token; prints one BENCH_JSON line at the end.
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
+
+-- GraphQL answers its errors with 200: count bodies that carry an "errors" member.
+-- (a global, so `done` can read each thread's count with thread:get)
+gql_errors = 0
+local threads = {}
+
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+response = function(status, headers, body)
+  if body and string.find(body, '"errors"', 1, true) then
+    gql_errors = gql_errors + 1
+  end
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local gql = 0
+  for _, thread in ipairs(threads) do
+    gql = gql + (thread:get("gql_errors") or 0)
+  end
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"socket_errors":%d,"non2xx":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"gql_errors":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, gql))
+end

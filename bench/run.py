@@ -1,0 +1,421 @@
+"""`make bench` (issue 8): start the fleet as `make run` does (embedded parts, free ports,
+loopback), measure it with wrk, print a table and write bench/results.json, stop everything.
+
+Measured: (a) gateway cached `getUserDetails` and `placeOrder`, (b) a bare FastAPI route doing the
+same JWT check and Redis GET (bench/bare_app.py) and the gateway/bare ratio, (c) end-to-end
+placeOrder -> notification latency at a fixed order rate (bench/e2e.py), (e) fleet
+start-to-ready time and idle resident memory per service. Servers are pinned to core 0, wrk to
+core 1, fixed concurrency (BENCH_CONNECTIONS, default 50), BENCH_DURATION seconds (default 10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import redis
+
+from bench.e2e import measure_e2e
+from graphql_gateway.cache import user_details_key
+from shared.stack.config import new_jwt_secret
+from shared.stack.parts import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO_ROOT / "bench"
+RESULTS = BENCH_DIR / "results.json"
+LUA = BENCH_DIR / "post.lua"
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
+DURATION_SECONDS = int(os.environ.get("BENCH_DURATION", "10"))
+WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP", "2"))
+SERVER_CORE = os.environ.get("BENCH_SERVER_CORE", "0")
+LOAD_CORE = os.environ.get("BENCH_LOAD_CORE", "1")
+READY_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 20.0
+IDLE_SETTLE_SECONDS = 3.0
+POLL_SECONDS = 0.05
+HTTP_TIMEOUT_SECONDS = 10.0
+MIB = 1024 * 1024
+PYSPY = os.environ.get("BENCH_PYSPY", "")
+PROFILE_TOP = 25
+E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "50"))
+E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
+E2E_USERS = int(os.environ.get("BENCH_E2E_USERS", "10"))
+E2E_DRAIN_SECONDS = float(os.environ.get("BENCH_E2E_DRAIN", "30"))
+ALL_CORES = ",".join(str(n) for n in range(os.cpu_count() or 1))
+# Variables that would point the stack at the developer's own parts (as tests/fixtures/fleet.py).
+PART_VARIABLES = (
+    "KAFKA_BROKER",
+    "REDIS_URL",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "MONGO_URI",
+    "JWT_SECRET",
+    "PUBLIC_BASE_URL",
+)
+
+REGISTER = """mutation Register($name: String!, $email: String!, $password: String!) {
+  registerUser(name: $name, email: $email, password: $password) { token user { id } } }"""
+DETAILS = "query { getUserDetails { id name email order_status } }"
+PLACE = """mutation Place($products: [ProductInput!]!) {
+  placeOrder(products: $products) { id status } }"""
+PRODUCTS = [{"productId": "bench-tea", "title": "Tea", "category": "food", "price": 3.5}]
+PASSWORD = "bench-Password-123!"  # noqa: S105 - a throwaway user of a throwaway fleet
+
+# Reference figures and targets from issue 8 (one server core, wrk -c 50 on the other).
+REFERENCE = {
+    "node_apollo_gateway_cached_rps": 1300,
+    "node_apollo_gateway_cached_p99_ms": "60-225",
+    "bare_fastapi_rps": 2300,
+    "bare_fastapi_p99_ms": 85,
+    "naive_strawberry_fastapi_rps": 300,
+    "strawberry_with_caches_rps": 760,
+    "strawberry_asgi_direct_rps": 1330,
+}
+TARGETS = {
+    "gateway_cached_rps_min": 2000,
+    "gateway_over_bare_rps_ratio_min": 0.8,
+    "gateway_over_bare_p99_ratio_max": 2.0,
+    "e2e_p99_ms_max": 250,
+    "notification_consumer_events_per_s_min": 3000,
+    "fleet_ready_s_max": 15,
+    "service_idle_rss_mb_max": 120,
+    "fleet_total_rss_mb_max": 1024,
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants (0 if gone)."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def pin(pid: int, core: str) -> None:
+    """Pin a process and all its threads (and children) to one core."""
+    pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    for each in pids:
+        subprocess.run(  # noqa: S603
+            ["taskset", "-a", "-p", "-c", core, str(each)],  # noqa: S607 - util-linux, on PATH
+            check=True,
+            capture_output=True,
+        )
+
+
+def wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(POLL_SECONDS)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wrk(url: str, body: dict[str, Any] | None, token: str, duration: int) -> dict[str, Any]:
+    """One wrk run on the load core; the numbers its Lua `done` prints."""
+    env = {**os.environ, "BENCH_BODY": json.dumps(body) if body else "", "BENCH_TOKEN": token}
+    command = [
+        "taskset", "-c", LOAD_CORE,
+        "wrk", "-t", "1", "-c", str(CONNECTIONS), "-d", f"{duration}s", "--latency",
+        "-s", str(LUA), url,
+    ]  # fmt: skip
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    line = next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))
+    raw = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "rps": round(raw["requests"] / seconds, 1),
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p90_ms": round(raw["p90_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "max_ms": round(raw["max_us"] / 1000, 2),
+        "socket_errors": raw["socket_errors"],
+        "non2xx": raw["non2xx"],
+        "graphql_errors": raw["gql_errors"],
+    }
+
+
+def measure(name: str, url: str, body: dict[str, Any] | None, token: str) -> dict[str, Any]:
+    if WARMUP_SECONDS:
+        wrk(url, body, token, WARMUP_SECONDS)
+    result = wrk(url, body, token, DURATION_SECONDS)
+    log(f"{name}: {result['rps']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+    return result
+
+
+def profile(pid: int, url: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+    """py-spy (BENCH_PYSPY=<its path>) on the gateway during one more wrk run: the frames with
+    the most samples, inclusive and self (collapsed stacks kept in bench/profile-gateway.txt)."""
+    out = BENCH_DIR / "profile-gateway.txt"
+    spy = subprocess.Popen(  # noqa: S603
+        [PYSPY, "record", "--pid", str(pid), "--duration", str(DURATION_SECONDS),
+         "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wrk(url, body, token, DURATION_SECONDS)
+    spy.wait(timeout=DURATION_SECONDS + STOP_TIMEOUT_SECONDS)
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        best = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:PROFILE_TOP]
+        return [(frame, round(100 * n / max(total, 1), 1)) for frame, n in best]
+
+    return {"samples": total, "top_self_pct": top(own), "top_inclusive_pct": top(inclusive)}
+
+
+def gql(client: httpx.Client, url: str, query: str, variables: Any = None, token: str = "") -> Any:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    answer = client.post(url, json={"query": query, "variables": variables}, headers=headers)
+    answer.raise_for_status()
+    body = answer.json()
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+def register(client: httpx.Client, url: str) -> tuple[str, str]:
+    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+    data = gql(client, url, REGISTER, {"name": "Bench", "email": email, "password": PASSWORD})
+    return data["registerUser"]["user"]["id"], data["registerUser"]["token"]
+
+
+def start_fleet(
+    workdir: Path, secret: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any], float]:
+    state_file = workdir / "stack-state.json"
+    command = [
+        sys.executable, "-m", "shared.stack", "--free-ports",
+        "--state-file", str(state_file), "--mail-dir", str(workdir / "mail"),
+        "--ready-timeout", str(READY_TIMEOUT_SECONDS),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in PART_VARIABLES}
+    env["JWT_SECRET"] = secret
+    started = time.monotonic()
+    with (workdir / "stack.log").open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603
+            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = started + READY_TIMEOUT_SECONDS + STOP_TIMEOUT_SECONDS
+    while not state_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = (workdir / "stack.log").read_text(errors="replace")[-4000:]
+            stop(process)
+            raise RuntimeError(f"the fleet did not become ready:\n{tail}")
+        time.sleep(POLL_SECONDS)
+    ready_seconds = time.monotonic() - started
+    return process, json.loads(state_file.read_text()), ready_seconds
+
+
+def stop(process: subprocess.Popen[Any] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(process.pid).children(recursive=True):
+            child.kill()
+        process.kill()
+        process.wait()
+
+
+def memory(state: dict[str, Any]) -> dict[str, float]:
+    rows = {name: round(tree_rss(pid) / MIB, 1) for name, pid in state["pids"].items()}
+    rows["supervisor"] = round(psutil.Process(state["supervisor_pid"]).memory_info().rss / MIB, 1)
+    rows["TOTAL"] = round(sum(rows.values()), 1)
+    return rows
+
+
+def run() -> dict[str, Any]:
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is required (apt-get install -y wrk util-linux)")
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "conditions": {
+            "connections": CONNECTIONS,
+            "threads": 1,
+            "duration_s": DURATION_SECONDS,
+            "warmup_s": WARMUP_SECONDS,
+            "server_core": SERVER_CORE,
+            "load_core": LOAD_CORE,
+        },
+        "reference": REFERENCE,
+        "targets": TARGETS,
+    }
+    secret = new_jwt_secret()
+    fleet: subprocess.Popen[bytes] | None = None
+    bare: subprocess.Popen[bytes] | None = None
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        try:
+            log("starting the fleet (python -m shared.stack --free-ports)")
+            fleet, state, ready_seconds = start_fleet(workdir, secret)
+            log(f"fleet ready in {ready_seconds:.1f} s")
+            results["fleet_ready_s"] = round(ready_seconds, 2)
+            time.sleep(IDLE_SETTLE_SECONDS)
+            results["idle_rss_mb"] = memory(state)
+            url = state["graphql"]
+            gateway_pid = state["pids"]["graphql_gateway"]
+            with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client:
+                reader_id, reader_token = register(client, url)
+                _buyer_id, buyer_token = register(client, url)
+                gql(client, url, DETAILS, token=reader_token)  # primes the cache
+                gql(client, url, PLACE, {"products": PRODUCTS}, token=buyer_token)
+            cache = redis.Redis.from_url(state["redis"])
+            if cache.get(user_details_key(reader_id)) is None:
+                raise RuntimeError("getUserDetails did not fill the gateway's cache")
+            pin(gateway_pid, SERVER_CORE)
+
+            gw: dict[str, Any] = {}
+            gw["cached_getUserDetails"] = measure(
+                "gateway cached getUserDetails", url, {"query": DETAILS}, reader_token
+            )
+            if cache.get(user_details_key(reader_id)) is None:
+                raise RuntimeError("the cache entry vanished during the run (not all cached)")
+
+            port = free_port()
+            bare_env = {**os.environ, "REDIS_URL": state["redis"], "JWT_SECRET": secret}
+            bare = subprocess.Popen(  # noqa: S603
+                ["taskset", "-c", SERVER_CORE,  # noqa: S607 - util-linux, on PATH
+                 sys.executable, "-m", "bench.bare_app", "--port", str(port)],
+                cwd=REPO_ROOT, env=bare_env,
+            )  # fmt: skip
+            wait_port(port, READY_TIMEOUT_SECONDS)
+            bare_url = f"http://127.0.0.1:{port}/me"
+            check = httpx.post(
+                bare_url, headers={"authorization": f"Bearer {reader_token}"}, content=b"{}"
+            )
+            if check.status_code != httpx.codes.OK:
+                raise RuntimeError(f"the bare app answered {check.status_code}")
+            results["bare_jwt_redis"] = measure(
+                "bare FastAPI JWT+Redis", bare_url, {}, reader_token
+            )
+            stop(bare)
+            bare = None
+
+            if E2E_SECONDS > 0:
+                # (c) with the gateway free to use both cores, as the rest of the fleet.
+                pin(gateway_pid, ALL_CORES)
+                with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client:
+                    tokens = [register(client, url)[1] for _ in range(E2E_USERS)]
+                log(f"e2e: {E2E_RATE:g} orders/s for {E2E_SECONDS:g} s over {E2E_USERS} customers")
+                results["e2e_order_to_notification"] = e2e = asyncio.run(
+                    measure_e2e(
+                        url,
+                        tokens,
+                        rate=E2E_RATE,
+                        seconds=E2E_SECONDS,
+                        drain_seconds=E2E_DRAIN_SECONDS,
+                    )
+                )
+                log(f"e2e: {e2e}")
+                pin(gateway_pid, SERVER_CORE)
+
+            gw["placeOrder"] = measure(
+                "gateway placeOrder", url, {"query": PLACE, "variables": {"products": PRODUCTS}},
+                buyer_token,
+            )  # fmt: skip
+            results["gateway"] = gw
+            cached, base = gw["cached_getUserDetails"], results["bare_jwt_redis"]
+            results["ratios"] = {
+                "gateway_over_bare_rps": round(cached["rps"] / base["rps"], 3),
+                "gateway_over_bare_p99": round(cached["p99_ms"] / base["p99_ms"], 3),
+            }
+            results["after_load_rss_mb"] = memory(state)
+            if PYSPY:
+                results["profile_cached_getUserDetails"] = profile(
+                    gateway_pid, url, {"query": DETAILS}, reader_token
+                )
+        finally:
+            stop(bare)
+            stop(fleet)
+    results["not_measured"] = [
+        "uncached getUserDetails",
+        "(d) notification consumer throughput for 50,000 events",
+    ]
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"wrk -t1 -c{CONNECTIONS} -d{DURATION_SECONDS}s, server on core {SERVER_CORE}, "
+        f"wrk on core {LOAD_CORE}",
+        f"{'endpoint':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'non2xx':>7} {'gqlerr':>7} {'sockerr':>7}",
+    ]
+    rows = [
+        ("gateway cached getUserDetails", results["gateway"]["cached_getUserDetails"]),
+        ("bare FastAPI JWT + Redis GET", results["bare_jwt_redis"]),
+        ("gateway placeOrder", results["gateway"]["placeOrder"]),
+    ]
+    for name, r in rows:
+        lines.append(
+            f"{name:34} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            f"{r['non2xx']:>7} {r['graphql_errors']:>7} {r['socket_errors']:>7}"
+        )
+    ratios = results["ratios"]
+    lines.append(
+        f"gateway/bare: throughput {ratios['gateway_over_bare_rps']}x (target >= 0.8), "
+        f"p99 {ratios['gateway_over_bare_p99']}x (target <= 2)"
+    )
+    lines.append(f"fleet start-to-ready: {results['fleet_ready_s']} s (target < 15)")
+    e2e = results.get("e2e_order_to_notification")
+    if e2e:
+        lines.append(
+            f"e2e placeOrder -> notificationAdded at {e2e['achieved_rate_per_s']}/s: "
+            f"p50 {e2e.get('p50_ms')} ms, p99 {e2e.get('p99_ms')} ms (target p99 < 250), "
+            f"{e2e['notified']}/{e2e['orders_placed']} notified, {e2e['place_failures']} failed"
+        )
+    lines.append(f"{'resident MB':24} {'idle':>8} {'after load':>11}")
+    for name, mb in results["idle_rss_mb"].items():
+        lines.append(f"{name:24} {mb:>8} {results['after_load_rss_mb'].get(name, ''):>11}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results = run()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"results written to {RESULTS.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
