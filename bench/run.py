@@ -30,7 +30,7 @@ import redis
 
 from bench.e2e import measure_e2e
 from graphql_gateway.cache import user_details_key
-from shared.stack.config import new_jwt_secret
+from shared.stack.config import environment_without_parts, new_jwt_secret
 from shared.stack.parts import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,16 +55,6 @@ E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
 E2E_USERS = int(os.environ.get("BENCH_E2E_USERS", "10"))
 E2E_DRAIN_SECONDS = float(os.environ.get("BENCH_E2E_DRAIN", "30"))
 ALL_CORES = ",".join(str(n) for n in range(os.cpu_count() or 1))
-# Variables that would point the stack at the developer's own parts (as tests/fixtures/fleet.py).
-PART_VARIABLES = (
-    "KAFKA_BROKER",
-    "REDIS_URL",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "MONGO_URI",
-    "JWT_SECRET",
-    "PUBLIC_BASE_URL",
-)
 
 REGISTER = """mutation Register($name: String!, $email: String!, $password: String!) {
   registerUser(name: $name, email: $email, password: $password) { token user { id } } }"""
@@ -225,7 +215,7 @@ def start_fleet(
         "--state-file", str(state_file), "--mail-dir", str(workdir / "mail"),
         "--ready-timeout", str(READY_TIMEOUT_SECONDS),
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in PART_VARIABLES}
+    env = environment_without_parts()
     env["JWT_SECRET"] = secret
     started = time.monotonic()
     with (workdir / "stack.log").open("wb") as out:

@@ -20,6 +20,23 @@ DEFAULT_KAFKA_PORT = 9092
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_SMTP_PORT = 2525
 
+# Variables that point the stack at parts of one's own instead of the embedded ones.
+PART_VARIABLES = (
+    "KAFKA_BROKER",
+    "REDIS_URL",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "MONGO_URI",
+    "JWT_SECRET",
+    "PUBLIC_BASE_URL",
+)
+
+
+def environment_without_parts(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment minus every part variable, so a child stack embeds all its parts."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k not in PART_VARIABLES}
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:

@@ -20,8 +20,9 @@ import pytest
 
 from shared.events.envelope import Envelope
 from shared.kafka_topics import ensure_topics
+from shared.stack.config import environment_without_parts
 from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
-from tests.fixtures.fleet import PART_VARIABLES, REPO_ROOT
+from tests.fixtures.fleet import REPO_ROOT
 from tests.fixtures.parts import TEST_JWT_SECRET, read_all
 from tests.fixtures.proxy import TcpProxy
 
@@ -103,7 +104,7 @@ class ServiceProcess:
         self.module = module
         self.port = free_port()
         self.log_path = log_path
-        self.env = {k: v for k, v in os.environ.items() if k not in PART_VARIABLES}
+        self.env = environment_without_parts()
         self.env.update(
             {
                 "PYTHONPATH": str(REPO_ROOT),

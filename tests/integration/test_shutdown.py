@@ -12,7 +12,6 @@ The rest of the fleet is checked idle: each service exits 0 on SIGTERM before th
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -31,8 +30,9 @@ from shared.bus import EventPublisher
 from shared.events import Envelope, NotificationCreated, NotificationRequested
 from shared.kafka_topics import ensure_topics
 from shared.settings import ServiceSettings
+from shared.stack.config import environment_without_parts
 from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
-from tests.fixtures.fleet import PART_VARIABLES, REPO_ROOT
+from tests.fixtures.fleet import REPO_ROOT
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ class ServiceProcess:
         self.service = service
         self.port = port or free_port()
         self.log_path = log_path
-        env = {k: v for k, v in os.environ.items() if k not in PART_VARIABLES}
+        env = environment_without_parts()
         env |= extra_env or {}
         env |= {
             "KAFKA_BROKER": broker,
