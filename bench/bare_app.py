@@ -1,5 +1,5 @@
 """The bare baseline for issue 8 (b): one FastAPI route doing what the gateway's cached
-`getUserDetails` does below GraphQL - verify the caller's JWT (shared.auth.verify_token) and GET
+`getUserDetails` does below GraphQL - verify the caller's JWT (shared.auth.verify_token) and HGET
 the user's details from Redis (the gateway's own cache key) - and nothing else.
 
 Run: REDIS_URL=... JWT_SECRET=... [JWT_ISSUER=fleet] python -m bench.bare_app --port N
@@ -16,7 +16,7 @@ import redis.asyncio as redis
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from graphql_gateway.cache import user_details_key
+from graphql_gateway.cache import DETAILS_VIEW, user_key
 from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthenticated
 
@@ -40,7 +40,7 @@ def create_app(redis_url: str, secret: str, issuer: str) -> FastAPI:
             )
         except Unauthenticated:
             return Response(status_code=401)
-        cached = await client.get(user_details_key(caller.user_id))
+        cached = await client.hget(user_key(caller.user_id), DETAILS_VIEW)
         if cached is None:
             return Response(status_code=404)
         return Response(content=cached, media_type="application/json")

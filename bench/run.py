@@ -29,7 +29,7 @@ import psutil
 import redis
 
 from bench.e2e import measure_e2e
-from graphql_gateway.cache import user_details_key
+from graphql_gateway.cache import DETAILS_VIEW, user_key
 from shared.stack.config import environment_without_parts, new_jwt_secret
 from shared.stack.parts import free_port
 
@@ -290,7 +290,7 @@ def run() -> dict[str, Any]:
                 gql(client, url, DETAILS, token=reader_token)  # primes the cache
                 gql(client, url, PLACE, {"products": PRODUCTS}, token=buyer_token)
             cache = redis.Redis.from_url(state["redis"])
-            if cache.get(user_details_key(reader_id)) is None:
+            if cache.hget(user_key(reader_id), DETAILS_VIEW) is None:
                 raise RuntimeError("getUserDetails did not fill the gateway's cache")
             pin(gateway_pid, SERVER_CORE)
 
@@ -298,7 +298,7 @@ def run() -> dict[str, Any]:
             gw["cached_getUserDetails"] = measure(
                 "gateway cached getUserDetails", url, {"query": DETAILS}, reader_token
             )
-            if cache.get(user_details_key(reader_id)) is None:
+            if cache.hget(user_key(reader_id), DETAILS_VIEW) is None:
                 raise RuntimeError("the cache entry vanished during the run (not all cached)")
 
             port = free_port()

@@ -1,17 +1,24 @@
-"""The read cache in Redis: downstream JSON bytes kept for `CACHE_TTL_SECONDS`.
+"""The gateway's Redis cache: what the services answered, and whole GraphQL answers, per user.
 
-Key scheme (one prefix, versioned so a change of stored shape never reads old entries):
+One hash per user, `gateway:v2:user:<user id>`, holds everything cached for that user:
 
-    gateway:v1:user:<user id>:details                  GET /users/me
-    gateway:v1:user:<user id>:notifications:unread     GET /notifications?unread_only=true
-    gateway:v1:user:<user id>:notifications:all        GET /notifications?unread_only=false
+    epoch                        a random value written when the hash is created
+    data:details                 GET /users/me
+    data:notifications:unread    GET /notifications?unread_only=true
+    data:notifications:all       GET /notifications?unread_only=false
+    answer:<digest>              a whole GraphQL answer (graphql_gateway/answers.py)
 
-Invalidation: `updateUserPreferences`, `placeOrder`, `updateOrderStatus` (the caller's and the
-order owner's), a `UserPreferencesUpdated` and a `UserPurchaseHistoryUpdated` event drop the
-details; `markNotificationRead`, a `NotificationRead` event (API or tracking pixel) and a
-`NotificationCreated` event drop both notification keys. The TTL bounds what a missed
-invalidation leaves behind (Redis down at that moment, or a read that fetched just before a
-change and stored just after its invalidation).
+Invalidation deletes the user's hash: `updateUserPreferences`, `placeOrder`,
+`updateOrderStatus` (the caller's and the order owner's), `markNotificationRead`, and the events
+`UserPreferencesUpdated`, `UserPurchaseHistoryUpdated`, `NotificationCreated` and
+`NotificationRead`. One hash per user makes that a single atomic DEL; an answer may combine
+details and notifications, so dropping less would need to know which answer read what.
+
+Writes are guarded by the epoch: a request reads the epoch before it reads any data, and its
+write lands only if the epoch is still there and unchanged (WATCH/MULTI). So bytes fetched
+before an invalidation are never stored after it, even when the fetch and the invalidation
+race. The hash expires `CACHE_TTL_SECONDS` after it was created and is never extended, so no
+entry is older than that, whatever was missed (Redis down during an invalidation).
 
 Redis is a cache, never a source of truth: any Redis failure is logged as a warning and the
 request goes to the service; after a failure, reads skip Redis for `CACHE_RETRY_AFTER_SECONDS`.
@@ -19,98 +26,151 @@ request goes to the service; after a failure, reads skip Redis for `CACHE_RETRY_
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
+from redis.exceptions import WatchError
 
 from shared.cache import redis_ready
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-KEY_PREFIX = "gateway:v1"
+KEY_PREFIX = "gateway:v2"
+EPOCH_FIELD = "epoch"
+DETAILS_VIEW = "data:details"
+ANSWER_PREFIX = "answer:"
+# A client varying its documents cannot grow one user's hash without bound.
+MAX_ANSWERS_PER_USER = 64
+_EPOCH_BYTES = 8
+
+Epoch = bytes
 
 
-def user_details_key(user_id: str) -> str:
-    """Where GET /users/me of a user is kept."""
-    return f"{KEY_PREFIX}:user:{user_id}:details"
+def user_key(user_id: str) -> str:
+    """The hash holding everything cached for a user."""
+    return f"{KEY_PREFIX}:user:{user_id}"
 
 
-def notifications_key(user_id: str, *, unread_only: bool) -> str:
-    """Where a user's notification list (unread only, or all) is kept."""
-    which = "unread" if unread_only else "all"
-    return f"{KEY_PREFIX}:user:{user_id}:notifications:{which}"
+def notifications_view(*, unread_only: bool) -> str:
+    """The field of a user's notification list (unread only, or all)."""
+    return f"data:notifications:{'unread' if unread_only else 'all'}"
 
 
-def all_notification_keys(user_id: str) -> list[str]:
-    """Every notification key of a user."""
-    return [notifications_key(user_id, unread_only=flag) for flag in (True, False)]
+def answer_field(digest: str) -> str:
+    """The field of a whole GraphQL answer."""
+    return f"{ANSWER_PREFIX}{digest}"
 
 
 class GatewayCache:
-    """Read-through cache of downstream bytes; failures degrade to no caching."""
+    """Read-through cache of downstream bytes and whole answers; failures degrade to none.
+
+    `enabled=False` (CACHE_ENABLED=false) turns every read into a miss and every write into
+    nothing: each request goes to the services.
+    """
 
     def __init__(
-        self, client: redis.Redis, *, ttl_seconds: int, retry_after_seconds: float
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int,
+        retry_after_seconds: float,
+        enabled: bool = True,
     ) -> None:
         self._client = client
         self._ttl = ttl_seconds
         self._retry_after = retry_after_seconds
         self._skip_until = 0.0
+        self.enabled = enabled
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._skip_until
+    def available(self) -> bool:
+        """Whether reads go to Redis now (enabled, and no recent failure)."""
+        return self.enabled and time.monotonic() >= self._skip_until
 
     def _failed(self, operation: str, exc: Exception) -> None:
         self._skip_until = time.monotonic() + self._retry_after
         log.warning("redis unavailable; serving without cache", operation=operation, error=str(exc))
 
-    async def get(self, key: str) -> bytes | None:
-        """The cached bytes, or None (missing, or Redis not answering)."""
-        if not self._available():
-            return None
+    async def lookup(self, user_id: str, field: str) -> tuple[bytes | None, Epoch | None]:
+        """A field of the user's hash and the hash's epoch, in one round trip; (None, None)
+        when Redis is skipped or fails."""
+        if not self.available():
+            return None, None
         try:
-            value = await self._client.get(key)
+            value, epoch = await self._client.hmget(user_key(user_id), [field, EPOCH_FIELD])
         except (redis.RedisError, OSError) as exc:
-            self._failed("get", exc)
+            self._failed("hmget", exc)
+            return None, None
+        return _as_bytes(value), _as_bytes(epoch)
+
+    async def open_epoch(self, user_id: str) -> Epoch | None:
+        """The epoch of the user's hash, creating the hash (with its TTL) if there is none."""
+        if not self.available():
             return None
-        if value is None:
+        key = user_key(user_id)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, EPOCH_FIELD, secrets.token_hex(_EPOCH_BYTES))
+                # NX: only a new hash gets a TTL; an existing one keeps its deadline.
+                pipe.expire(key, self._ttl, nx=True)
+                pipe.hget(key, EPOCH_FIELD)
+                *_, epoch = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed("open_epoch", exc)
             return None
-        return value if isinstance(value, bytes) else str(value).encode()
+        return _as_bytes(epoch)
 
-    async def set(self, key: str, value: bytes) -> None:
-        """Keep bytes for the TTL (silently skipped if Redis does not answer)."""
-        if not self._available():
-            return
+    async def store(
+        self, user_id: str, epoch: Epoch, field: str, value: bytes, *, is_answer: bool = False
+    ) -> bool:
+        """Keep `value` in the user's hash if its epoch is still `epoch` (nothing invalidated
+        the user since the caller read it); False when it was not stored."""
+        if not self.available():
+            return False
+        key = user_key(user_id)
         try:
-            await self._client.set(key, value, ex=self._ttl)
+            async with self._client.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                if await pipe.hget(key, EPOCH_FIELD) != epoch:
+                    return False
+                if is_answer and await pipe.hlen(key) > MAX_ANSWERS_PER_USER:
+                    return False
+                pipe.multi()
+                pipe.hset(key, field, value)
+                await pipe.execute()
+        except WatchError:
+            return False
         except (redis.RedisError, OSError) as exc:
-            self._failed("set", exc)
+            self._failed("store", exc)
+            return False
+        return True
 
-    async def delete(self, *keys: str) -> None:
-        """Drop keys. Tried even while reads skip Redis, so an entry is not left stale."""
-        try:
-            await self._client.delete(*keys)
-        except (redis.RedisError, OSError) as exc:
-            self._failed("delete", exc)
-
-    async def read_through(self, key: str, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The cached bytes, or fetch them and keep them."""
-        cached = await self.get(key)
+    async def read_through(
+        self, user_id: str, view: str, fetch: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """The cached bytes of a view of the user, or fetch them and keep them (unless the
+        user was invalidated while fetching)."""
+        cached, epoch = await self.lookup(user_id, view)
         if cached is not None:
             return cached
+        if epoch is None:
+            epoch = await self.open_epoch(user_id)
         value = await fetch()
-        await self.set(key, value)
+        if epoch is not None:
+            await self.store(user_id, epoch, view, value)
         return value
 
-    async def drop_user_details(self, user_id: str) -> None:
-        """Forget a user's cached details."""
-        await self.delete(user_details_key(user_id))
-
-    async def drop_notifications(self, user_id: str) -> None:
-        """Forget a user's cached notification lists."""
-        await self.delete(*all_notification_keys(user_id))
+    async def forget_user(self, user_id: str) -> None:
+        """Drop everything cached for a user. Tried even while reads skip Redis, so an entry is
+        not left stale."""
+        if not self.enabled:
+            return
+        try:
+            await self._client.delete(user_key(user_id))
+        except (redis.RedisError, OSError) as exc:
+            self._failed("delete", exc)
 
     async def ready(self) -> bool:
         """Whether Redis answers a PING."""
@@ -119,3 +179,8 @@ class GatewayCache:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    # The client is made without decode_responses; a str only comes from a test double.
+    return value.encode() if isinstance(value, str) else value

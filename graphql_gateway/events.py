@@ -2,11 +2,12 @@
 entries other services have made stale, and to feed this replica's GraphQL subscriptions. It
 publishes nothing of its own; the producer only carries dead letters.
 
-In: `notification.created` (NotificationCreated: drops the notification lists, pushed to
-`notificationAdded`), `notification.read` (NotificationRead, from the API or the tracking
-pixel), `user.preferences-updated` (UserPreferencesUpdated) and `user.purchase-history-updated`
-(UserPurchaseHistoryUpdated: the user service changed the order status or history) drop the
-details; `order.status-changed` (OrderStatusChanged) is pushed to `orderUpdates`.
+In: `notification.created` (NotificationCreated, also pushed to `notificationAdded`),
+`notification.read` (NotificationRead, from the API or the tracking pixel),
+`user.preferences-updated` (UserPreferencesUpdated) and `user.purchase-history-updated`
+(UserPurchaseHistoryUpdated: the user service changed the order status or history) drop what
+is cached for the user (graphql_gateway/cache.py); `order.status-changed` (OrderStatusChanged)
+is pushed to `orderUpdates`.
 
 Handlers never raise: the cache degrades on its own and the hub never waits, so nothing here
 can block the reader or need a dead letter.
@@ -42,20 +43,20 @@ def broadcast_handlers(cache: GatewayCache, hub: SubscriptionHub) -> dict[str, H
 
     async def on_notification_created(_: Envelope, event: Any) -> None:
         assert isinstance(event, NotificationCreated)
-        await cache.drop_notifications(event.user_id)
+        await cache.forget_user(event.user_id)
         hub.publish(Channel.NOTIFICATIONS, event.user_id, event)
 
     async def on_notification_read(_: Envelope, event: Any) -> None:
         assert isinstance(event, NotificationRead)
-        await cache.drop_notifications(event.user_id)
+        await cache.forget_user(event.user_id)
 
     async def on_preferences_updated(_: Envelope, event: Any) -> None:
         assert isinstance(event, UserPreferencesUpdated)
-        await cache.drop_user_details(event.user_id)
+        await cache.forget_user(event.user_id)
 
     async def on_purchase_history_updated(_: Envelope, event: Any) -> None:
         assert isinstance(event, UserPurchaseHistoryUpdated)
-        await cache.drop_user_details(event.user_id)
+        await cache.forget_user(event.user_id)
 
     async def on_order_status_changed(_: Envelope, event: Any) -> None:
         assert isinstance(event, OrderStatusChanged)

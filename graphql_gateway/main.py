@@ -22,6 +22,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from graphql_gateway.answers import AnswerCache
 from graphql_gateway.api import router
 from graphql_gateway.auth import authorization_from_connection_params
 from graphql_gateway.cache import GatewayCache
@@ -111,13 +112,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             redis_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds),
             ttl_seconds=settings.cache_ttl_seconds,
             retry_after_seconds=settings.cache_retry_after_seconds,
+            enabled=settings.cache_enabled,
         )
         clients = Clients.from_settings(settings)
         hub = SubscriptionHub(settings.subscription_queue_size)
         events = CacheEvents(settings, cache, hub)
         app.state.gateway = Gateway(settings=settings, clients=clients, cache=cache, hub=hub)
         app.state.cache_events = events
-        app.state.readiness_checks.update({"redis": cache.ready, "events": events.ready})
+        app.state.readiness_checks["events"] = events.ready
+        if settings.cache_enabled:
+            app.state.readiness_checks["redis"] = cache.ready
         events.start()
         try:
             yield
@@ -133,6 +137,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    # Added first, so it runs last of the middleware: inside the request log, metrics and the
+    # body size limit, and before any routing.
+    app.add_middleware(AnswerCache, path=GRAPHQL_PATH)
     install_common(app, settings)
     install_edge(app, settings)
     graphql_app = GatewayGraphQL(

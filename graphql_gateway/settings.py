@@ -30,6 +30,8 @@ class GatewaySettings(ServiceSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # A slow Redis must cost a request little: it is a cache, not a source of truth.
     redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    # false: no Redis cache at all, every read goes to the services (CACHE_ENABLED).
+    cache_enabled: bool = True
     cache_ttl_seconds: int = Field(default=60, ge=1)
     # After a Redis failure, skip the cache this long instead of paying a timeout per request.
     cache_retry_after_seconds: float = Field(default=5.0, ge=0)

@@ -13,6 +13,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graphql_gateway.answers import MarkCacheableAnswers
 from graphql_gateway.schema.errors import ContractErrors, log_errors
 from graphql_gateway.schema.mutations import Mutation
 from graphql_gateway.schema.queries import Query
@@ -47,6 +48,7 @@ def build_schema(
             partial(ValidationCache, maxsize=document_cache_size),
             SubscriptionsOverWebSocketOnly,
             ContractErrors,
+            MarkCacheableAnswers,
         ],
     )
 

@@ -50,7 +50,7 @@ class Mutation:
             )
         finally:
             # Also after a timeout: the change may have been applied.
-            await ctx.cache.drop_user_details(credentials.caller.user_id)
+            await ctx.cache.forget_user(credentials.caller.user_id)
         return User.from_json(orjson.loads(raw))
 
     @strawberry.mutation(description="Order products.")
@@ -61,7 +61,7 @@ class Mutation:
             raw = await ctx.clients.orders.place(credentials, [p.to_json() for p in products])
         finally:
             # The history changes asynchronously; the user service's event drops it again.
-            await ctx.cache.drop_user_details(credentials.caller.user_id)
+            await ctx.cache.forget_user(credentials.caller.user_id)
         return Order.from_json(orjson.loads(raw))
 
     @strawberry.mutation(description="Move an order to another status.")
@@ -75,11 +75,11 @@ class Mutation:
                 credentials, str(orderId), order_status.value
             )
         finally:
-            await ctx.cache.drop_user_details(credentials.caller.user_id)
+            await ctx.cache.forget_user(credentials.caller.user_id)
         order = Order.from_json(orjson.loads(raw))
         if order.userId != credentials.caller.user_id:
             # An admin changed someone else's order: the owner's details are stale.
-            await ctx.cache.drop_user_details(str(order.userId))
+            await ctx.cache.forget_user(str(order.userId))
         return order
 
     @strawberry.mutation(description="Subscribe the caller to promotions.")
@@ -99,5 +99,5 @@ class Mutation:
         try:
             raw = await ctx.clients.notifications.mark_read(credentials, str(id))
         finally:
-            await ctx.cache.drop_notifications(credentials.caller.user_id)
+            await ctx.cache.forget_user(credentials.caller.user_id)
         return Notification.from_json(orjson.loads(raw))

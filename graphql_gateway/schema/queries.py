@@ -8,7 +8,7 @@ import orjson
 import strawberry
 from strawberry.types import Info
 
-from graphql_gateway.cache import notifications_key, user_details_key
+from graphql_gateway.cache import DETAILS_VIEW, notifications_view
 from graphql_gateway.schema.context import GatewayContext
 from graphql_gateway.schema.types import Notification, Order, Product, User
 
@@ -28,7 +28,8 @@ class Query:
         ctx = info.context
         credentials = ctx.credentials()
         raw = await ctx.cache.read_through(
-            user_details_key(credentials.caller.user_id),
+            credentials.caller.user_id,
+            DETAILS_VIEW,
             lambda: ctx.clients.users.me(credentials),
         )
         return User.from_json(orjson.loads(raw))
@@ -41,7 +42,8 @@ class Query:
         credentials = ctx.credentials()
         unread_only = unreadOnly is not False
         raw = await ctx.cache.read_through(
-            notifications_key(credentials.caller.user_id, unread_only=unread_only),
+            credentials.caller.user_id,
+            notifications_view(unread_only=unread_only),
             lambda: ctx.clients.notifications.list(credentials, unread_only=unread_only),
         )
         return [Notification.from_json(item) for item in orjson.loads(raw)]

@@ -1,70 +1,164 @@
-"""The gateway cache: key scheme, read-through, and degrading to no cache when Redis fails."""
+"""The gateway cache: one hash per user, read-through, the epoch guard against a read racing an
+invalidation, the TTL that is never extended, and degrading to no cache when Redis fails."""
 
 from __future__ import annotations
 
+import fakeredis
+import pytest
 import redis.asyncio as redis
 
 from graphql_gateway.cache import (
+    DETAILS_VIEW,
+    EPOCH_FIELD,
+    MAX_ANSWERS_PER_USER,
     GatewayCache,
-    all_notification_keys,
-    notifications_key,
-    user_details_key,
+    answer_field,
+    notifications_view,
+    user_key,
 )
+from shared.stack.parts import free_port
+
+TTL = 60
 
 
-class BrokenRedis:
-    """A Redis that refuses every command, counting them."""
-
-    def __init__(self) -> None:
-        self.commands = 0
-
-    async def _refuse(self, *args: object, **kwargs: object) -> None:
-        self.commands += 1
-        raise redis.ConnectionError("Connection refused")
-
-    get = set = delete = _refuse
+@pytest.fixture
+def server() -> fakeredis.FakeAsyncRedis:
+    return fakeredis.FakeAsyncRedis()
 
 
-def test_keys_share_one_prefix_and_separate_users_and_views() -> None:
-    keys = [
-        user_details_key("u1"),
-        notifications_key("u1", unread_only=True),
-        notifications_key("u1", unread_only=False),
-        user_details_key("u2"),
+@pytest.fixture
+def cache(server: fakeredis.FakeAsyncRedis) -> GatewayCache:
+    return GatewayCache(server, ttl_seconds=TTL, retry_after_seconds=5)
+
+
+class Fetcher:
+    """A downstream call that counts itself and can run something while it is "in flight"."""
+
+    def __init__(self, answer: bytes, during: object = None) -> None:
+        self.answer = answer
+        self.calls = 0
+        self.during = during
+
+    async def __call__(self) -> bytes:
+        self.calls += 1
+        if self.during is not None:
+            await self.during()  # type: ignore[operator]
+        return self.answer
+
+
+def test_each_user_has_one_key_and_each_view_its_own_field() -> None:
+    assert user_key("u1") != user_key("u2")
+    assert user_key("u1").startswith("gateway:v2:user:")
+    fields = [
+        DETAILS_VIEW,
+        notifications_view(unread_only=True),
+        notifications_view(unread_only=False),
+        answer_field("abc"),
+        EPOCH_FIELD,
     ]
-    assert len(set(keys)) == len(keys)
-    assert all(key.startswith("gateway:v1:user:") for key in keys)
-    assert all_notification_keys("u1") == keys[1:3]
+    assert len(set(fields)) == len(fields)
+
+
+async def test_read_through_fetches_once_until_the_user_is_forgotten(cache: GatewayCache) -> None:
+    fetch = Fetcher(b'{"id": "u1"}')
+    assert await cache.read_through("u1", DETAILS_VIEW, fetch) == b'{"id": "u1"}'
+    assert await cache.read_through("u1", DETAILS_VIEW, fetch) == b'{"id": "u1"}'
+    assert fetch.calls == 1
+    # Another user and another view are other entries.
+    other = Fetcher(b"[]")
+    await cache.read_through("u2", DETAILS_VIEW, other)
+    await cache.read_through("u1", notifications_view(unread_only=True), other)
+    assert other.calls == 2
+
+    await cache.forget_user("u1")
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    assert fetch.calls == 2
+
+
+async def test_bytes_fetched_before_an_invalidation_are_not_stored_after_it(
+    cache: GatewayCache,
+) -> None:
+    async def invalidate() -> None:
+        await cache.forget_user("u1")
+
+    stale = Fetcher(b'{"status": "old"}', during=invalidate)
+    assert await cache.read_through("u1", DETAILS_VIEW, stale) == b'{"status": "old"}'
+    fresh = Fetcher(b'{"status": "new"}')
+    assert await cache.read_through("u1", DETAILS_VIEW, fresh) == b'{"status": "new"}'
+    assert fresh.calls == 1  # the old bytes were not kept
+
+
+async def test_a_slow_read_does_not_overwrite_a_newer_one(cache: GatewayCache) -> None:
+    """The slow read began before an invalidation; a newer read filled the cache meanwhile."""
+
+    async def invalidate_then_refill() -> None:
+        await cache.forget_user("u1")
+        await cache.read_through("u1", DETAILS_VIEW, Fetcher(b"new"))
+
+    await cache.read_through("u1", DETAILS_VIEW, Fetcher(b"old", during=invalidate_then_refill))
+    assert await cache.read_through("u1", DETAILS_VIEW, Fetcher(b"unused")) == b"new"
+
+
+async def test_the_ttl_is_set_once_and_never_extended(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis
+) -> None:
+    await cache.read_through("u1", DETAILS_VIEW, Fetcher(b"{}"))
+    assert 0 < await server.ttl(user_key("u1")) <= TTL
+    await server.expire(user_key("u1"), 5)
+    await cache.read_through("u1", notifications_view(unread_only=False), Fetcher(b"[]"))
+    epoch = await cache.open_epoch("u1")
+    assert epoch is not None
+    assert await cache.store("u1", epoch, answer_field("d"), b"{}", is_answer=True)
+    assert await server.ttl(user_key("u1")) <= 5
+
+
+async def test_answers_per_user_are_bounded(cache: GatewayCache) -> None:
+    epoch = await cache.open_epoch("u1")
+    assert epoch is not None
+    kept = [
+        await cache.store("u1", epoch, answer_field(str(n)), b"{}", is_answer=True)
+        for n in range(MAX_ANSWERS_PER_USER + 5)
+    ]
+    assert not all(kept)
+    assert kept[0]
+    # Data fields are not answers: still kept.
+    assert await cache.store("u1", epoch, DETAILS_VIEW, b"{}")
+
+
+async def test_disabled_cache_never_keeps_anything(server: fakeredis.FakeAsyncRedis) -> None:
+    cache = GatewayCache(server, ttl_seconds=TTL, retry_after_seconds=5, enabled=False)
+    fetch = Fetcher(b"{}")
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    assert fetch.calls == 2
+    assert await server.keys("*") == []
+
+
+def unreachable_redis() -> redis.Redis:
+    return redis.Redis(port=free_port(), socket_connect_timeout=0.5)
 
 
 async def test_redis_failure_degrades_to_no_cache() -> None:
-    broken = BrokenRedis()
-    cache = GatewayCache(broken, ttl_seconds=60, retry_after_seconds=3600)  # type: ignore[arg-type]
-    fetched = 0
-
-    async def fetch() -> bytes:
-        nonlocal fetched
-        fetched += 1
-        return b'{"id": "u1"}'
-
-    assert await cache.read_through(user_details_key("u1"), fetch) == b'{"id": "u1"}'
-    assert await cache.read_through(user_details_key("u1"), fetch) == b'{"id": "u1"}'
-    assert fetched == 2
-    # One failed GET, then reads skip Redis for the retry window.
-    assert broken.commands == 1
-    # Invalidation is still attempted, so nothing stays stale once Redis is back.
-    await cache.drop_user_details("u1")
-    assert broken.commands == 2
+    cache = GatewayCache(unreachable_redis(), ttl_seconds=TTL, retry_after_seconds=3600)
+    fetch = Fetcher(b'{"id": "u1"}')
+    assert await cache.read_through("u1", DETAILS_VIEW, fetch) == b'{"id": "u1"}'
+    assert not cache.available()  # the failure opened the retry window
+    assert await cache.read_through("u1", DETAILS_VIEW, fetch) == b'{"id": "u1"}'
+    assert fetch.calls == 2
+    # Invalidation is still attempted (and fails quietly), so nothing stays stale.
+    await cache.forget_user("u1")
+    await cache.close()
 
 
-async def test_redis_is_tried_again_after_the_retry_window() -> None:
-    broken = BrokenRedis()
-    cache = GatewayCache(broken, ttl_seconds=60, retry_after_seconds=0)  # type: ignore[arg-type]
-
-    async def fetch() -> bytes:
-        return b"[]"
-
-    await cache.read_through(notifications_key("u1", unread_only=True), fetch)
-    await cache.read_through(notifications_key("u1", unread_only=True), fetch)
-    # With no window, each read tries its GET and its SET again.
-    assert broken.commands == 4
+async def test_redis_is_tried_again_after_the_retry_window(
+    server: fakeredis.FakeAsyncRedis,
+) -> None:
+    cache = GatewayCache(unreachable_redis(), ttl_seconds=TTL, retry_after_seconds=0)
+    await cache.read_through("u1", DETAILS_VIEW, Fetcher(b"{}"))
+    assert cache.available()
+    # The same cache on a Redis that answers works at once.
+    cache._client = server
+    fetch = Fetcher(b"{}")
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    assert fetch.calls == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fakeredis
 import httpx
 import orjson
 import pytest
@@ -87,23 +88,6 @@ def test_validation_errors_stay_graphql_errors() -> None:
 # --- resolvers with stub services ---------------------------------------------------------
 
 
-class MemoryRedis:
-    """Just enough of redis.asyncio.Redis for the cache, in memory."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    async def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    async def set(self, key: str, value: bytes, ex: int) -> None:
-        self.data[key] = value
-
-    async def delete(self, *keys: str) -> None:
-        for key in keys:
-            self.data.pop(key, None)
-
-
 class StubUsers:
     def __init__(self, answer: Any) -> None:
         self.answer = answer
@@ -123,7 +107,7 @@ class StubClients:
 
 def context_for(users: StubUsers, authorization: str | None) -> GatewayContext:
     settings = GatewaySettings(jwt_secret=SECRET)
-    cache = GatewayCache(MemoryRedis(), ttl_seconds=60, retry_after_seconds=5)  # type: ignore[arg-type]
+    cache = GatewayCache(fakeredis.FakeAsyncRedis(), ttl_seconds=60, retry_after_seconds=5)
     gateway = Gateway(
         settings=settings,
         clients=StubClients(users),  # type: ignore[arg-type]

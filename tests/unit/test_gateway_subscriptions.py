@@ -1,5 +1,5 @@
 """The gateway's subscription hub, its broadcast handlers and the WebSocket token rules
-(no I/O: an in-memory Redis stand-in, events built in memory)."""
+(no I/O: fakeredis for the cache, events built in memory)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import fakeredis
 import pytest
 
 from graphql_gateway.auth import authorization_from_connection_params
-from graphql_gateway.cache import GatewayCache, notifications_key, user_details_key
+from graphql_gateway.cache import DETAILS_VIEW, GatewayCache, user_key
 from graphql_gateway.events import broadcast_handlers
 from graphql_gateway.schema.types import Notification, Order, OrderStatus
 from graphql_gateway.subscriptions import Channel, SubscriptionHub
@@ -24,21 +25,6 @@ from shared.events import (
     UserPurchaseHistoryUpdated,
 )
 from shared.events.models import ProductLine
-
-
-class MemoryRedis:
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    async def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    async def set(self, key: str, value: bytes, ex: int) -> None:
-        self.data[key] = value
-
-    async def delete(self, *keys: str) -> None:
-        for key in keys:
-            self.data.pop(key, None)
 
 
 def status_changed(user_id: str, order_id: str = "o-1") -> OrderStatusChanged:
@@ -148,43 +134,40 @@ async def handle(cache: GatewayCache, hub: SubscriptionHub, event: Any) -> None:
     await handler(envelope_of(event), event)
 
 
-def filled_cache(user_id: str) -> tuple[GatewayCache, MemoryRedis]:
-    redis = MemoryRedis()
-    for key in (
-        user_details_key(user_id),
-        notifications_key(user_id, unread_only=True),
-        notifications_key(user_id, unread_only=False),
-    ):
-        redis.data[key] = b"{}"
-    cache = GatewayCache(redis, ttl_seconds=60, retry_after_seconds=5)  # type: ignore[arg-type]
-    return cache, redis
+async def filled_cache(user_id: str) -> tuple[GatewayCache, fakeredis.FakeAsyncRedis]:
+    server = fakeredis.FakeAsyncRedis()
+    cache = GatewayCache(server, ttl_seconds=60, retry_after_seconds=5)
+
+    async def fetch() -> bytes:
+        return b"{}"
+
+    await cache.read_through(user_id, DETAILS_VIEW, fetch)
+    await cache.read_through("bob", DETAILS_VIEW, fetch)
+    return cache, server
 
 
 @pytest.mark.parametrize(
-    ("event", "dropped"),
+    ("event", "forgets"),
     [
-        (
-            UserPurchaseHistoryUpdated(user_id="alice", order_id="o-1", order_status="Placed"),
-            {"details"},
-        ),
-        (UserPreferencesUpdated(user_id="alice", preferences=["promotions"]), {"details"}),
-        (created("alice"), {"unread", "all"}),
-        (NotificationRead(notification_id="n-1", user_id="alice"), {"unread", "all"}),
-        (status_changed("alice"), set()),
+        (UserPurchaseHistoryUpdated(user_id="alice", order_id="o-1", order_status="Placed"), True),
+        (UserPreferencesUpdated(user_id="alice", preferences=["promotions"]), True),
+        (created("alice"), True),
+        (NotificationRead(notification_id="n-1", user_id="alice"), True),
+        (status_changed("alice"), False),
     ],
     ids=["history", "preferences", "notification-created", "notification-read", "order-status"],
 )
-async def test_each_event_drops_exactly_the_entries_it_makes_stale(
-    event: Any, dropped: set[str]
+async def test_each_event_forgets_the_users_cache_and_only_theirs(
+    event: Any, forgets: bool
 ) -> None:
-    cache, redis = filled_cache("alice")
+    cache, server = await filled_cache("alice")
     await handle(cache, SubscriptionHub(max_queued=2), event)
-    remaining = {key.rsplit(":", 1)[1] for key in redis.data}
-    assert remaining == {"details", "unread", "all"} - dropped
+    assert await server.exists(user_key("alice")) == (0 if forgets else 1)
+    assert await server.exists(user_key("bob")) == 1
 
 
 async def test_order_and_notification_events_feed_the_users_subscriptions() -> None:
-    cache, _ = filled_cache("alice")
+    cache, _ = await filled_cache("alice")
     hub = SubscriptionHub(max_queued=5)
     with (
         hub.subscribe(Channel.ORDER_UPDATES, "alice") as orders,

@@ -1,0 +1,115 @@
+"""Whole GraphQL answers from Redis (graphql_gateway/answers.py): what is kept, what is never
+kept, per user, and dropped with the user's data. The gateway runs under uvicorn against the
+HTTP stand-ins of test_gateway_orders, the real broker and the real Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+import redis.asyncio as redis
+
+from graphql_gateway.cache import ANSWER_PREFIX, user_key
+from tests.integration import test_gateway_orders
+from tests.integration.test_gateway_orders import (
+    DETAILS,
+    LiveGateway,
+    Services,
+    codes,
+    data_of,
+    new_user,
+    place,
+    token_for,
+)
+
+pytestmark = pytest.mark.integration
+# The stand-ins and the gateway under uvicorn, as fixtures of this module too.
+services = test_gateway_orders.services
+gateway = test_gateway_orders.gateway
+
+NOTIFICATIONS = "query { getUserNotifications(unreadOnly: false) { id content } }"
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def answers(store: redis.Redis, user_id: str) -> dict[bytes, bytes]:
+    """The whole answers kept for a user."""
+    entries: dict[bytes, bytes] = await store.hgetall(user_key(user_id))
+    return {k: v for k, v in entries.items() if k.startswith(ANSWER_PREFIX.encode())}
+
+
+async def test_a_repeated_read_is_answered_from_redis_without_graphql(
+    gateway: LiveGateway, services: Services, store: redis.Redis
+) -> None:
+    user_id, token = new_user(services.users)
+    first = await gateway.graphql(DETAILS, token=token)
+    assert data_of(first)["getUserDetails"]["id"] == user_id
+    kept = await answers(store, user_id)
+    assert len(kept) == 1
+    # What Redis holds is what is answered: rewrite it, and the rewrite comes back.
+    (field,) = kept
+    marker = {"data": {"getUserDetails": {"id": "from-redis"}}}
+    await store.hset(user_key(user_id), field, orjson.dumps(marker))
+    response = await gateway.http.post(
+        "/graphql",
+        json={"query": DETAILS, "variables": {}},
+        headers={"authorization": f"Bearer {token}", "x-correlation-id": "answer-1"},
+    )
+    assert response.json() == marker
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-correlation-id"] == "answer-1"
+
+
+async def test_answers_are_kept_per_user(
+    gateway: LiveGateway, services: Services, store: redis.Redis
+) -> None:
+    alice, alice_token = new_user(services.users)
+    bob, bob_token = new_user(services.users)
+    for _ in range(2):
+        for user_id, token in ((alice, alice_token), (bob, bob_token)):
+            details = data_of(await gateway.graphql(DETAILS, token=token))["getUserDetails"]
+            assert details["id"] == user_id
+    assert len(await answers(store, alice)) == len(await answers(store, bob)) == 1
+
+
+async def test_a_write_drops_the_kept_answers(
+    gateway: LiveGateway, services: Services, store: redis.Redis
+) -> None:
+    user_id, token = new_user(services.users)
+    await gateway.graphql(DETAILS, token=token)
+    await gateway.graphql(NOTIFICATIONS, token=token)
+    assert len(await answers(store, user_id)) == 2
+
+    services.users.users[user_id]["order_status"] = "Placed"
+    await place(gateway, token)
+    assert await answers(store, user_id) == {}
+    fresh = data_of(await gateway.graphql(DETAILS, token=token))["getUserDetails"]
+    assert fresh["order_status"] == "Placed"
+
+
+async def test_mutations_other_fields_errors_and_bad_tokens_are_never_kept(
+    gateway: LiveGateway, services: Services, store: redis.Redis
+) -> None:
+    user_id, token = new_user(services.users)
+    await place(gateway, token)
+    await gateway.graphql("query { orders { id } }", token=token)
+    await gateway.graphql("query { getUserDetails { id } orders { id } }", token=token)
+    assert await answers(store, user_id) == {}
+
+    # A field that failed (the user service does not know this user).
+    stranger = uuid.uuid4().hex
+    failed = await gateway.graphql(DETAILS, token=token_for(stranger))
+    assert failed.get("errors")
+    assert await answers(store, stranger) == {}
+
+    refused = await gateway.graphql(DETAILS, token="not-a-token")
+    assert codes(refused) == ["UNAUTHENTICATED"]
