@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthenticated
+from shared.http import NO_OPENTELEMETRY
 
 
 def create_app(redis_url: str, secret: str, issuer: str) -> FastAPI:
@@ -30,7 +31,8 @@ def create_app(redis_url: str, secret: str, issuer: str) -> FastAPI:
         yield
         await client.aclose()
 
-    app = FastAPI(lifespan=lifespan)
+    # Configured like the fleet's apps (shared.http.NO_OPENTELEMETRY), so only GraphQL differs.
+    app = FastAPI(lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
 
     @app.post("/me")
     async def me(request: Request) -> Response:

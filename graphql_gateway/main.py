@@ -36,7 +36,7 @@ from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
 from shared.cache import redis_client
 from shared.errors import Unauthenticated
-from shared.http import install_common
+from shared.http import NO_OPENTELEMETRY, install_common
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -136,6 +136,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=NO_OPENTELEMETRY,
     )
     # Added first, so it runs last of the middleware: inside the request log, metrics and the
     # body size limit, and before any routing.
