@@ -35,6 +35,7 @@ CACHEABLE_FIELDS = frozenset({"getUserDetails", "getUserNotifications", "__typen
 # Strawberry's request object shares).
 SCOPE_KEY = "graphql_gateway.pending_answer"
 _JSON = b"application/json"
+_CACHEABLE_NAMES = tuple(name.encode() for name in CACHEABLE_FIELDS if not name.startswith("__"))
 
 
 @dataclass(slots=True)
@@ -86,8 +87,7 @@ class AnswerCache:
             return
         cache = gateway.cache
         body, replay = await _read_body(receive)
-        if not body.lstrip().startswith(b"{"):
-            # A batch (a JSON list) or not JSON at all: Strawberry's to answer, never kept.
+        if not _may_be_kept(body):
             await self.app(scope, replay, send)
             return
         user_id = credentials.caller.user_id
@@ -150,6 +150,16 @@ class MarkCacheableAnswers(SchemaExtension):
             isinstance(selection, FieldNode) and selection.name.value in CACHEABLE_FIELDS
             for selection in operation.selection_set.selections
         )
+
+
+def _may_be_kept(body: bytes) -> bool:
+    """Whether a body is worth a lookup: a JSON object (not a batch) naming a cacheable field
+    and no mutation. Only ever a shortcut past Redis: what is kept is decided after running."""
+    return (
+        body.lstrip().startswith(b"{")
+        and any(name in body for name in _CACHEABLE_NAMES)
+        and b"mutation" not in body
+    )
 
 
 def _headers(scope: Scope) -> tuple[str | None, bytes]:

@@ -102,6 +102,8 @@ async def test_mutations_other_fields_errors_and_bad_tokens_are_never_kept(
     user_id, token = new_user(services.users)
     await place(gateway, token)
     await gateway.graphql("query { orders { id } }", token=token)
+    # A read naming no cacheable field costs Redis nothing: not even the user's hash is made.
+    assert await store.exists(user_key(user_id)) == 0
     await gateway.graphql("query { getUserDetails { id } orders { id } }", token=token)
     assert await answers(store, user_id) == {}
 
