@@ -4,22 +4,24 @@ In: `user.registered` (welcome notification and email), `notification.requested`
 Out: `notification.created`, through the outbox of the stored notification.
 
 Idempotent: a notification's id is its event's id, so a redelivered event stores nothing new.
+Events come in batches (one partition's fetch): one insert, one publish, one outbox write each.
 Email is not sent here: a notification that wants one is stored with delivery `pending` and the
 background sender (`sender.py`) delivers it, retrying with backoff while SMTP fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from notification_service import domain, emails
 from notification_service.domain import DeliveryStatus
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
-from shared.bus import EventPublisher, Handler
+from shared.bus import EventPublisher, Handler, Received, batched
 from shared.events.envelope import Envelope
 from shared.events.models import (
     NotificationCreated,
@@ -27,7 +29,7 @@ from shared.events.models import (
     NotificationType,
     UserRegistered,
 )
-from shared.logging import get_logger
+from shared.logging import correlation_scope, get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 
 log = get_logger(__name__)
@@ -61,47 +63,88 @@ class NotificationHandlers:
     wake_sender: Callable[[], None]
 
     def handlers(self) -> dict[str, Handler]:
-        """The consumer's topic -> handler map."""
+        """The consumer's topic -> handler map; both topics are stored in batches."""
+        limit = self.settings.consumer_batch_max_records
         return {
-            UserRegistered.topic: self.on_user_registered,
-            NotificationRequested.topic: self.on_notification_requested,
+            UserRegistered.topic: batched(self.on_users_registered, max_records=limit),
+            NotificationRequested.topic: batched(
+                self.on_notifications_requested, max_records=limit
+            ),
         }
 
-    async def on_user_registered(self, envelope: Envelope, event: UserRegistered) -> None:
-        """Welcome the new user, in the app and by email (whatever the preferences)."""
-        await self._handle(
-            envelope,
-            _Incoming(
-                user_id=event.user_id,
-                kind=domain.WELCOME_TYPE,
-                content=domain.welcome_content(event.name),
-                email=str(event.email),
-                subject=emails.WELCOME_SUBJECT,
-                wants_email=True,
-                welcome_name=event.name,
-            ),
+    async def on_users_registered(self, received: Sequence[Received]) -> None:
+        """Welcome new users, in the app and by email (whatever the preferences)."""
+        await self._store(
+            [
+                (
+                    envelope,
+                    _Incoming(
+                        user_id=event.user_id,
+                        kind=domain.WELCOME_TYPE,
+                        content=domain.welcome_content(event.name),
+                        email=str(event.email),
+                        subject=emails.WELCOME_SUBJECT,
+                        wants_email=True,
+                        welcome_name=event.name,
+                    ),
+                )
+                for envelope, event in received
+            ]
         )
 
-    async def on_notification_requested(
-        self, envelope: Envelope, event: NotificationRequested
-    ) -> None:
-        """Store what another service asked for; email it if asked and addressed."""
-        await self._handle(
-            envelope,
-            _Incoming(
-                user_id=event.user_id,
-                kind=event.type,
-                content=event.content,
-                email=str(event.email) if event.email else None,
-                subject=event.subject,
-                wants_email=domain.wants_email(event),
-                unsubscribe_url=event.unsubscribe_url,
-            ),
+    async def on_notifications_requested(self, received: Sequence[Received]) -> None:
+        """Store what other services asked for; email those asked for and addressed."""
+        await self._store(
+            [
+                (
+                    envelope,
+                    _Incoming(
+                        user_id=event.user_id,
+                        kind=event.type,
+                        content=event.content,
+                        email=str(event.email) if event.email else None,
+                        subject=event.subject,
+                        wants_email=domain.wants_email(event),
+                        unsubscribe_url=event.unsubscribe_url,
+                    ),
+                )
+                for envelope, event in received
+            ]
         )
 
-    async def _handle(self, envelope: Envelope, incoming: _Incoming) -> None:
+    async def _store(self, batch: list[tuple[Envelope, _Incoming]]) -> None:
+        """One insert for the batch, one publish of its notification.created events (every
+        acknowledgement awaited together), one write clearing their outbox entries. A crash or
+        a broker outage between the steps leaves the entries to the outbox relay."""
+        # Each stamped in turn, so a batch keeps its partition's order in "newest first".
+        prepared = [
+            self._prepare(envelope, incoming, datetime.now(UTC)) for envelope, incoming in batch
+        ]
+        stored = await self.repository.insert_new_many(
+            [(notification, [entry]) for notification, entry in prepared]
+        )
+        new = [(n, entry) for n, entry in prepared if n["_id"] in stored]
+        log.info("notifications stored", count=len(new), already_stored=len(prepared) - len(new))
+        for notification, _entry in new:
+            log.debug(
+                "notification stored",
+                notification_id=notification["_id"],
+                type=notification["type"],
+            )
+        if not new:
+            return
+        await self.relay.flush_entries(
+            self.repository.notifications, {n["_id"]: [entry] for n, entry in new}
+        )
+        if any(n["delivery"]["status"] == DeliveryStatus.PENDING for n, _ in new):
+            # The sender claims them; the consumer never waits on SMTP.
+            self.wake_sender()
+
+    def _prepare(
+        self, envelope: Envelope, incoming: _Incoming, now: datetime
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The notification to store and the outbox entry announcing it."""
         notification_id = domain.notification_id_for(envelope.id)
-        now = datetime.now(UTC)
         notification = domain.new_notification(
             notification_id=notification_id,
             user_id=incoming.user_id,
@@ -123,12 +166,7 @@ class NotificationHandlers:
             content=incoming.content,
             sent_at=notification["sent_at"],
         )
-        entry = outbox_entry(self.publisher, created)
-        if not await self.repository.insert_new(notification, [entry]):
-            log.info("notification already stored", notification_id=notification_id)
-            return
-        log.info("notification stored", notification_id=notification_id, type=incoming.kind)
-        await self.relay.flush_document(self.repository.notifications, notification_id)
-        if notification["delivery"]["status"] == DeliveryStatus.PENDING:
-            # The sender claims it; the consumer never waits on SMTP.
-            self.wake_sender()
+        with correlation_scope(envelope.correlation_id):
+            # The announcement carries the correlation id of the event that caused it.
+            entry = outbox_entry(self.publisher, created)
+        return notification, entry

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from notification_service.domain import DeliveryStatus
 from shared.outbox import OUTBOX_FIELD
 
 NOTIFICATIONS = "notifications"
 _NEWEST_FIRST = [("sent_at", DESCENDING), ("_id", DESCENDING)]
+_DUPLICATE_KEY = 11000
 
 
 class NotificationRepository:
@@ -38,6 +40,24 @@ class NotificationRepository:
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_new_many(
+        self, notifications: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+    ) -> set[str]:
+        """Store notifications with their pending events in one write; returns the ids stored
+        now (those already stored, e.g. a redelivered batch, are skipped)."""
+        documents = [
+            {**notification, OUTBOX_FIELD: outbox} for notification, outbox in notifications
+        ]
+        ids = {document["_id"] for document in documents}
+        try:
+            await self.notifications.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != _DUPLICATE_KEY for error in errors) or not errors:
+                raise
+            ids -= {documents[error["index"]]["_id"] for error in errors}
+        return ids
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
         """One notification by id."""

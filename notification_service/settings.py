@@ -40,3 +40,6 @@ class NotificationSettings(ServiceSettings):
     mail_shutdown_grace_seconds: float = Field(default=3.0, gt=0)
 
     notifications_page_limit: int = Field(default=100, ge=1)
+
+    # Most consumed events stored together (one insert, one publish of their announcements).
+    consumer_batch_max_records: int = Field(default=500, ge=1)

@@ -14,8 +14,9 @@ from shared.http import CallerDep
 router = APIRouter()
 
 
-def orders(request: Request) -> Orders:
-    """The use cases, built in the lifespan."""
+async def orders(request: Request) -> Orders:
+    """The use cases, built in the lifespan (async: a plain function would cost a worker-thread
+    hop per request)."""
     return request.app.state.orders
 
 

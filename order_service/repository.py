@@ -54,14 +54,14 @@ class OrderRepository:
         outbox_entry: dict[str, Any],
     ) -> dict[str, Any] | None:
         """Move the order to `status` only if it is still `expected`, queueing its event in the
-        same write; None when another change got there first."""
+        same write; None when another change got there first. The order comes back with its
+        pending events (`outbox`), oldest first, so they can be published without a read."""
         return await self.orders.find_one_and_update(
             {"_id": order_id, "status": expected},
             {
                 "$set": {"status": status, "updated_at": changed_at},
                 "$push": {OUTBOX_FIELD: outbox_entry},
             },
-            projection={OUTBOX_FIELD: 0},
             return_document=ReturnDocument.AFTER,
         )
 

@@ -1,7 +1,8 @@
 """The order service's use cases: place an order, list one's orders, change an order's status.
 
 Each state change and the event announcing it are one single-document write (the outbox);
-the event is then published at once, best effort (the relay retries what is left).
+the event is then published at once from what is in hand (no read back), bounded by the outbox
+flush timeout; the relay retries what is left.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shared.auth import Caller
 from shared.errors import Conflict, NotFound
 from shared.events.models import OrderStatus
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, outbox_entry
+from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -70,7 +71,7 @@ class Orders:
         )
         entry = outbox_entry(self.runtime.publisher, events.order_placed(order))
         await self.repository.insert(order, [entry])
-        await self._relay.flush_document(self.repository.orders, order["_id"])
+        await self._relay.flush_entries(self.repository.orders, {order["_id"]: [entry]})
         log.info("order placed", order_id=order["_id"], products=len(lines))
         return order_out(order)
 
@@ -99,7 +100,10 @@ class Orders:
         )
         if updated is None:
             raise Conflict(domain.CHANGED_MEANWHILE)
-        await self._relay.flush_document(self.repository.orders, order_id)
+        # Every pending event of the order, in order: one left over from an earlier change is
+        # not overtaken by this one.
+        pending = updated.pop(OUTBOX_FIELD, [])
+        await self._relay.flush_entries(self.repository.orders, {order_id: pending})
         log.info(
             "order status changed",
             order_id=order_id,

@@ -4,6 +4,10 @@ commit only after their handler has stored its effect.
 Delivery is at least once: a handler that keeps failing is retried with exponential backoff,
 then its message goes to `<topic>.dlq` with the error in headers and the partition moves on.
 A message that is not a valid envelope (a poison message) goes to the DLQ at once.
+
+A topic's handler may take a batch (`batched(...)`): each fetch of a partition is handed over
+in one call and committed once; if the batch fails, its events are handled one by one through
+the same retries and dead letters, so one bad event costs only itself.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -41,6 +47,28 @@ _MAX_RETRY_WAIT_SECONDS = 5.0
 _POLL_TIMEOUT_MS = 500
 
 Handler = Callable[[Envelope, Any], Awaitable[None]]
+Received = tuple[Envelope, Any]
+BatchHandle = Callable[[Sequence[Received]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A handler taking the valid events of one partition's fetch (at most `max_records`).
+
+    Called with one event it is an ordinary `Handler` (the fallback when a batch failed), so it
+    fits wherever a handler map is expected.
+    """
+
+    handle: BatchHandle
+    max_records: int
+
+    async def __call__(self, envelope: Envelope, event: Any) -> None:
+        await self.handle([(envelope, event)])
+
+
+def batched(handle: BatchHandle, *, max_records: int) -> Batched:
+    """Declare `handle` as a batch handler for a topic of an EventConsumer."""
+    return Batched(handle, max_records)
 
 
 async def _start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, deadline: float) -> None:
@@ -53,6 +81,13 @@ async def _start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, deadlin
     ):
         with attempt:
             await client.start()
+
+
+def _headers_of(envelope: Envelope) -> list[tuple[str, bytes]]:
+    return [
+        (CORRELATION_HEADER, envelope.correlation_id.encode()),
+        (EVENT_TYPE_HEADER, envelope.type.encode()),
+    ]
 
 
 class EventPublisher:
@@ -120,12 +155,51 @@ class EventPublisher:
             topic,
             key.encode() if key else None,
             envelope.to_bytes(),
-            [
-                (CORRELATION_HEADER, envelope.correlation_id.encode()),
-                (EVENT_TYPE_HEADER, envelope.type.encode()),
-                *(extra_headers or []),
-            ],
+            [*_headers_of(envelope), *(extra_headers or [])],
         )
+
+    async def publish_envelopes(
+        self, messages: Sequence[tuple[str, str | None, Envelope]]
+    ) -> list[BaseException | None]:
+        """Publish many (topic, key, envelope) at once: all are handed to the producer, which
+        batches them, then every acknowledgement is awaited under one publish timeout.
+
+        Returns, per message, None when the broker acknowledged it, else the error: the caller
+        keeps those for later (one awaited round trip per event would cap a consumer's rate).
+        """
+        if not self._started:
+            return [KafkaConnectionError("the publisher is not connected to the broker")] * len(
+                messages
+            )
+        unacknowledged = TimeoutError("not acknowledged within the publish timeout")
+        results: list[BaseException | None] = [unacknowledged] * len(messages)
+        timestamp_ms = int(time.time() * 1000)
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
+                for topic, key, envelope in messages:
+                    acks.append(
+                        await self._producer.send(
+                            topic,
+                            value=envelope.to_bytes(),
+                            key=key.encode() if key else None,
+                            headers=_headers_of(envelope),
+                            timestamp_ms=timestamp_ms,
+                        )
+                    )
+                if acks:
+                    # wait(), not gather(): at the timeout the messages are still on their way
+                    # and must not be cancelled.
+                    await asyncio.wait(acks)
+        except (KafkaError, OSError) as exc:
+            log.warning("batch publish cut short", error=str(exc), sent=len(acks))
+        for index, ack in enumerate(acks):
+            if ack.done() and not ack.cancelled():
+                results[index] = ack.exception()
+        for (topic, _key, _envelope), error in zip(messages, results, strict=True):
+            metric = MESSAGES_PRODUCED if error is None else MESSAGES_PRODUCE_FAILED
+            metric.labels(self._source, topic).inc()
+        return results
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -180,6 +254,9 @@ class EventConsumer:
         self._settings = settings
         self._publisher = publisher
         self._handlers = dict(handlers)
+        batch_sizes = [h.max_records for h in self._handlers.values() if isinstance(h, Batched)]
+        # getmany's limit spans all partitions; without batch handlers it takes what is fetched.
+        self._max_records = max(batch_sizes) if batch_sizes else None
         self._group_id = group_id
         self._service = settings.service_name
         self._consumer = AIOKafkaConsumer(
@@ -189,6 +266,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if group_id else "latest",
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
             request_timeout_ms=max(
                 settings.kafka_request_timeout_ms, 2 * settings.kafka_session_timeout_ms
@@ -226,7 +304,9 @@ class EventConsumer:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                batches = await self._consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
+                batches = await self._consumer.getmany(
+                    timeout_ms=_POLL_TIMEOUT_MS, max_records=self._max_records
+                )
             except ConsumerStoppedError:
                 return
             except KafkaError as exc:
@@ -235,19 +315,29 @@ class EventConsumer:
                 await asyncio.sleep(self._settings.kafka_retry_backoff_seconds)
                 continue
             for tp, records in batches.items():
+                if self._stopping.is_set():
+                    # The rest is fetched again after a restart: nothing is committed past it.
+                    return
+                handler = self._handlers[tp.topic]
+                if isinstance(handler, Batched):
+                    await self._process_batch(tp, records, handler)
+                    await self._commit(tp, records[-1].offset + 1)
+                    continue
                 for record in records:
                     if self._stopping.is_set():
-                        # The rest is fetched again after a restart: nothing is committed past it.
                         return
-                    await self._process_until_done(tp, record)
-                    if self._group_id:
-                        # A refused commit is covered by the next one of the partition; if the
-                        # partition moved, its new owner starts again from the last commit (at
-                        # least once; handlers are idempotent).
-                        await self._commit(tp, record.offset + 1)
+                    await self._until_delivered(self._process, tp, record, handler)
+                    await self._commit(tp, record.offset + 1)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> bool:
-        """Commit one partition's offset; False (logged) when the broker refused it."""
+        """Commit one partition's offset; False (logged) when the broker refused it.
+
+        A refused commit is covered by the next one of the partition; if the partition moved,
+        its new owner starts again from the last commit (at least once; handlers are
+        idempotent). A broadcast reader (no group) commits nothing.
+        """
+        if not self._group_id:
+            return True
         try:
             await self._consumer.commit({tp: offset})
         except (KafkaError, OSError) as exc:
@@ -261,25 +351,67 @@ class EventConsumer:
             return False
         return True
 
-    async def _process_until_done(
-        self, tp: TopicPartition, record: ConsumerRecord[Any, Any]
-    ) -> None:
-        """Handle or dead-letter a record; only a broker outage while dead-lettering repeats."""
+    async def _until_delivered(self, step: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run a handling step; only a broker outage while dead-lettering repeats it."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((KafkaError, OSError)),
             wait=wait_exponential(multiplier=0.5, max=_MAX_RETRY_WAIT_SECONDS),
             reraise=True,
         ):
             with attempt:
-                await self._process(tp, record)
+                return await step(*args)
+        return None  # unreachable: AsyncRetrying either returns or re-raises
 
-    async def _process(self, tp: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
+    async def _process_batch(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], handler: Batched
+    ) -> None:
+        """Poison messages to the DLQ, the rest to the batch handler in one call; if that
+        fails, each event alone through the retries and the DLQ."""
+        valid: list[tuple[ConsumerRecord[Any, Any], Envelope, Any]] = []
+        for record in records:
+            parsed = await self._parse_or_dead_letter(tp, record)
+            if parsed is not None:
+                valid.append((record, *parsed))
+        if not valid:
+            return
+        started = time.perf_counter()
+        try:
+            await handler.handle([(envelope, payload) for _, envelope, payload in valid])
+        except Exception:
+            log.warning(
+                "batch failed; handling its events one by one",
+                topic=tp.topic,
+                partition=tp.partition,
+                count=len(valid),
+                exc_info=True,
+            )
+            for record, envelope, payload in valid:
+                await self._until_delivered(self._handle, tp, record, envelope, payload, handler)
+            return
+        # The histogram is per message: each event of the batch is charged its share.
+        share = (time.perf_counter() - started) / len(valid)
+        latency = HANDLER_LATENCY.labels(self._service, tp.topic)
+        for _ in valid:
+            latency.observe(share)
+        MESSAGES_CONSUMED.labels(self._service, tp.topic, "ok").inc(len(valid))
+
+    async def _process(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], handler: Handler
+    ) -> None:
+        parsed = await self._parse_or_dead_letter(tp, record)
+        if parsed is not None:
+            await self._handle(tp, record, *parsed, handler)
+
+    async def _parse_or_dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any]
+    ) -> tuple[Envelope, Any] | None:
+        """The record's envelope and typed payload; None when it was poison (dead-lettered)."""
         try:
             envelope = Envelope.from_bytes(record.value)
             model = EVENT_TYPES.get(envelope.type)
             if model is None:
                 raise EnvelopeError(f"unknown event type {envelope.type!r}")
-            payload = model.model_validate(envelope.data)
+            return envelope, model.model_validate(envelope.data)
         except (EnvelopeError, ValidationError) as exc:
             log.warning(
                 "poison message",
@@ -288,10 +420,25 @@ class EventConsumer:
                 offset=record.offset,
                 error=str(exc),
             )
-            await self._dead_letter(tp, record, exc, attempts=0, first_failure=datetime.now(UTC))
-            return
+            # Retried here, not around the parse: a retry scope per record costs more than the
+            # parse itself.
+            await self._until_delivered(
+                partial(self._dead_letter, attempts=0, first_failure=datetime.now(UTC)),
+                tp,
+                record,
+                exc,
+            )
+            return None
 
-        handler = self._handlers[tp.topic]
+    async def _handle(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[Any, Any],
+        envelope: Envelope,
+        payload: Any,
+        handler: Handler,
+    ) -> None:
+        """Run the handler with retries; dead-letter the record when they run out."""
         with correlation_scope(envelope.correlation_id):
             first_failure: datetime | None = None
             attempts = 0

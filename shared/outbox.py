@@ -3,15 +3,19 @@ change it announces (one atomic single-document write), then a relay publishes i
 it. A broker outage at write time delays the event; it cannot lose it.
 
 Publishing twice is possible (a crash between publish and removal) and harmless: every event
-keeps its envelope id, and handlers are idempotent on it.
+keeps its envelope id, and handlers are idempotent on it. Events are published in batches (all
+sent, then all acknowledgements awaited once) and cleared in one write per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from pymongo import ASCENDING
 
 from shared.bus import EventPublisher
 from shared.events.envelope import Envelope
@@ -21,7 +25,11 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 OUTBOX_FIELD = "outbox"
-_RELAY_BATCH = 100
+PENDING_INDEX = "pending_events"
+_FIRST_PENDING = f"{OUTBOX_FIELD}.0"
+_RELAY_BATCH = 500
+
+Pending = Mapping[Any, Sequence[dict[str, Any]]]
 
 
 def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
@@ -32,11 +40,21 @@ def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
         "topic": event.topic,
         "key": event.key,
         "envelope": envelope.to_bytes().decode(),
+        # Epoch seconds (a float round-trips exactly): the relay leaves young entries to the
+        # writer that is flushing them, instead of publishing them a second time.
+        "queued_at": time.time(),
     }
 
 
 class OutboxRelay:
-    """Publishes the pending events of a set of collections and marks them sent."""
+    """Publishes the pending events of a set of collections and marks them sent.
+
+    A sweep finds pending events through a sparse index on the first outbox entry
+    (`ensure_indexes`), so it reads only documents that have some, in MongoDB and in the
+    in-memory store alike; it runs at the first pass and then every `sweep_interval_seconds`
+    (None: every pass), for what a crashed process left behind. What a flush of this process
+    could not publish is remembered and retried by id at every pass, whatever the sweep.
+    """
 
     def __init__(
         self,
@@ -44,12 +62,24 @@ class OutboxRelay:
         collections: list[Any],
         interval_seconds: float,
         flush_timeout_seconds: float | None = None,
+        sweep_interval_seconds: float | None = None,
     ) -> None:
         self._publisher = publisher
         self._collections = collections
         self._interval = interval_seconds
         self._flush_timeout = flush_timeout_seconds
+        self._sweep_interval = sweep_interval_seconds
+        self._swept_at: float | None = None
+        # collection full name -> (collection, ids of documents whose flush here failed)
+        self._unflushed: dict[str, tuple[Any, set[Any]]] = {}
         self._task: asyncio.Task[None] | None = None
+
+    async def ensure_indexes(self) -> None:
+        """Index "has a pending event" in every relayed collection (before the first sweep)."""
+        for collection in self._collections:
+            await collection.create_index(
+                [(_FIRST_PENDING, ASCENDING)], sparse=True, name=PENDING_INDEX
+            )
 
     async def flush_document(self, collection: Any, document_id: Any) -> bool:
         """Publish one document's pending events now; False leaves them to the relay.
@@ -57,49 +87,139 @@ class OutboxRelay:
         Bounded by the flush timeout: while the broker is away the caller (a request, a
         handler) goes on after it, and the relay delivers the events later.
         """
+
+        async def stored() -> Pending:
+            document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1})
+            return {document_id: document.get(OUTBOX_FIELD, [])} if document else {}
+
+        return await self._flush(collection, [document_id], stored)
+
+    async def flush_entries(self, collection: Any, pending: Pending) -> bool:
+        """Publish entries just written with their documents (document id -> entries, still in
+        hand: no read back), awaiting all acknowledgements at once, and clear them in one
+        write; False leaves what was not published to the relay."""
+
+        async def in_hand() -> Pending:
+            return pending
+
+        return await self._flush(collection, list(pending), in_hand)
+
+    async def _flush(
+        self, collection: Any, document_ids: list[Any], load: Callable[[], Awaitable[Pending]]
+    ) -> bool:
+        unsent: set[Any] = set(document_ids)  # until the publish says otherwise
         try:
             async with asyncio.timeout(self._flush_timeout):
-                document = await collection.find_one({"_id": document_id}, {OUTBOX_FIELD: 1})
-                if not document:
-                    return True
-                return await self._publish_pending(collection, document)
+                _sent, unsent = await self._publish_and_clear(collection, await load())
         except TimeoutError:
             # A publish cut short may still reach the broker; the relay then sends it again
             # (same envelope id: consumers take it once).
-            log.warning("outbox flush timed out; left to the relay", document_id=str(document_id))
-            return False
+            log.warning("outbox flush timed out; left to the relay", documents=len(document_ids))
+        finally:
+            self._remember(collection, unsent)
+        return not unsent
 
-    async def relay_once(self) -> int:
-        """One pass over every collection; returns how many events were published."""
-        published = 0
-        for collection in self._collections:
-            cursor = collection.find(
-                {f"{OUTBOX_FIELD}.0": {"$exists": True}}, {OUTBOX_FIELD: 1}
-            ).limit(_RELAY_BATCH)
-            for document in await cursor.to_list(None):
-                before = len(document.get(OUTBOX_FIELD, []))
-                try:
-                    done = await self._publish_pending(collection, document)
-                except Exception:
-                    # One broken entry must not hold back every other document's events.
-                    log.exception("outbox entry not publishable", document_id=str(document["_id"]))
-                    continue
-                if done:
-                    published += before
+    async def relay_once(self, *, include_young: bool = False) -> int:
+        """Retry the flushes that failed here, sweep every collection when a sweep is due;
+        returns how many events were published.
+
+        A sweep leaves entries younger than the flush timeout to the writer flushing them,
+        unless `include_young` (at shutdown, when no writer is left; it also forces a sweep).
+        """
+        published = await self._retry_unflushed()
+        now = time.monotonic()
+        if (
+            include_young
+            or self._swept_at is None
+            or self._sweep_interval is None
+            or now - self._swept_at >= self._sweep_interval
+        ):
+            self._swept_at = now
+            published += await self._sweep(0 if include_young else self._flush_timeout or 0)
         return published
 
-    async def _publish_pending(self, collection: Any, document: dict[str, Any]) -> bool:
-        for entry in document.get(OUTBOX_FIELD, []):
+    async def _retry_unflushed(self) -> int:
+        unflushed, self._unflushed = self._unflushed, {}
+        published = 0
+        for collection, document_ids in unflushed.values():
+            unsent: set[Any] = document_ids
             try:
-                envelope = Envelope.model_validate_json(entry["envelope"])
-                await self._publisher.publish_envelope(entry["topic"], entry["key"], envelope)
-            except (KafkaError, OSError) as exc:
-                log.warning("outbox publish deferred", event_id=entry["id"], error=str(exc))
-                return False
-            await collection.update_one(
-                {"_id": document["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": entry["id"]}}}
+                documents = await collection.find(
+                    {"_id": {"$in": list(document_ids)}}, {OUTBOX_FIELD: 1}
+                ).to_list(None)
+                # Nobody else is flushing these any more, however young.
+                sent, unsent = await self._publish_and_clear(collection, self._due(documents, 0))
+                published += sent
+            finally:
+                self._remember(collection, unsent)
+        return published
+
+    async def _sweep(self, grace_seconds: float) -> int:
+        published = 0
+        for collection in self._collections:
+            while True:
+                cursor = collection.find(
+                    {_FIRST_PENDING: {"$exists": True}}, {OUTBOX_FIELD: 1}
+                ).limit(_RELAY_BATCH)
+                documents = await cursor.to_list(None)
+                due = self._due(documents, grace_seconds)
+                sent, unsent = await self._publish_and_clear(collection, due)
+                self._remember(collection, unsent)
+                published += sent
+                if len(documents) < _RELAY_BATCH or not sent:
+                    break
+        return published
+
+    def _remember(self, collection: Any, document_ids: set[Any]) -> None:
+        if document_ids:
+            entry = self._unflushed.setdefault(collection.full_name, (collection, set()))
+            entry[1].update(document_ids)
+
+    @staticmethod
+    def _due(
+        documents: list[dict[str, Any]], grace_seconds: float
+    ) -> dict[Any, list[dict[str, Any]]]:
+        """Entries old enough that the writer's own flush has given up on them (or ended)."""
+        cutoff = time.time() - grace_seconds
+        due = {
+            document["_id"]: [
+                entry
+                for entry in document.get(OUTBOX_FIELD, [])
+                if entry.get("queued_at", 0) <= cutoff
+            ]
+            for document in documents
+        }
+        return {document_id: entries for document_id, entries in due.items() if entries}
+
+    async def _publish_and_clear(self, collection: Any, pending: Pending) -> tuple[int, set[Any]]:
+        """Publish the entries together, then pull the acknowledged ones; returns how many were
+        published and the documents left with entries the broker did not take."""
+        messages: list[tuple[str, str | None, Envelope]] = []
+        owners: list[tuple[Any, str]] = []
+        for document_id, entries in pending.items():
+            for entry in entries:
+                try:
+                    envelope = Envelope.model_validate_json(entry["envelope"])
+                except (KeyError, TypeError, ValidationError):
+                    # One broken entry must not hold back every other event (nor be retried).
+                    log.exception("outbox entry not publishable", document_id=str(document_id))
+                    continue
+                messages.append((entry["topic"], entry["key"], envelope))
+                owners.append((document_id, entry["id"]))
+        if not messages:
+            return 0, set()
+        outcomes = await self._publisher.publish_envelopes(messages)
+        failures = [error for error in outcomes if error is not None]
+        if failures:
+            log.warning("outbox publish deferred", count=len(failures), error=str(failures[0]))
+        acknowledged = [owner for owner, error in zip(owners, outcomes, strict=True) if not error]
+        if acknowledged:
+            await collection.update_many(
+                {"_id": {"$in": list({document_id for document_id, _ in acknowledged})}},
+                {"$pull": {OUTBOX_FIELD: {"id": {"$in": [entry for _, entry in acknowledged]}}}},
             )
-        return True
+        unsent = {owner[0] for owner, error in zip(owners, outcomes, strict=True) if error}
+        return len(acknowledged), unsent
 
     def start(self) -> None:
         """Relay in the background every interval."""
@@ -112,7 +232,7 @@ class OutboxRelay:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         try:
-            await self.relay_once()
+            await self.relay_once(include_young=True)
         except Exception:
             log.exception("final outbox pass failed; events stay pending")
 

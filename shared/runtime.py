@@ -59,6 +59,7 @@ class ServiceRuntime:
         """Start every consumer (joins run concurrently) and the relay."""
         await asyncio.gather(*(consumer.start() for consumer in self.consumers))
         if self.relay is not None:
+            await self.relay.ensure_indexes()
             await self.relay.relay_once()
             self.relay.start()
 

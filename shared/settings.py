@@ -26,6 +26,10 @@ class ServiceSettings(BaseSettings):
     # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not.
     kafka_idempotence: bool = False
     kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
+    # How long the broker may hold a fetch waiting for data. Apache Kafka answers as soon as
+    # data arrives; Tansu holds every fetch this long, so the local stack sets 50 (issue 8:
+    # at 500 each hop of an event chain added up to half a second).
+    kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
     kafka_handler_attempts: int = Field(default=3, ge=1)

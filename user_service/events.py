@@ -3,8 +3,9 @@
 Published through the outbox of the user's document: `user.registered`,
 `user.preferences-updated`, and (from the order handlers) `user.purchase-history-updated` and
 `notification.requested`. Consumed (group `user_service`): `order.placed` and
-`order.status-changed` (see `order_events`); every handler is registered in `consumer_handlers`,
-and `main` starts a consumer as soon as it is non-empty.
+`order.status-changed` (see `order_events`, in batches), `purchase-history.requested`; every
+handler is registered in `consumer_handlers`, and `main` starts a consumer as soon as it is
+non-empty.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.bus import Handler
+from shared.bus import Handler, batched
 from shared.events.models import (
     OrderPlaced,
     OrderStatusChanged,
@@ -50,10 +51,13 @@ def consumer_handlers(
 ) -> dict[str, Handler]:
     """The topics this service consumes (group `user_service`) and their handlers: one line
     per topic."""
-    orders = OrderEventHandlers(settings, runtime, repository)
+    orders = batched(
+        OrderEventHandlers(settings, runtime, repository).on_order_events,
+        max_records=settings.order_event_batch_max_records,
+    )
     return {
-        OrderPlaced.topic: orders.on_order_placed,
-        OrderStatusChanged.topic: orders.on_order_status_changed,
+        OrderPlaced.topic: orders,
+        OrderStatusChanged.topic: orders,
         PurchaseHistoryRequested.topic: PurchaseHistoryHandler(
             repository, runtime.publisher
         ).on_requested,

@@ -1,17 +1,20 @@
-"""The handlers of `order.placed` and `order.status-changed` (group `user_service`).
+"""The handler of `order.placed` and `order.status-changed` (group `user_service`).
 
-Each applies the order event to the user's document (purchase history, order status, latest
-order's products) and, in the same single-document write, queues `user.purchase-history-updated`
-(the gateway drops its cached user details) and a `notification.requested` carrying the user's
-email and whether to email (the `order_updates` preference). Then the outbox is flushed.
+Events come in batches (one partition's fetch; a user's events share a key, hence a partition,
+and keep their order). Per user of the batch: one read, then one write applying every new
+(order, status) to the user's document (purchase history, order status, latest order's
+products) and queueing, for each, `user.purchase-history-updated` (the gateway drops its cached
+user details) and a `notification.requested` carrying the user's email and whether to email
+(the `order_updates` preference). Then the batch's events are published together (outbox).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.bus import Received
 from shared.events.envelope import Envelope
 from shared.events.models import (
     NotificationRequested,
@@ -19,12 +22,14 @@ from shared.events.models import (
     OrderStatusChanged,
     UserPurchaseHistoryUpdated,
 )
-from shared.logging import get_logger
-from shared.outbox import outbox_entry
+from shared.logging import correlation_scope, get_logger
+from shared.outbox import OutboxRelay, outbox_entry
 from shared.runtime import ServiceRuntime
 from user_service.purchases import (
     VERSION_FIELD,
     OrderFact,
+    UserOrderWrite,
+    after_update,
     notification_content,
     notification_subject,
     plan_order_update,
@@ -37,9 +42,28 @@ log = get_logger(__name__)
 
 NOTIFICATION_TYPE = "order_update"
 
+Arrived = tuple[Envelope, OrderFact]
+
 
 class OrderUpdateContended(RuntimeError):
     """Other order changes of the user kept landing between read and write; the bus retries."""
+
+
+def order_fact(event: OrderPlaced | OrderStatusChanged) -> OrderFact:
+    """What an order event says about the order."""
+    if isinstance(event, OrderPlaced):
+        return OrderFact(
+            order_id=event.order_id,
+            products=list(event.products),
+            created_at=event.placed_at,
+            status="Placed",
+        )
+    return OrderFact(
+        order_id=event.order_id,
+        products=list(event.products),
+        created_at=event.created_at,
+        status=event.status,
+    )
 
 
 @dataclass
@@ -50,39 +74,61 @@ class OrderEventHandlers:
     runtime: ServiceRuntime
     repository: UserRepository
 
-    async def on_order_placed(self, envelope: Envelope, event: OrderPlaced) -> None:
-        """Record a new order in the user's history (and make it the latest)."""
-        fact = OrderFact(
-            order_id=event.order_id,
-            products=list(event.products),
-            created_at=event.placed_at,
-            status="Placed",
-        )
-        await self._apply(envelope, event.user_id, fact)
+    @property
+    def _relay(self) -> OutboxRelay:
+        assert self.runtime.relay is not None, "the outbox relay is set up in the lifespan"
+        return self.runtime.relay
 
-    async def on_order_status_changed(self, envelope: Envelope, event: OrderStatusChanged) -> None:
-        """Record an order's new status (the order itself too, if its placement is not in)."""
-        fact = OrderFact(
-            order_id=event.order_id,
-            products=list(event.products),
-            created_at=event.created_at,
-            status=event.status,
-        )
-        await self._apply(envelope, event.user_id, fact)
+    async def on_order_events(self, received: Sequence[Received]) -> None:
+        """Record new orders and statuses in their users' documents, in arrival order."""
+        by_user: dict[str, list[Arrived]] = {}
+        for envelope, event in received:
+            by_user.setdefault(event.user_id, []).append((envelope, order_fact(event)))
+        pending: dict[str, list[dict[str, Any]]] = {}
+        for user_id, arrived in by_user.items():
+            entries = await self._apply(user_id, arrived)
+            if entries:
+                pending[user_id] = entries
+        if pending:
+            await self._relay.flush_entries(self.repository.users, pending)
 
-    async def _apply(self, envelope: Envelope, user_id: str, fact: OrderFact) -> None:
+    async def _apply(self, user_id: str, arrived: list[Arrived]) -> list[dict[str, Any]]:
+        """Apply one user's facts in one write; the outbox entries it queued."""
         for _ in range(self.settings.order_event_write_attempts):
-            user = await self.repository.by_id(user_id)
+            user = await self.repository.for_order_events(user_id)
             if user is None:
                 # Nothing to enrich or record; retrying or dead-lettering would not help.
-                log.warning(
-                    "order event for an unknown user skipped",
-                    event_id=str(envelope.id),
-                    user_id=user_id,
-                    order_id=fact.order_id,
-                )
-                return
-            plan = plan_order_update(user, fact)
+                for envelope, fact in arrived:
+                    log.warning(
+                        "order event for an unknown user skipped",
+                        event_id=str(envelope.id),
+                        user_id=user_id,
+                        order_id=fact.order_id,
+                    )
+                return []
+            write, outbox = self._plan(user, arrived)
+            if not write.applied_keys:
+                return []
+            applied = await self.repository.apply_order_updates(
+                user_id, version=user.get(VERSION_FIELD), write=write, outbox=outbox
+            )
+            if applied:
+                log.info("order events applied", user_id=user_id, count=len(write.applied_keys))
+                return outbox
+        raise OrderUpdateContended(
+            f"{len(arrived)} order event(s) of user {user_id} lost every write race"
+        )
+
+    def _plan(
+        self, user: Mapping[str, Any], arrived: list[Arrived]
+    ) -> tuple[UserOrderWrite, list[dict[str, Any]]]:
+        """The write applying the facts not applied yet (each planned on the user as the ones
+        before it leave it: a batch may hold a status twice), and the events it queues."""
+        write = UserOrderWrite()
+        outbox: list[dict[str, Any]] = []
+        view: Mapping[str, Any] = user
+        for envelope, fact in arrived:
+            plan = plan_order_update(view, fact)
             if plan is None:
                 log.info(
                     "order event already applied",
@@ -90,26 +136,13 @@ class OrderEventHandlers:
                     order_id=fact.order_id,
                     status=fact.status,
                 )
-                return
-            applied = await self.repository.apply_order_update(
-                user_id,
-                version=user.get(VERSION_FIELD),
-                plan=plan,
-                outbox=self._outbox(user, fact),
-            )
-            if applied:
-                assert self.runtime.relay is not None, "the outbox relay is set up in the lifespan"
-                await self.runtime.relay.flush_document(self.repository.users, user_id)
-                log.info(
-                    "order event applied",
-                    event_id=str(envelope.id),
-                    order_id=fact.order_id,
-                    status=fact.status,
-                )
-                return
-        raise OrderUpdateContended(
-            f"order {fact.order_id} ({fact.status}) lost every write race for its user"
-        )
+                continue
+            view = after_update(view, plan)
+            write.add(plan)
+            with correlation_scope(envelope.correlation_id):
+                # The requests carry the correlation id of the order event that caused them.
+                outbox += self._outbox(user, fact)
+        return write, outbox
 
     def _outbox(self, user: Mapping[str, Any], fact: OrderFact) -> list[dict[str, Any]]:
         """The cache-invalidation event and the notification request of one applied fact."""

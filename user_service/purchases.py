@@ -91,7 +91,13 @@ def plan_order_update(user: Mapping[str, Any], fact: OrderFact) -> OrderUpdatePl
     if key in applied:
         return None
 
-    in_history = any(e.get("order_id") == fact.order_id for e in user.get("purchase_history", []))
+    prefix = applied_key(fact.order_id, "")
+    statuses_seen = [k[len(prefix) :] for k in applied if k.startswith(prefix)]
+    # Every write that records an order also marks one of its statuses applied, so the marks
+    # tell whether the history holds it: the history itself need not be read.
+    in_history = bool(statuses_seen) or any(
+        e.get("order_id") == fact.order_id for e in user.get("purchase_history", [])
+    )
     history_entry = None
     if not in_history:
         history_entry = {
@@ -100,8 +106,7 @@ def plan_order_update(user: Mapping[str, Any], fact: OrderFact) -> OrderUpdatePl
             "purchase_date": _utc(fact.created_at),
         }
 
-    prefix = applied_key(fact.order_id, "")
-    ranks_seen = [STATUS_RANK[k[len(prefix) :]] for k in applied if k.startswith(prefix)]
+    ranks_seen = [STATUS_RANK[status] for status in statuses_seen]
     is_behind = bool(ranks_seen) and STATUS_RANK[fact.status] < max(ranks_seen)
 
     latest: Mapping[str, Any] | None = user.get(LATEST_FIELD)
@@ -116,3 +121,29 @@ def plan_order_update(user: Mapping[str, Any], fact: OrderFact) -> OrderUpdatePl
         set_fields = {"order_status": fact.status}
 
     return OrderUpdatePlan(applied_key=key, history_entry=history_entry, set_fields=set_fields)
+
+
+def after_update(user: Mapping[str, Any], plan: OrderUpdatePlan) -> dict[str, Any]:
+    """The user as the plan's write leaves it (so the next fact of a batch is planned on it)."""
+    updated = {**user, **plan.set_fields}
+    updated[APPLIED_FIELD] = [*user.get(APPLIED_FIELD, []), plan.applied_key]
+    if plan.history_entry is not None and "purchase_history" in user:
+        updated["purchase_history"] = [*user["purchase_history"], plan.history_entry]
+    return updated
+
+
+@dataclass(slots=True)
+class UserOrderWrite:
+    """Several plans of one user, in order, as one write: what each pushes, and the fields
+    the last of them leaves set."""
+
+    applied_keys: list[str] = field(default_factory=list)
+    history_entries: list[dict[str, Any]] = field(default_factory=list)
+    set_fields: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, plan: OrderUpdatePlan) -> None:
+        """Append a plan made on the user as the plans before it leave it."""
+        self.applied_keys.append(plan.applied_key)
+        if plan.history_entry is not None:
+            self.history_entries.append(plan.history_entry)
+        self.set_fields.update(plan.set_fields)

@@ -10,9 +10,21 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Conflict
 from shared.events.models import Preference
 from shared.outbox import OUTBOX_FIELD
-from user_service.purchases import APPLIED_FIELD, VERSION_FIELD, OrderUpdatePlan
+from user_service.purchases import (
+    APPLIED_FIELD,
+    LATEST_FIELD,
+    VERSION_FIELD,
+    UserOrderWrite,
+)
 
 USERS = "users"
+ORDER_EVENT_FIELDS = {
+    "email": 1,
+    "preferences": 1,
+    APPLIED_FIELD: 1,
+    LATEST_FIELD: 1,
+    VERSION_FIELD: 1,
+}
 
 
 class UserRepository:
@@ -51,25 +63,29 @@ class UserRepository:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def apply_order_update(
+    async def for_order_events(self, user_id: str) -> dict[str, Any] | None:
+        """The fields that applying order events reads (not the history, which only grows)."""
+        return await self.users.find_one({"_id": user_id}, ORDER_EVENT_FIELDS)
+
+    async def apply_order_updates(
         self,
         user_id: str,
         *,
         version: int | None,
-        plan: OrderUpdatePlan,
+        write: UserOrderWrite,
         outbox: list[dict[str, Any]],
     ) -> bool:
-        """Apply an order event's change and queue its events in one write, only if no other
+        """Apply order events' changes and queue their events in one write, only if no other
         order change landed since the user was read at `version`; False if one did."""
         push: dict[str, Any] = {
-            APPLIED_FIELD: plan.applied_key,
+            APPLIED_FIELD: {"$each": write.applied_keys},
             OUTBOX_FIELD: {"$each": outbox},
         }
-        if plan.history_entry is not None:
-            push["purchase_history"] = plan.history_entry
+        if write.history_entries:
+            push["purchase_history"] = {"$each": write.history_entries}
         update: dict[str, Any] = {"$inc": {VERSION_FIELD: 1}, "$push": push}
-        if plan.set_fields:
-            update["$set"] = plan.set_fields
+        if write.set_fields:
+            update["$set"] = write.set_fields
         # A missing version matches None: users stored before their first order.
         result = await self.users.update_one({"_id": user_id, VERSION_FIELD: version}, update)
         return bool(result.matched_count)

@@ -21,6 +21,9 @@ class UserSettings(ServiceSettings):
     # How often an order event's write is retried (re-reading the user) when another order
     # change of the same user landed in between; then the bus's retries and DLQ take over.
     order_event_write_attempts: int = Field(default=5, ge=1)
+    # Most order events handled together (one read and one write per user of the batch, one
+    # publish of what they queue).
+    order_event_batch_max_records: int = Field(default=500, ge=1)
 
     # Rate limits of login and registration (in Redis; without REDIS_URL there are none), in
     # the `limits` notation: "<count>/<second|minute|hour|day>" or "<count> per <n> <unit>".

@@ -57,6 +57,12 @@ _NOT_PASSED_THROUGH = ("SERVICE_NAME",)
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+# Fetch wait of every consumer on the embedded broker: each hop of an event chain (order ->
+# user -> notification -> gateway) waits up to this long (50 ms: p99 order-to-notification
+# 74 ms at 50 orders/s, against 511 ms at Kafka's default 500; about 10% more idle CPU).
+TANSU_FETCH_MAX_WAIT_MS = 50
+
+
 @dataclass
 class Child:
     """A running service: its process (leader of its own process group) and address."""
@@ -248,6 +254,9 @@ class Supervisor:
         if not env.get("JWT_SECRET"):
             env["JWT_SECRET"] = new_jwt_secret()
         env["KAFKA_BROKER"] = self.kafka
+        if not self.options.kafka_broker:
+            # The embedded Tansu holds each fetch for its whole wait, even once data is there.
+            env.setdefault("KAFKA_FETCH_MAX_WAIT_MS", str(TANSU_FETCH_MAX_WAIT_MS))
         env["REDIS_URL"] = self.redis
         if self.smtp:
             host, port = self.smtp.rsplit(":", 1)

@@ -14,7 +14,8 @@ this test's 1,000 requests, which must be all of them; `duplicated` = records be
 per notification id. A request handled but not yet committed when the process died is
 delivered again and announced again with the same notification id: a duplicate delivery (which
 consumers absorb on the id), never a second notification. Offsets are committed after each
-event, so at most the one event in hand at the kill is announced twice. `dlq` = records on
+batch (CONSUMER_BATCH_MAX_RECORDS, small here), so at most the batch in hand at the kill is
+announced twice. `dlq` = records on
 `notification.requested.dlq` (none expected).
 """
 
@@ -51,6 +52,8 @@ SESSION_TIMEOUT_MS = 3000
 # The relay's periodic pass could race the handler's own flush of the same notification and
 # publish it twice; slowed down here so that every duplicate on the topic is one the kill made.
 RELAY_INTERVAL_SECONDS = 300.0
+# Small batches keep the kill in the middle of the run, and bound what is announced twice.
+BATCH_MAX_RECORDS = 50
 
 
 def _requests(run: str) -> list[Envelope]:
@@ -113,6 +116,7 @@ async def test_kill_9_in_the_middle_loses_nothing_and_stores_nothing_twice(
         "KAFKA_BROKER": fault_broker.advertised,
         "KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "OUTBOX_RELAY_INTERVAL_SECONDS": str(RELAY_INTERVAL_SECONDS),
+        "CONSUMER_BATCH_MAX_RECORDS": str(BATCH_MAX_RECORDS),
     }
     first = ServiceProcess("notification_service", env, tmp_path / "first.log")
     second = ServiceProcess("notification_service", env, tmp_path / "second.log")
@@ -160,7 +164,7 @@ async def test_kill_9_in_the_middle_loses_nothing_and_stores_nothing_twice(
 
     assert at_kill < EVENTS, "the kill came after the last event: it tested nothing"
     assert distinct == expected
-    assert duplicated <= 1, "more than the one event in hand at the kill was handled twice"
+    assert duplicated <= BATCH_MAX_RECORDS, "more than the batch in hand at the kill came twice"
     assert dlq == []
 
 

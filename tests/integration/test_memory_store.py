@@ -7,17 +7,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import mongomock
 import pytest
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-import shared.memory_store
 from notification_service.domain import DeliveryStatus
 from notification_service.repository import NotificationRepository
+from shared.bus import EventPublisher
+from shared.events import UserPreferencesUpdated
 from shared.memory_store import IndexedCollectionStore
 from shared.mongo import MongoStore
-from tests.fixtures.parts import TEST_MONGO_URI
+from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from shared.settings import ServiceSettings
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ async def test_an_upsert_that_takes_a_value_is_refused(users: Any) -> None:
 
 
 async def test_the_mail_sender_claims_through_the_due_mail_index(
-    monkeypatch: pytest.MonkeyPatch,
+    filter_calls: list[int],
 ) -> None:
     """NotificationRepository's claim and settle look at the pending mail, not every
     notification stored."""
@@ -112,18 +114,39 @@ async def test_the_mail_sender_claims_through_the_due_mail_index(
         {"_id": "due", "user_id": "u1", "read": False, "delivery": pending}
     )
 
-    calls = [0]
-    original = mongomock.filtering.filter_applies
-
-    def counting(search_filter: Any, document: Any) -> bool:
-        calls[0] += 1
-        return bool(original(search_filter, document))
-
-    monkeypatch.setattr(shared.memory_store, "filter_applies", counting)
-    monkeypatch.setattr(mongomock.collection, "filter_applies", counting)
+    filter_calls[0] = 0
 
     claimed = await repository.claim_due_mail(now, now + timedelta(seconds=30), "lease-1")
     assert claimed is not None and claimed["_id"] == "due"
     assert await repository.mark_sent("due", "lease-1", now)
     assert await repository.claim_due_mail(now, now, "lease-2") is None
-    assert calls[0] < 10
+    assert filter_calls[0] < 10
+
+
+async def test_the_outbox_sweep_reads_only_documents_with_pending_events(
+    filter_calls: list[int], kafka_broker: str
+) -> None:
+    publisher = EventPublisher(
+        ServiceSettings(
+            _env_file=None,
+            service_name="sweep-test",
+            kafka_broker=kafka_broker,
+            jwt_secret=TEST_JWT_SECRET,
+        )
+    )
+    await publisher.start()
+    store = MongoStore(TEST_MONGO_URI, f"memory-store-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    relay = OutboxRelay(publisher, [users], interval_seconds=60)
+    await relay.ensure_indexes()
+    await users.insert_many({"_id": f"u{i}", OUTBOX_FIELD: []} for i in range(2000))
+    event = UserPreferencesUpdated(user_id="u7", preferences=["promotions"])
+    await users.update_one({"_id": "u7"}, {"$push": {OUTBOX_FIELD: outbox_entry(publisher, event)}})
+
+    filter_calls[0] = 0
+    try:
+        assert await relay.relay_once(include_young=True) == 1
+        assert await relay.relay_once(include_young=True) == 0
+    finally:
+        await publisher.stop()
+    assert filter_calls[0] < 10

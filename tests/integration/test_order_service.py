@@ -16,11 +16,14 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from order_service import events
 from order_service.main import create_app
 from order_service.repository import OrderRepository
 from order_service.settings import OrderSettings
 from shared.auth import issue_token
 from shared.events import Envelope, OrderPlaced, OrderStatusChanged
+from shared.outbox import outbox_entry
+from shared.runtime import ServiceRuntime
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
 
 pytestmark = pytest.mark.integration
@@ -59,6 +62,7 @@ class OrderServiceUnderTest:
     client: httpx.AsyncClient
     repository: OrderRepository
     broker: str
+    runtime: ServiceRuntime
 
     async def place(
         self, who: Shopper, lines: list[dict[str, Any]] | None = None
@@ -94,7 +98,9 @@ async def service(kafka_broker: str) -> AsyncIterator[OrderServiceUnderTest]:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://order-service"
         ) as client:
-            yield OrderServiceUnderTest(client, app.state.repository, kafka_broker)
+            yield OrderServiceUnderTest(
+                client, app.state.repository, kafka_broker, app.state.runtime
+            )
 
 
 async def test_ready(service: OrderServiceUnderTest) -> None:
@@ -341,3 +347,36 @@ async def test_the_status_write_is_conditional_on_the_expected_status(
     assert stale is None
     stored = await service.repository.orders.find_one({"_id": order["id"]})
     assert stored is not None and (stored["status"], stored["outbox"]) == ("Placed", [])
+
+
+async def test_a_status_change_publishes_an_earlier_pending_event_before_its_own(
+    service: OrderServiceUnderTest,
+) -> None:
+    ada, admin = shopper(), shopper(admin=True)
+    order = (await service.place(ada)).json()
+    # A change stored with its event whose publish did not happen (the broker was away): the
+    # event is still pending in the order's outbox.
+    stored = await service.repository.by_id(order["id"])
+    assert stored is not None
+    shipped_at = datetime.now(UTC)
+    shipped = events.order_status_changed(stored, status="Shipped", changed_at=shipped_at)
+    pending = await service.repository.change_status(
+        order["id"],
+        expected="Placed",
+        status="Shipped",
+        changed_at=shipped_at,
+        outbox_entry=outbox_entry(service.runtime.publisher, shipped),
+    )
+    assert pending is not None and len(pending["outbox"]) == 1
+
+    response = await service.set_status(admin, order["id"], "Delivered")
+
+    assert response.status_code == 200, response.text
+    found = await eventually(
+        lambda: service.events_of(OrderStatusChanged.topic, ada.user_id),
+        what="both status changes",
+    )
+    # Published at once, in the order they were stored: the older change is not overtaken.
+    assert [e.data["status"] for _, e in found] == ["Shipped", "Delivered"]
+    after = await service.repository.orders.find_one({"_id": order["id"]})
+    assert after is not None and after["outbox"] == []

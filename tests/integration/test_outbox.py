@@ -67,3 +67,32 @@ async def test_pending_events_stay_while_the_broker_is_unreachable(kafka_broker:
     finally:
         await reachable.stop()
     assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == []
+
+
+async def test_a_failed_flush_is_retried_by_the_relay_between_sweeps(kafka_broker: str) -> None:
+    publisher = EventPublisher(settings_for(kafka_broker))
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    # Swept at its first pass only; the flush timeout makes every entry here "young".
+    relay = OutboxRelay(
+        publisher, [users], 60, flush_timeout_seconds=600, sweep_interval_seconds=3600
+    )
+    assert await relay.relay_once() == 0  # the first sweep, over an empty collection
+
+    user_id = uuid.uuid4().hex
+    entry = outbox_entry(publisher, UserPreferencesUpdated(user_id=user_id, preferences=[]))
+    await users.insert_one({"_id": user_id, OUTBOX_FIELD: [entry]})
+    # Not started: the publish fails at once and the entry stays.
+    assert not await relay.flush_entries(users, {user_id: [entry]})
+    assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == [entry]
+
+    await publisher.start()
+    try:
+        # No sweep is due, and the entry is young: only the remembered failure brings it.
+        assert await relay.relay_once() == 1
+        assert await relay.relay_once() == 0
+    finally:
+        await publisher.stop()
+    assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == []
+    records = [r for r in await read_all(kafka_broker, entry["topic"]) if r.key == user_id.encode()]
+    assert [str(Envelope.from_bytes(r.value).id) for r in records] == [entry["id"]]

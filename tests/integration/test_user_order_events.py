@@ -29,6 +29,7 @@ from shared.events.models import OrderStatus, ProductLine
 from shared.runtime import ServiceRuntime
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
 from user_service.main import create_app
+from user_service.order_events import OrderEventHandlers
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
 
@@ -45,6 +46,7 @@ class UserServiceUnderTest:
     repository: UserRepository
     runtime: ServiceRuntime
     broker: str
+    settings: UserSettings
 
     async def register(self, preferences: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -131,7 +133,9 @@ async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
         await eventually(consumer.assigned, what="the user_service group's partitions")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as client:
-            yield UserServiceUnderTest(client, app.state.repository, runtime, kafka_broker)
+            yield UserServiceUnderTest(
+                client, app.state.repository, runtime, kafka_broker, settings
+            )
 
 
 async def test_order_placed_twice_is_recorded_and_notified_once(
@@ -287,3 +291,43 @@ async def test_events_of_unknown_users_are_skipped_not_dead_lettered(
         Envelope.from_bytes(r.value) for r in await read_all(service.broker, "order.placed.dlq")
     ]
     assert envelope.id not in {e.id for e in dead}
+
+
+async def test_a_batch_of_order_events_is_one_write_per_user_in_arrival_order(
+    service: UserServiceUnderTest,
+) -> None:
+    user = await service.register()
+    first, older = new_order_id(), new_order_id()
+    at = now_ms()
+    events: list[Event] = [
+        placed(user["id"], first, at),
+        status_changed(user["id"], first, at, "Placed", "Shipped"),
+        placed(user["id"], older, at - timedelta(days=1), BULB),
+    ]
+    envelopes = [service.runtime.publisher.envelope_for(event) for event in events]
+    received = [(envelopes[0], events[0])] * 2 + list(zip(envelopes[1:], events[1:], strict=True))
+    version_before = (await service.user(user["id"])).get("order_version") or 0
+
+    # Straight to the handler: one batch for sure, as the consumer hands over one fetch.
+    handlers = OrderEventHandlers(service.settings, service.runtime, service.repository)
+    await handlers.on_order_events(received)
+
+    stored = await service.user(user["id"])
+    assert stored["order_version"] == version_before + 1  # one write for the whole batch
+    assert stored["order_events"] == [f"{first}:Placed", f"{first}:Shipped", f"{older}:Placed"]
+    assert [e["order_id"] for e in stored["purchase_history"]] == [first, older]
+    assert (stored["order_status"], stored["orders"]) == ("Shipped", [LAMP.model_dump()])
+    assert stored["outbox"] == []  # published at once
+
+    async def requests() -> list[Envelope]:
+        found = await service.published(NotificationRequested.topic, user["id"])
+        return found if len(found) >= 3 else []
+
+    found = await eventually(requests, what="three notification requests")
+    assert [e.data["content"] for e in found] == [
+        f"Your order {first[-8:]} is Placed.",
+        f"Your order {first[-8:]} is Shipped.",
+        f"Your order {older[-8:]} is Placed.",
+    ]
+    # Each request carries the correlation id of the order event that caused it.
+    assert [e.correlation_id for e in found] == [e.correlation_id for e in envelopes]

@@ -12,7 +12,6 @@ import pytest
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-import shared.memory_store
 from shared.memory_store import IndexedCollection, IndexedMongoClient
 
 
@@ -224,21 +223,6 @@ def test_same_results_as_mongomock_for_a_random_sequence(seed: int) -> None:
         if number % 50 == 0:
             assert _comparable(list(indexed.find())) == _comparable(list(plain.find()))
     assert _comparable(list(indexed.find())) == _comparable(list(plain.find()))
-
-
-@pytest.fixture
-def filter_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many documents mongomock's matcher was asked about, wherever it is called from."""
-    calls = [0]
-    original = mongomock.filtering.filter_applies
-
-    def counting(search_filter: Any, document: Any) -> bool:
-        calls[0] += 1
-        return bool(original(search_filter, document))
-
-    monkeypatch.setattr(mongomock.collection, "filter_applies", counting)
-    monkeypatch.setattr(shared.memory_store, "filter_applies", counting)
-    return calls
 
 
 SIZE = 2000

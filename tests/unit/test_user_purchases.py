@@ -8,6 +8,8 @@ from typing import Any
 from shared.events.models import OrderStatus, ProductLine
 from user_service.purchases import (
     OrderFact,
+    UserOrderWrite,
+    after_update,
     notification_content,
     plan_order_update,
     wants_order_emails,
@@ -97,3 +99,39 @@ def test_notification_text_and_email_preference() -> None:
     assert notification_content("0123456789abcdef", "Shipped") == "Your order 89abcdef is Shipped."
     assert wants_order_emails(user(preferences=["order_updates"]))
     assert not wants_order_emails(user(preferences=["promotions"]))
+
+
+def test_the_status_marks_tell_an_order_is_in_the_history_without_reading_it() -> None:
+    # Applying order events reads the user without `purchase_history` (it only grows).
+    stored = user(order_events=["o1:Placed"], latest_order={"order_id": "o1", "created_at": T0})
+    del stored["purchase_history"]
+    plan = plan_order_update(stored, fact("o1", "Shipped"))
+    assert plan is not None
+    assert (plan.history_entry, plan.set_fields) == (None, {"order_status": "Shipped"})
+
+
+def test_a_batch_is_planned_on_what_its_earlier_facts_leave() -> None:
+    stored = user(latest_order={"order_id": "o0", "created_at": T0 - timedelta(days=1)})
+    write = UserOrderWrite()
+    view: dict[str, Any] = stored
+    facts = [
+        fact("o1", "Placed", T0, LAMP),
+        fact("o1", "Placed", T0, LAMP),  # the same event twice in one batch
+        fact("o1", "Shipped", T0, LAMP),
+        fact("o2", "Placed", T0 - timedelta(hours=1), BULB),  # older than o1
+    ]
+    for each in facts:
+        plan = plan_order_update(view, each)
+        if plan is not None:
+            view = after_update(view, plan)
+            write.add(plan)
+
+    assert write.applied_keys == ["o1:Placed", "o1:Shipped", "o2:Placed"]
+    assert [e["order_id"] for e in write.history_entries] == ["o1", "o2"]
+    assert write.set_fields == {
+        "order_status": "Shipped",
+        "orders": [LAMP.model_dump()],
+        "latest_order": {"order_id": "o1", "created_at": T0},
+    }
+    assert [e["order_id"] for e in view["purchase_history"]] == ["o1", "o2"]
+    assert stored["purchase_history"] == []  # the stored user is left as it was

@@ -1,0 +1,141 @@
+"""Batch handlers against the real broker: one call per fetch, commit after the batch, and the
+single-message guarantees kept (poison to the DLQ, retries and dead letters for the one event
+that fails, nothing else held back)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from shared.bus import EventConsumer, EventPublisher, Received, batched
+from shared.events import Envelope
+from tests.fixtures.parts import eventually, read_all
+from tests.integration import test_bus
+from tests.integration.test_bus import TOPIC, created, settings_for
+
+publisher = test_bus.publisher
+
+
+async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[str]:
+    """`count` events of one user (one key: one partition, in order); their notification ids."""
+    events = [created(user) for _ in range(count)]
+    outcomes = await publisher.publish_envelopes(
+        [(TOPIC, e.key, publisher.envelope_for(e)) for e in events]
+    )
+    assert outcomes == [None] * count
+    return [e.notification_id for e in events]
+
+
+async def consume(
+    broker: str, publisher: EventPublisher, handle: Any, group: str, **extra: Any
+) -> EventConsumer:
+    consumer = EventConsumer(
+        settings_for(broker, **extra),
+        publisher,
+        {TOPIC: batched(handle, max_records=500)},
+        group_id=group,
+    )
+    await consumer.start()
+    await eventually(consumer.assigned, what="partition assignment")
+    return consumer
+
+
+def mine(user: str, received: Sequence[Received]) -> list[str]:
+    return [event.notification_id for _, event in received if event.user_id == user]
+
+
+async def test_a_fetch_is_one_call_and_is_not_redelivered_once_committed(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user, group = f"user-{uuid.uuid4().hex}", f"group-{uuid.uuid4().hex}"
+    calls: list[list[str]] = []
+
+    async def handle(received: Sequence[Received]) -> None:
+        if ids := mine(user, received):
+            calls.append(ids)
+
+    # Published before the group exists: the first fetch finds them all on the partition.
+    sent = await publish_all(publisher, user, 20)
+    consumer = await consume(kafka_broker, publisher, handle, group)
+    try:
+        await eventually(lambda: sum(len(c) for c in calls) == len(sent), what="all events")
+    finally:
+        await consumer.stop()
+    assert [i for c in calls for i in c] == sent
+    assert len(calls) < len(sent)  # batched, not one call per event
+
+    later = await publish_all(publisher, user, 1)
+    consumer = await consume(kafka_broker, publisher, handle, group)
+    try:
+        await eventually(lambda: calls[-1] == later, what="the later event")
+    finally:
+        await consumer.stop()
+    assert [i for c in calls for i in c] == sent + later
+
+
+async def test_poison_inside_a_batch_is_dead_lettered_and_the_rest_handled(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user = f"user-{uuid.uuid4().hex}"
+    handled: list[str] = []
+
+    async def handle(received: Sequence[Received]) -> None:
+        handled.extend(mine(user, received))
+
+    before = await publish_all(publisher, user, 2)
+    await publisher.publish_raw(TOPIC, user.encode(), b"{not an envelope", [])
+    await publisher.publish_raw(
+        TOPIC,
+        user.encode(),
+        Envelope(type="Nope", source="t", correlation_id="c", data={}).to_bytes(),
+        [],
+    )
+    after = await publish_all(publisher, user, 2)
+    consumer = await consume(kafka_broker, publisher, handle, f"group-{uuid.uuid4().hex}")
+    try:
+        await eventually(lambda: handled == before + after, what="the valid events")
+        dead = await eventually(lambda: _dead_for(kafka_broker, user, 2), what="both poisons")
+    finally:
+        await consumer.stop()
+    assert dead[0].value == b"{not an envelope"  # the original bytes, in order
+    assert {dict(r.headers)["dlq_attempts"] for r in dead} == {b"0"}
+
+
+async def test_a_failing_event_is_retried_and_dead_lettered_alone(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user = f"user-{uuid.uuid4().hex}"
+    sent = await publish_all(publisher, user, 5)
+    bad = sent[2]
+    handled: list[str] = []
+    calls_with_bad: list[int] = []
+
+    async def handle(received: Sequence[Received]) -> None:
+        ids = mine(user, received)
+        if bad in ids:
+            calls_with_bad.append(len(ids))
+            raise RuntimeError("this one event is broken")
+        handled.extend(ids)
+
+    consumer = await consume(
+        kafka_broker, publisher, handle, f"group-{uuid.uuid4().hex}", kafka_handler_attempts=3
+    )
+    try:
+        await eventually(lambda: len(handled) == 4, what="the four good events")
+        dead = await eventually(lambda: _dead_for(kafka_broker, user, 1), what="the bad event")
+    finally:
+        await consumer.stop()
+    assert handled == [i for i in sent if i != bad]  # each once, in order
+    # Once inside the batch, then alone: the handler's attempts, no more.
+    assert calls_with_bad[0] > 1
+    assert calls_with_bad[1:] == [1, 1, 1]
+    headers = dict(dead[0].headers)
+    assert headers["dlq_attempts"] == b"3"
+    assert b"this one event is broken" in headers["dlq_error"]
+    assert Envelope.from_bytes(dead[0].value).data["notification_id"] == bad
+
+
+async def _dead_for(broker: str, key: str, count: int) -> list[Any] | None:
+    dead = [r for r in await read_all(broker, f"{TOPIC}.dlq") if r.key == key.encode()]
+    return dead if len(dead) == count else None
