@@ -249,11 +249,16 @@ def _calls_for(calls: list[int], operation: Callable[[], Any]) -> int:
 def test_lookups_by_id_and_by_indexed_field_test_only_their_documents(
     notifications: Any, filter_calls: list[int]
 ) -> None:
-    assert _calls_for(filter_calls, lambda: notifications.find_one({"_id": "n1500"})) == 1
+    # Only string ids: the _id dict answers exactly, nothing is matched again.
+    assert _calls_for(filter_calls, lambda: notifications.find_one({"_id": "n1500"})) == 0
+    in_ids = {"_id": {"$in": ["n1", "n2", "nope"]}}
+    assert _calls_for(filter_calls, lambda: notifications.update_many(in_ids, {"$set": {}})) == 0
+    # With another clause, the one candidate is matched against the whole filter.
+    assert _calls_for(filter_calls, lambda: notifications.find_one({"_id": "n9", "read": 0})) == 1
     by_user = _calls_for(filter_calls, lambda: list(notifications.find({"user_id": "u7"})))
     assert by_user == SIZE // 100
     assert (
-        _calls_for(filter_calls, lambda: notifications.update_one({"_id": "n3"}, {"$set": {}})) == 1
+        _calls_for(filter_calls, lambda: notifications.update_one({"_id": "n3"}, {"$set": {}})) == 0
     )
     assert _calls_for(filter_calls, lambda: notifications.count_documents({"event_id": "e9"})) == 1
     # The unique-index check of an insert looks at the one holder of the value, not all.
