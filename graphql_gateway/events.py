@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import Channel, SubscriptionHub
-from shared.bus import EventConsumer, EventPublisher, Handler
+from shared.bus import EventConsumer, Handler
 from shared.events import (
     Envelope,
     NotificationCreated,
@@ -34,6 +34,7 @@ from shared.events import (
     UserPurchaseHistoryUpdated,
 )
 from shared.logging import get_logger
+from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
 

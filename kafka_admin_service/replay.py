@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from kafka_admin_service.monitor import original_topic_of, partitions
 from kafka_admin_service.settings import KafkaAdminSettings
-from shared.bus import EventPublisher
 from shared.logging import get_logger
+from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
 

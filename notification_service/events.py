@@ -21,7 +21,7 @@ from notification_service.domain import DeliveryStatus
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
-from shared.bus import EventPublisher, Handler, Received, batched
+from shared.bus import Handler, Received, batched
 from shared.events.envelope import Envelope
 from shared.events.models import (
     NotificationCreated,
@@ -31,6 +31,7 @@ from shared.events.models import (
 )
 from shared.logging import correlation_scope, get_logger
 from shared.outbox import OutboxRelay, outbox_entry
+from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
 

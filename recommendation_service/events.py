@@ -20,7 +20,7 @@ from typing import Any
 from recommendation_service import recommender
 from recommendation_service.repository import RecommendationRepository
 from recommendation_service.settings import RecommendationSettings
-from shared.bus import EventPublisher, Handler
+from shared.bus import Handler
 from shared.catalog import CatalogClient, CatalogUnavailable, Product
 from shared.events.envelope import Envelope
 from shared.events.models import (
@@ -32,6 +32,7 @@ from shared.events.models import (
 )
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
+from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from scheduler_service import domain
 from scheduler_service.locks import SlotLock
 from scheduler_service.repository import SchedulerRepository
 from scheduler_service.settings import SchedulerSettings
-from shared.bus import EventPublisher, Handler
+from shared.bus import Handler
 from shared.catalog import CatalogClient, CatalogUnavailable
 from shared.events.envelope import Envelope
 from shared.events.models import (
@@ -31,6 +31,7 @@ from shared.events.models import (
 )
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
+from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
 

@@ -1,5 +1,5 @@
-"""The event bus on aiokafka: one long-lived producer per service, and typed consumers that
-commit only after their handler has stored its effect.
+"""The event bus on aiokafka: typed consumers that commit only after their handler has stored
+its effect (the producer is shared/publisher.py).
 
 Delivery is at least once: a handler that keeps failing is retried with exponential backoff,
 then its message goes to `<topic>.dlq` with the error in headers and the partition moves on.
@@ -13,7 +13,6 @@ the same retries and dead letters, so one bad event costs only itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,28 +20,25 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.events.envelope import Envelope, EnvelopeError
-from shared.events.models import EVENT_TYPES, Event
+from shared.events.models import EVENT_TYPES
 from shared.events.topics import dead_letter_topic
-from shared.logging import correlation_scope, current_correlation_id, get_logger, new_correlation_id
+from shared.logging import correlation_scope, get_logger
 from shared.metrics import (
     HANDLER_LATENCY,
     MESSAGES_CONSUMED,
     MESSAGES_FAILED,
-    MESSAGES_PRODUCE_FAILED,
-    MESSAGES_PRODUCED,
 )
+from shared.publisher import EventPublisher, start_with_retry
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-CORRELATION_HEADER = "correlation_id"
-EVENT_TYPE_HEADER = "event_type"
 _MAX_RETRY_WAIT_SECONDS = 5.0
 _POLL_TIMEOUT_MS = 500
 
@@ -69,171 +65,6 @@ class Batched:
 def batched(handle: BatchHandle, *, max_records: int) -> Batched:
     """Declare `handle` as a batch handler for a topic of an EventConsumer."""
     return Batched(handle, max_records)
-
-
-async def _start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, deadline: float) -> None:
-    """Start a client, retrying with backoff while the broker is not answering yet."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type((KafkaError, OSError)),
-        wait=wait_exponential(multiplier=0.2, max=_MAX_RETRY_WAIT_SECONDS),
-        stop=stop_after_delay(deadline),
-        reraise=True,
-    ):
-        with attempt:
-            await client.start()
-
-
-def _headers_of(envelope: Envelope) -> list[tuple[str, bytes]]:
-    return [
-        (CORRELATION_HEADER, envelope.correlation_id.encode()),
-        (EVENT_TYPE_HEADER, envelope.type.encode()),
-    ]
-
-
-class EventPublisher:
-    """Publishes events in the envelope, keyed by user id, `acks=all`."""
-
-    def __init__(self, settings: ServiceSettings) -> None:
-        self._settings = settings
-        self._source = settings.service_name
-        # Created in start(): an aiokafka client never started nor stopped warns when collected.
-        self._client: AIOKafkaProducer | None = None
-        self._started = False
-
-    @property
-    def _producer(self) -> AIOKafkaProducer:
-        if self._client is None:
-            raise KafkaConnectionError("the publisher is not connected to the broker")
-        return self._client
-
-    async def start(self) -> None:
-        """Connect, retrying until the broker answers or the startup timeout passes."""
-        if self._client is None:
-            self._client = AIOKafkaProducer(
-                bootstrap_servers=self._settings.kafka_broker,
-                acks="all",
-                enable_idempotence=self._settings.kafka_idempotence,
-                request_timeout_ms=self._settings.kafka_request_timeout_ms,
-                client_id=self._settings.service_name,
-            )
-        await _start_with_retry(self._client, self._settings.kafka_startup_timeout_seconds)
-        self._started = True
-
-    async def stop(self) -> None:
-        """Flush what is buffered and disconnect (also a producer whose start never finished,
-        which would otherwise leak its connections)."""
-        self._started = False
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(KafkaError, OSError):
-                await client.stop()
-
-    def envelope_for(self, event: Event, correlation_id: str | None = None) -> Envelope:
-        """Wrap a payload in a new envelope carrying the current correlation id."""
-        return Envelope(
-            type=event.event_type,
-            source=self._source,
-            correlation_id=correlation_id or current_correlation_id() or new_correlation_id(),
-            data=event.model_dump(mode="json"),
-        )
-
-    async def publish(self, event: Event, correlation_id: str | None = None) -> Envelope:
-        """Publish one event to its topic and wait for the broker's acknowledgement."""
-        envelope = self.envelope_for(event, correlation_id)
-        await self.publish_envelope(event.topic, event.key, envelope)
-        return envelope
-
-    async def publish_envelope(
-        self,
-        topic: str,
-        key: str | None,
-        envelope: Envelope,
-        extra_headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Publish an envelope already built (outbox relay, dead letters)."""
-        await self.publish_raw(
-            topic,
-            key.encode() if key else None,
-            envelope.to_bytes(),
-            [*_headers_of(envelope), *(extra_headers or [])],
-        )
-
-    async def publish_envelopes(
-        self, messages: Sequence[tuple[str, str | None, Envelope]]
-    ) -> list[BaseException | None]:
-        """Publish many (topic, key, envelope) at once: all are handed to the producer, which
-        batches them, then every acknowledgement is awaited under one publish timeout.
-
-        Returns, per message, None when the broker acknowledged it, else the error: the caller
-        keeps those for later (one awaited round trip per event would cap a consumer's rate).
-        """
-        if not self._started:
-            return [KafkaConnectionError("the publisher is not connected to the broker")] * len(
-                messages
-            )
-        unacknowledged = TimeoutError("not acknowledged within the publish timeout")
-        results: list[BaseException | None] = [unacknowledged] * len(messages)
-        timestamp_ms = int(time.time() * 1000)
-        acks: list[asyncio.Future[Any]] = []
-        try:
-            async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
-                for topic, key, envelope in messages:
-                    acks.append(
-                        await self._producer.send(
-                            topic,
-                            value=envelope.to_bytes(),
-                            key=key.encode() if key else None,
-                            headers=_headers_of(envelope),
-                            timestamp_ms=timestamp_ms,
-                        )
-                    )
-                if acks:
-                    # wait(), not gather(): at the timeout the messages are still on their way
-                    # and must not be cancelled.
-                    await asyncio.wait(acks)
-        except (KafkaError, OSError) as exc:
-            log.warning("batch publish cut short", error=str(exc), sent=len(acks))
-        for index, ack in enumerate(acks):
-            if ack.done() and not ack.cancelled():
-                results[index] = ack.exception()
-        for (topic, _key, _envelope), error in zip(messages, results, strict=True):
-            metric = MESSAGES_PRODUCED if error is None else MESSAGES_PRODUCE_FAILED
-            metric.labels(self._source, topic).inc()
-        return results
-
-    async def publish_raw(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
-        """Publish bytes as they are (dead letters keep the original bytes).
-
-        Raises KafkaError when not connected and TimeoutError (an OSError) when the broker does
-        not acknowledge within the publish timeout, so callers can keep the event for later.
-        """
-        if not self._started:
-            raise KafkaConnectionError("the publisher is not connected to the broker")
-        try:
-            async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
-                await self._producer.send_and_wait(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,
-                    timestamp_ms=int(time.time() * 1000),
-                )
-        except (KafkaError, OSError):
-            MESSAGES_PRODUCE_FAILED.labels(self._source, topic).inc()
-            raise
-        MESSAGES_PRODUCED.labels(self._source, topic).inc()
-
-    async def ready(self) -> bool:
-        """Whether the broker answers a metadata request."""
-        if not self._started:
-            return False
-        try:
-            await self._producer.client.fetch_all_metadata()
-        except (KafkaError, OSError):
-            return False
-        return True
 
 
 class EventConsumer:
@@ -278,7 +109,7 @@ class EventConsumer:
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
         self._consumer.subscribe(list(self._handlers))
-        await _start_with_retry(self._consumer, self._settings.kafka_startup_timeout_seconds)
+        await start_with_retry(self._consumer, self._settings.kafka_startup_timeout_seconds)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self._group_id}")
 
     async def stop(self) -> None:

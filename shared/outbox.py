@@ -17,10 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo import ASCENDING
 
-from shared.bus import EventPublisher
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import get_logger
+from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from shared.bus import EventConsumer, EventPublisher, Handler
+from shared.bus import EventConsumer, Handler
 from shared.logging import get_logger
 from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.bus import EventPublisher
 from shared.events.envelope import Envelope
 from shared.events.models import PastPurchase, PurchaseHistoryProvided, PurchaseHistoryRequested
 from shared.logging import get_logger
+from shared.publisher import EventPublisher
 from user_service.repository import UserRepository
 
 log = get_logger(__name__)

@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.bus import CORRELATION_HEADER, EVENT_TYPE_HEADER
 from shared.events.envelope import Envelope
 from shared.events.models import EVENT_TYPES, Event
 from shared.events.topics import DLQ_PARTITIONS, TOPICS, dead_letter_topic, topic
+from shared.publisher import CORRELATION_HEADER, EVENT_TYPE_HEADER
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"

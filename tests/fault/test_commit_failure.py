@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from aiokafka.errors import CommitFailedError
 
-from shared.bus import EventConsumer, EventPublisher
+from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationCreated
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from tests.fault.conftest import FaultBroker, Tally, distinct_and_duplicates, report
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually

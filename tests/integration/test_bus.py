@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.bus import CORRELATION_HEADER, EventConsumer, EventPublisher
+from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationCreated
 from shared.logging import correlation_scope, current_correlation_id
+from shared.publisher import CORRELATION_HEADER, EventPublisher
 from shared.settings import ServiceSettings
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
 

@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from shared.bus import EventConsumer, EventPublisher, Received, batched
+from shared.bus import EventConsumer, Received, batched
 from shared.events import Envelope
+from shared.publisher import EventPublisher
 from tests.fixtures.parts import eventually, read_all
 from tests.integration import test_bus
 from tests.integration.test_bus import TOPIC, created, settings_for

@@ -17,12 +17,12 @@ from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
 from shared.auth import issue_token
-from shared.bus import CORRELATION_HEADER, EVENT_TYPE_HEADER
 from shared.cli.app import app
 from shared.cli.targets import DEFAULT_PORTS
 from shared.events.envelope import Envelope
 from shared.events.models import PurchaseHistoryProvided
 from shared.events.topics import dead_letter_topic
+from shared.publisher import CORRELATION_HEADER, EVENT_TYPE_HEADER
 from shared.stack.config import ADMIN, GATEWAY, SERVICES
 from tests.fixtures.fleet import RunningFleet, launch_fleet
 from tests.fixtures.parts import eventually

@@ -27,10 +27,10 @@ from pydantic import BaseModel
 from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
 from shared.auth import issue_token, roles_for
-from shared.bus import EventPublisher
 from shared.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from shared.events import NotificationCreated, NotificationRead
 from shared.http import CallerDep, install_common
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually

@@ -27,7 +27,6 @@ from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import Channel
 from shared.auth import ROLE_ADMIN, ROLE_CUSTOMER, issue_token
-from shared.bus import EventPublisher
 from shared.errors import BadUserInput, Conflict, Forbidden, NotFound
 from shared.events import (
     Event,
@@ -37,6 +36,7 @@ from shared.events import (
 )
 from shared.events.models import ProductLine
 from shared.http import CallerDep, install_common
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually

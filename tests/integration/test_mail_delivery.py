@@ -24,10 +24,11 @@ from notification_service.main import create_app
 from notification_service.repository import NotificationRepository
 from notification_service.sender import MailSender
 from notification_service.settings import NotificationSettings
-from shared.bus import EventConsumer, EventPublisher
+from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationRequested, UserRegistered
 from shared.events.topics import partitions_of
 from shared.mongo import MongoStore
+from shared.publisher import EventPublisher
 from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually
 

@@ -13,11 +13,11 @@ from pymongo.errors import DuplicateKeyError
 
 from notification_service.domain import DeliveryStatus
 from notification_service.repository import NotificationRepository
-from shared.bus import EventPublisher
 from shared.events import UserPreferencesUpdated
 from shared.memory_store import IndexedCollectionStore
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI
 

@@ -15,10 +15,11 @@ from notification_service.events import NotificationHandlers
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
-from shared.bus import EventPublisher, Received
+from shared.bus import Received
 from shared.events import Envelope, NotificationCreated, NotificationRequested
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay
+from shared.publisher import EventPublisher
 from shared.stack.parts import free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, read_all
 

@@ -18,8 +18,9 @@ from notification_service.main import create_app
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
 from shared.auth import issue_token
-from shared.bus import EventConsumer, EventPublisher
+from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationRead, NotificationRequested, UserRegistered
+from shared.publisher import EventPublisher
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually, read_all
 
 pytestmark = pytest.mark.integration

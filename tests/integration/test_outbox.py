@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from shared.bus import EventPublisher
 from shared.events import Envelope, UserPreferencesUpdated
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.parts import free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, read_all

@@ -26,9 +26,9 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from notification_service.events import CONSUMER_GROUP
-from shared.bus import EventPublisher
 from shared.events import Envelope, NotificationCreated, NotificationRequested
 from shared.kafka_topics import ensure_topics
+from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.config import environment_without_parts
 from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
