@@ -4,7 +4,10 @@ WebSocket subscriptions over graphql-transport-ws), the tracking pixel, `/health
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -34,6 +37,7 @@ from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
+from shared.auth import EXPIRED_TOKEN_MESSAGE
 from shared.cache import redis_client
 from shared.errors import Unauthenticated
 from shared.http import NO_OPENTELEMETRY, install_common
@@ -90,14 +94,38 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         and the reason `UNAUTHENTICATED: <sentence>`."""
         context.authorization = authorization_from_connection_params(context.connection_params)
         try:
-            context.credentials()
+            credentials = context.credentials()
         except Unauthenticated as exc:
             log.info("websocket connection refused", reason=exc.message)
             await context.response.close(
                 code=WS_FORBIDDEN, reason=f"{exc.code.value}: {exc.message}"
             )
             raise ConnectionRejectionError from None
+        if credentials.caller.expires_at is not None:
+            context.expiry_watch = asyncio.create_task(
+                close_at_expiry(context.response, credentials.caller.expires_at),
+                name="websocket-token-expiry",
+            )
         return UNSET
+
+
+# How often a connection waiting for its token to expire looks whether it is still open, so
+# its watch ends soon after the client leaves.
+EXPIRY_CHECK_SECONDS = 30.0
+
+
+async def close_at_expiry(websocket: WebSocket, expires_at: float) -> None:
+    """Close a subscription connection with 4403 when its token expires: a connection is only
+    as good as the token it was opened with."""
+    while websocket.application_state != WebSocketState.DISCONNECTED:
+        remaining = expires_at - time.time()
+        if remaining <= 0:
+            log.info("websocket token expired; closing the connection")
+            with contextlib.suppress(RuntimeError):  # closed meanwhile by either side
+                reason = f"{Unauthenticated.code.value}: {EXPIRED_TOKEN_MESSAGE}"
+                await websocket.close(code=WS_FORBIDDEN, reason=reason)
+            return
+        await asyncio.sleep(min(remaining, EXPIRY_CHECK_SECONDS))
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:

@@ -27,6 +27,8 @@ class Caller:
     user_id: str
     email: str
     roles: tuple[str, ...]
+    # Epoch seconds the token stops being valid (None: not from a token, as in tests).
+    expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -69,7 +71,7 @@ def bearer_token(header_value: str | None) -> str | None:
     return value or None
 
 
-_EXPIRED = "The token has expired; log in again."
+EXPIRED_TOKEN_MESSAGE = "The token has expired; log in again."  # noqa: S105 - a sentence
 _NOT_VALID = "The token is not valid."
 # The HMAC and claim checks of a token were the largest cost of a cached read (issue 8); a
 # token's claims never change, so a token verified once is remembered (LRU) and only its
@@ -84,13 +86,13 @@ def verify_token(token: str | None, *, secret: str, issuer: str) -> Caller:
     try:
         caller, expires_at = _verified_claims(token, secret, issuer)
     except jwt.ExpiredSignatureError:
-        raise Unauthenticated(_EXPIRED) from None
+        raise Unauthenticated(EXPIRED_TOKEN_MESSAGE) from None
     except jwt.PyJWTError:
         raise Unauthenticated(_NOT_VALID) from None
     # PyJWT's own rule: expired once now reaches `exp`. Checked here on every use, because a
     # verified token is remembered (below).
     if time.time() >= expires_at:
-        raise Unauthenticated(_EXPIRED)
+        raise Unauthenticated(EXPIRED_TOKEN_MESSAGE)
     return caller
 
 
@@ -106,8 +108,14 @@ def _verified_claims(token: str, secret: str, issuer: str) -> tuple[Caller, floa
     roles = claims["roles"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise jwt.InvalidTokenError("roles is not a list of strings")
-    caller = Caller(user_id=str(claims["sub"]), email=str(claims["email"]), roles=tuple(roles))
-    return caller, float(claims["exp"])
+    expires_at = float(claims["exp"])
+    caller = Caller(
+        user_id=str(claims["sub"]),
+        email=str(claims["email"]),
+        roles=tuple(roles),
+        expires_at=expires_at,
+    )
+    return caller, expires_at
 
 
 _password_hash = PasswordHash((Argon2Hasher(),))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ class GatewayContext:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = None
+    # On a WebSocket: the task that closes the connection when its token expires.
+    expiry_watch: asyncio.Task[None] | None = field(default=None, repr=False)
     _credentials: Credentials | None = field(default=None, repr=False)
 
     @property

@@ -6,6 +6,7 @@ Redis. The gateway itself runs under uvicorn on a free port so a real WebSocket 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -542,8 +543,10 @@ class WsClient:
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        async for raw in self.connection:
-            self.messages.append(json.loads(raw))
+        # The server may end the connection with an error code (an expired token).
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in self.connection:
+                self.messages.append(json.loads(raw))
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.connection.send(json.dumps(message))
@@ -711,6 +714,36 @@ async def test_a_forged_token_is_refused(gateway: LiveGateway) -> None:
     )
     code, reason = await refusal_of(gateway, {"Authorization": f"Bearer {forged}"})
     assert (code, reason) == (4403, "UNAUTHENTICATED: The token is not valid.")
+
+
+async def test_a_connection_is_closed_when_its_token_expires(gateway: LiveGateway) -> None:
+    user_id = uuid.uuid4().hex
+    short_lived = issue_token(
+        user_id=user_id,
+        email=unique_email(),
+        roles=[ROLE_CUSTOMER],
+        secret=TEST_JWT_SECRET,
+        issuer=ISSUER,
+        ttl_seconds=2,
+    )
+    before = gateway.subscriptions(Channel.NOTIFICATIONS)
+    async with ws_client(gateway, {"Authorization": f"Bearer {short_lived}"}) as client:
+        await client.subscribe("n", NOTIFICATION_ADDED)
+        await eventually(
+            lambda: gateway.subscriptions(Channel.NOTIFICATIONS) == before + 1,
+            what="the subscription to be registered",
+        )
+        # No timing asserted: the connection ends by itself, whenever the token runs out.
+        await asyncio.wait_for(client.connection.wait_closed(), WS_TIMEOUT_SECONDS)
+        connection = client.connection
+        assert (connection.close_code, connection.close_reason) == (
+            4403,
+            "UNAUTHENTICATED: The token has expired; log in again.",
+        )
+    await eventually(
+        lambda: gateway.subscriptions(Channel.NOTIFICATIONS) == before,
+        what="the subscription to be dropped",
+    )
 
 
 async def test_subscribing_before_connection_init_is_refused(gateway: LiveGateway) -> None:
