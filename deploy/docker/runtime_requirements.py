@@ -2,9 +2,9 @@
 
 python deploy/docker/runtime_requirements.py pyproject.toml > requirements.txt
 
-Every Dockerfile's build stage runs this (standard library only): the dependencies of
-pyproject.toml minus the ones only the local launcher (`shared/stack`, not copied into
-images) uses: the embedded broker, the fake Redis server and the SMTP sink.
+The build stage of deploy/docker/service.Dockerfile runs this (standard library only): the
+dependencies of pyproject.toml minus the ones only the local launcher (`shared/stack`, not
+copied into images) uses: the embedded broker, the fake Redis server and the SMTP sink.
 """
 
 from __future__ import annotations

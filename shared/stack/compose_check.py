@@ -5,8 +5,11 @@ python -m shared.stack.compose_check docker-compose.yml
 `make compose-check` runs it after the schema validation of `docker compose config` (or Debian's
 `docker-compose config`) when one is installed, and alone when none is. It checks:
 every service has an image or a build, and a healthcheck; every service built from this
-repository has an env_file and a Dockerfile (both existing) and no container_name (so it can
-be scaled), and every one but the admin service waits for the admin service to be healthy;
+repository is built from the one shared Dockerfile (deploy/docker/service.Dockerfile, existing)
+with a SERVICE build arg naming its own package (in the build context) and a PORT build arg
+equal to its contract port (shared/stack/config.py; and to its PORT variable when set), has an
+existing env_file and no container_name (so it can be scaled), and every one but the admin
+service waits for the admin service to be healthy;
 every `depends_on` names a service of the file; every named volume a service mounts is
 declared; there is exactly one network and every service is on it.
 """
@@ -20,7 +23,12 @@ from typing import Any
 
 import yaml
 
-ADMIN_SERVICE = "kafka_admin_service"
+from shared.stack.config import ADMIN, FLEET
+
+ADMIN_SERVICE = ADMIN.name
+# The one Dockerfile of every service, relative to the build context (the repository root).
+SERVICE_DOCKERFILE = "deploy/docker/service.Dockerfile"
+CONTRACT_PORTS = {spec.name: spec.port for spec in FLEET}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -37,12 +45,31 @@ def env_files(service: dict[str, Any]) -> list[str]:
     ]
 
 
+def build_context(service: dict[str, Any], root: Path) -> Path:
+    """The build context of a service with `build`."""
+    build = service["build"]
+    return root / (build if isinstance(build, str) else build.get("context", "."))
+
+
 def dockerfile_path(service: dict[str, Any], root: Path) -> Path:
     """The Dockerfile a service with `build` is built from."""
     build = service["build"]
-    context = root / (build if isinstance(build, str) else build.get("context", "."))
     dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
-    return context / dockerfile
+    return build_context(service, root) / dockerfile
+
+
+def _as_mapping(value: Any) -> dict[str, str]:
+    """`args` or `environment`, mapping or `KEY=value` list, as strings (None: absent)."""
+    if isinstance(value, dict):
+        return {str(key): str(item) for key, item in value.items() if item is not None}
+    pairs = (str(item).partition("=") for item in _as_list(value))
+    return {key: item for key, sep, item in pairs if sep}
+
+
+def build_args(service: dict[str, Any]) -> dict[str, str]:
+    """The build args of a service with `build` (mapping or list syntax)."""
+    build = service["build"]
+    return {} if isinstance(build, str) else _as_mapping(build.get("args"))
 
 
 def _depends_on(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -52,11 +79,37 @@ def _depends_on(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: (value or {}) for name, value in depends.items()}
 
 
+def _check_image_args(name: str, service: dict[str, Any], root: Path) -> list[str]:
+    """Built from the shared Dockerfile, for its own package and on its contract port."""
+    problems = []
+    build = service["build"]
+    if isinstance(build, str) or build.get("dockerfile") != SERVICE_DOCKERFILE:
+        problems.append(f"{name}: must be built from dockerfile {SERVICE_DOCKERFILE}")
+    args = build_args(service)
+    package = args.get("SERVICE")
+    if package != name:
+        problems.append(f"{name}: build arg SERVICE is {package!r}, not its package {name!r}")
+    elif not (build_context(service, root) / name / "__main__.py").is_file():
+        problems.append(f"{name}: no package {name} (with __main__.py) in the build context")
+    port = args.get("PORT")
+    if name not in CONTRACT_PORTS:
+        problems.append(f"{name}: not a service of the fleet (shared/stack/config.py)")
+    elif port != str(CONTRACT_PORTS[name]):
+        problems.append(
+            f"{name}: build arg PORT is {port!r}, not its contract port {CONTRACT_PORTS[name]}"
+        )
+    variable = _as_mapping(service.get("environment")).get("PORT")
+    if variable is not None and variable != port:
+        problems.append(f"{name}: environment PORT {variable!r} differs from build arg PORT")
+    return problems
+
+
 def _check_build(name: str, service: dict[str, Any], root: Path) -> list[str]:
     problems = []
     dockerfile = dockerfile_path(service, root)
     if not dockerfile.is_file():
         problems.append(f"{name}: Dockerfile {dockerfile} does not exist")
+    problems += _check_image_args(name, service, root)
     files = env_files(service)
     if not files:
         problems.append(f"{name}: no env_file")

@@ -1,11 +1,13 @@
-"""The production stack's files: docker-compose.yml, the Dockerfiles, Prometheus and Grafana."""
+"""The production stack's files: docker-compose.yml, the Dockerfile, Prometheus and Grafana."""
 
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import json
 import re
+import shlex
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,8 +37,11 @@ def default_port(service: str) -> int:
     return port
 
 
-def dockerfile(service: str) -> str:
-    return (ROOT / service / "Dockerfile").read_text()
+SERVICE_DOCKERFILE = ROOT / "deploy" / "docker" / "service.Dockerfile"
+
+
+def dockerfile() -> str:
+    return SERVICE_DOCKERFILE.read_text()
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -56,8 +61,12 @@ def test_every_service_of_the_repository_is_in_compose() -> None:
 @pytest.mark.parametrize("name", BUILT)
 def test_compose_service_has_a_dockerfile_healthcheck_and_env_file(name: str) -> None:
     service = COMPOSE["services"][name]
-    assert compose_check.dockerfile_path(service, ROOT) == ROOT / name / "Dockerfile"
-    assert (ROOT / name / "Dockerfile").is_file()
+    assert compose_check.dockerfile_path(service, ROOT) == SERVICE_DOCKERFILE
+    assert SERVICE_DOCKERFILE.is_file()
+    assert compose_check.build_args(service) == {
+        "SERVICE": name,
+        "PORT": str(default_port(name)),
+    }
     assert "/ready" in " ".join(service["healthcheck"]["test"])
     assert compose_check.env_files(service) == [f"./{name}/.env.example"]
     assert (ROOT / name / ".env.example").is_file()
@@ -98,6 +107,14 @@ def test_the_house_rules_catch_each_kind_of_mistake(tmp_path: Path) -> None:
         services[name]["build"]["context"] = str(ROOT)
         services[name]["env_file"] = str(ROOT / name / ".env.example")
     services["notification_service"]["container_name"] = "notifications"
+    services["graphql_gateway"]["build"]["dockerfile"] = "gateway.Dockerfile"
+    services["scheduler_service"]["build"]["args"]["SERVICE"] = "order_service"
+    services["recommendation_service"]["build"]["args"]["PORT"] = "8080"
+    services["recommendation_service"]["environment"]["PORT"] = "8080"
+    services["kafka_admin_service"]["environment"]["PORT"] = "3001"
+    services["payment_service"] = copy.deepcopy(services["order_service"])
+    services["payment_service"]["build"]["args"] = {"SERVICE": "payment_service", "PORT": "7100"}
+    services["payment_service"]["environment"]["PORT"] = "7100"
     del services["user_service"]["healthcheck"]
     services["order_service"]["depends_on"] = {"mongo": {"condition": "service_healthy"}}
     services["redis"]["volumes"] = ["redis-data:/data"]
@@ -112,7 +129,17 @@ def test_the_house_rules_catch_each_kind_of_mistake(tmp_path: Path) -> None:
     assert "order_service: must depend on kafka_admin_service" in problems
     assert "redis: volume 'redis-data' is not declared" in problems
     assert "kafka-ui: network 'elsewhere' is not declared" in problems
-    assert len(compose_check.check(broken)) == 6
+    assert "graphql_gateway: Dockerfile" in problems  # there is no gateway.Dockerfile
+    assert (
+        f"graphql_gateway: must be built from dockerfile {compose_check.SERVICE_DOCKERFILE}"
+        in problems
+    )
+    assert "scheduler_service: build arg SERVICE is 'order_service'" in problems
+    assert "recommendation_service: build arg PORT is '8080', not its contract port" in problems
+    assert "kafka_admin_service: environment PORT '3001' differs" in problems
+    assert "payment_service: no package payment_service" in problems
+    assert "payment_service: not a service of the fleet" in problems
+    assert len(compose_check.check(broken)) == 13
 
 
 def test_kafka_runs_kraft_without_auto_created_topics() -> None:
@@ -133,45 +160,121 @@ def test_no_service_waits_on_a_timer() -> None:
     assert not re.search(r"\bsleep\b", text)
 
 
-# --- Dockerfiles ---------------------------------------------------------------------------
+# --- The Dockerfile: one for every service, deploy/docker/service.Dockerfile ----------------
+
+# Instructions in which Docker itself replaces `$VAR` / `${VAR}` (RUN: the shell, from the same
+# variables). Not CMD nor HEALTHCHECK: their exec form is run as written.
+SUBSTITUTED = {"ADD", "COPY", "ENV", "EXPOSE", "LABEL", "RUN", "USER", "VOLUME", "WORKDIR"}
+VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_dockerfile_is_multi_stage_slim_non_root_with_a_ready_healthcheck(service: str) -> None:
-    steps = instructions(dockerfile(service))
-    froms = [arguments for name, arguments in steps if name == "FROM"]
-    assert len(froms) >= 2
-    assert all(item.startswith("python:3.11-slim") for item in froms)
-    users = [arguments for name, arguments in steps if name == "USER"]
-    assert users, "no USER"
-    assert users[-1].split(":")[0] not in {"root", "0"}
-    healthchecks = [arguments for name, arguments in steps if name == "HEALTHCHECK"]
-    assert len(healthchecks) == 1
-    assert "/ready" in healthchecks[0]
-    port = str(default_port(service))
-    assert ("EXPOSE", port) in steps
-    assert f"PORT={port}" in dockerfile(service)
-    assert steps[-1] == ("CMD", f'["python", "-m", "{service}"]')
+def substitute(text: str, values: dict[str, str], unknown: str | None = None) -> str:
+    """`$NAME` and `${NAME}` replaced from `values`; others left as written (or `unknown`)."""
+    return VARIABLE.sub(
+        lambda match: values.get(match[1] or match[2], match[0] if unknown is None else unknown),
+        text,
+    )
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_image_gets_only_shared_and_its_own_package(service: str) -> None:
-    steps = instructions(dockerfile(service))
+def runtime_stage(text: str, args: dict[str, str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The last stage's instructions as built with `--build-arg`s `args`, and the image's ENV.
+
+    Like Docker, only an ARG declared in the stage itself is visible there (one declared before
+    the first FROM is not), and ENV values are variables for the instructions after them.
+    """
+    steps = instructions(text)
     last_from = max(index for index, (name, _) in enumerate(steps) if name == "FROM")
-    copies = [arguments for name, arguments in steps[last_from:] if name == "COPY"]
-    assert copies == [
-        "--from=builder /opt/venv /opt/venv",
-        "shared ./shared",
-        f"{service} ./{service}",
-    ]
+    variables: dict[str, str] = {}
+    environment: dict[str, str] = {}
+    resolved = []
+    for name, arguments in steps[last_from + 1 :]:
+        if name in SUBSTITUTED:
+            arguments = substitute(arguments, variables)
+        if name == "ARG":
+            key, _, default = arguments.partition("=")
+            variables[key] = args.get(key, default)
+        elif name == "ENV":
+            pairs = dict(item.partition("=")[::2] for item in shlex.split(arguments))
+            variables |= pairs
+            environment |= pairs
+        resolved.append((name, arguments))
+    return resolved, environment
 
 
-def test_dockerfiles_differ_only_in_service_name_and_port() -> None:
-    def normalised(service: str) -> str:
-        text = dockerfile(service).replace(service, "SERVICE")
-        return re.sub(rf"\b{default_port(service)}\b", "PORT", text)
+def dockerfile_problems(text: str) -> list[str]:
+    """What is wrong with a service Dockerfile, built as compose builds each service."""
+    problems = []
+    steps = instructions(text)
+    froms = [arguments for name, arguments in steps if name == "FROM"]
+    if len(froms) < 2 or not all(item.startswith("python:3.11-slim") for item in froms):
+        problems.append("not a multi-stage build on python:3.11-slim")
+    last_from = max(index for index, (name, _) in enumerate(steps) if name == "FROM")
+    if any(re.search(r"\b(SERVICE|PORT)\b", arguments) for _, arguments in steps[:last_from]):
+        problems.append("the builder stage depends on the service: its layers are not shared")
+    users = [arguments for name, arguments in steps[last_from:] if name == "USER"]
+    if not users or users[-1].split(":")[0] in {"root", "0"}:
+        problems.append("runs as root")
+    healthchecks = [arguments for name, arguments in steps if name == "HEALTHCHECK"]
+    if len(healthchecks) != 1 or "/ready" not in healthchecks[0]:
+        problems.append("no HEALTHCHECK on /ready")
+    for service in SERVICES:
+        port = str(default_port(service))
+        stage, environment = runtime_stage(text, {"SERVICE": service, "PORT": port})
+        copies = [arguments for name, arguments in stage if name == "COPY"]
+        if copies != [
+            "--from=builder /opt/venv /opt/venv",
+            "shared ./shared",
+            f"{service} ./{service}",
+        ]:
+            problems.append(f"{service}: copies {copies}, not the venv, shared and {service}")
+        if ("EXPOSE", port) not in stage or environment.get("PORT") != port:
+            problems.append(f"{service}: does not expose and set PORT {port}")
+        command = json.loads(stage[-1][1]) if stage[-1][0] == "CMD" else []
+        if command[:2] == ["/bin/sh", "-c"]:  # what the shell runs, with the image's ENV
+            command = shlex.split(substitute(command[2], environment, unknown=""))
+            command = command[1:] if command[:1] == ["exec"] else ["sh", *command]
+        if command != ["python", "-m", service]:
+            problems.append(f"{service}: python -m {service} does not run as PID 1 ({command})")
+    return problems
 
-    assert len({normalised(service) for service in SERVICES}) == 1
+
+def test_the_service_dockerfile_follows_the_image_rules() -> None:
+    assert dockerfile_problems(dockerfile()) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("FROM python:3.11-slim AS builder", "FROM python:3.11 AS builder", "not a multi-stage"),
+        ("WORKDIR /build", "ARG SERVICE\nWORKDIR /build/${SERVICE}", "the builder stage"),
+        ("USER 10001:10001", "USER root", "runs as root"),
+        ("/ready", "/health", "no HEALTHCHECK on /ready"),
+        ("EXPOSE ${PORT}", "EXPOSE 7000", "user_service: does not expose and set PORT 5000"),
+        ("COPY shared ./shared", "COPY . .", "user_service: copies"),
+        ('exec python -m \\"$SERVICE\\"', 'python -m \\"$SERVICE\\"', "user_service: python"),
+        ("ENV SERVICE=${SERVICE} \\", "ENV \\", "user_service: python"),
+    ],
+)
+def test_the_image_rules_catch_each_kind_of_mistake(old: str, new: str, problem: str) -> None:
+    text = dockerfile()
+    assert old in text
+    assert problem in "\n".join(dockerfile_problems(text.replace(old, new)))
+
+
+def test_the_build_args_declared_before_from_are_not_seen_in_the_runtime_stage() -> None:
+    text = dockerfile()
+    args = "ARG SERVICE\nARG PORT\n"
+    assert args in text
+    problems = "\n".join(dockerfile_problems(args + text.replace(args, "")))
+    assert (
+        "user_service: copies ['--from=builder /opt/venv /opt/venv', 'shared ./shared', '${SERVICE}"
+        in problems
+    )
+    assert "user_service: does not expose and set PORT 5000" in problems
+
+
+def test_no_service_keeps_a_dockerfile_of_its_own() -> None:
+    assert [service for service in SERVICES if (ROOT / service / "Dockerfile").exists()] == []
 
 
 def test_dockerignore_keeps_secrets_and_clutter_out_of_images() -> None:
