@@ -8,7 +8,7 @@ import pytest
 
 from shared.stack.__main__ import parse_options
 from shared.stack.config import ADMIN, FLEET, GATEWAY, StackOptions, fleet_named
-from shared.stack.supervisor import Supervisor
+from shared.stack.supervisor import TANSU_FETCH_MAX_WAIT_MS, Supervisor
 
 
 def environment_of(environ: dict[str, str], *, smtp: str = "127.0.0.1:2525") -> dict[str, str]:
@@ -60,6 +60,13 @@ def test_what_the_environment_names_passes_through() -> None:
     # Services bind loopback, and each keeps its own name.
     assert env["HOST"] == "127.0.0.1"
     assert "SERVICE_NAME" not in env
+
+
+def test_the_embedded_broker_gets_a_short_fetch_wait_and_a_named_one_keeps_kafkas() -> None:
+    assert environment_of({})["KAFKA_FETCH_MAX_WAIT_MS"] == str(TANSU_FETCH_MAX_WAIT_MS)
+    assert environment_of({"KAFKA_FETCH_MAX_WAIT_MS": "200"})["KAFKA_FETCH_MAX_WAIT_MS"] == "200"
+    # Apache Kafka answers a fetch as soon as data arrives: its default (500) stays.
+    assert "KAFKA_FETCH_MAX_WAIT_MS" not in environment_of({"KAFKA_BROKER": "kafka:9092"})
 
 
 def test_named_parts_replace_the_embedded_ones() -> None:
