@@ -13,6 +13,9 @@ from shared.http import CallerDep
 
 router = APIRouter()
 
+# MongoDB's skip is a 64-bit integer: a larger offset is BAD_USER_INPUT, not a failed encode.
+OFFSET_MAX = 2**63 - 1
+
 
 async def orders(request: Request) -> Orders:
     """The use cases, built in the lifespan (async: a plain function would cost a worker-thread
@@ -37,7 +40,7 @@ async def list_orders(
     caller: CallerDep,
     service: OrdersDep,
     limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX)] = 0,
 ) -> list[OrderOut]:
     return await service.list_mine(caller, limit=limit, offset=offset)
 

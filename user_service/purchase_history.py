@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from shared.events.envelope import Envelope
 from shared.events.models import PastPurchase, PurchaseHistoryProvided, PurchaseHistoryRequested
 from shared.logging import get_logger
 from shared.publisher import EventPublisher
+from user_service.domain import as_utc
 from user_service.repository import UserRepository
 
 log = get_logger(__name__)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def purchases_of(user: Mapping[str, Any]) -> list[PastPurchase]:
@@ -33,7 +29,7 @@ def purchases_of(user: Mapping[str, Any]) -> list[PastPurchase]:
             {
                 "order_id": entry["order_id"],
                 "products": entry.get("products", []),
-                "purchase_date": _utc(entry["purchase_date"]),
+                "purchase_date": as_utc(entry["purchase_date"]),
             }
         )
         for entry in user.get("purchase_history", [])

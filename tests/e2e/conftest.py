@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +15,10 @@ from tests.fixtures.fleet import RunningFleet, launch_fleet
 ADMIN_EMAIL = f"e2e-admin-{uuid.uuid4().hex[:12]}@example.com"
 
 
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    """`python -m shared.stack --free-ports --state-file ... --mail-dir ...`, all parts embedded;
-    `ADMIN_EMAILS` names `ADMIN_EMAIL`."""
-    running = launch_fleet(tmp_path_factory.mktemp("fleet"), env={"ADMIN_EMAILS": ADMIN_EMAIL})
+@contextmanager
+def running_fleet(directory: Path, env: dict[str, str]) -> Iterator[RunningFleet]:
+    """A fleet launched in `directory` with `env`, stopped (and anything left killed) after."""
+    running = launch_fleet(directory, env=env)
     try:
         yield running
     finally:
@@ -25,6 +26,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
             running.stop()
         finally:
             running.kill_everything()
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
+    """`python -m shared.stack --free-ports --state-file ... --mail-dir ...`, all parts embedded;
+    `ADMIN_EMAILS` names `ADMIN_EMAIL`."""
+    with running_fleet(tmp_path_factory.mktemp("fleet"), {"ADMIN_EMAILS": ADMIN_EMAIL}) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

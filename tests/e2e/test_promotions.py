@@ -13,9 +13,11 @@ import pytest
 
 from scheduler_service.domain import promotion_order
 from shared.catalog import shipped_products
+from tests.e2e.conftest import running_fleet
+from tests.e2e.test_recommendations import HISTORY, NOTIFICATIONS, PLACE, REGISTER
 from tests.e2e.test_welcome_flow import PASSWORD, data_of, emails_to, error_code, graphql
 from tests.e2e.test_welcome_flow import unique_email as new_email
-from tests.fixtures.fleet import RunningFleet, launch_fleet
+from tests.fixtures.fleet import RunningFleet
 from tests.fixtures.parts import eventually
 
 pytestmark = pytest.mark.e2e
@@ -24,33 +26,16 @@ INTERVAL_SECONDS = "2"
 FLOW_TIMEOUT_SECONDS = 30.0
 SUBSCRIBED = "You are subscribed to promotions."
 UNSUBSCRIBED = "You are unsubscribed from promotions."
-REGISTER = """
-mutation Register($name: String!, $email: String!, $password: String!, $prefs: [Preference!]) {
-  registerUser(name: $name, email: $email, password: $password, preferences: $prefs) {
-    token user { id } } }
-"""
-PLACE = """
-mutation Place($products: [ProductInput!]!) { placeOrder(products: $products) { id } }
-"""
-HISTORY = "query { getUserDetails { purchase_history { orderId } } }"
-NOTIFICATIONS = "query { getUserNotifications(unreadOnly: false) { type content } }"
 # The first product of the rotation: bought, so it must never be promoted.
 FIRST = promotion_order(shipped_products())[0]
 
 
 @pytest.fixture(scope="module")
 def promo_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    running = launch_fleet(
-        tmp_path_factory.mktemp("promo-fleet"),
-        env={"PROMOTION_INTERVAL_SECONDS": INTERVAL_SECONDS},
-    )
-    try:
+    with running_fleet(
+        tmp_path_factory.mktemp("promo-fleet"), {"PROMOTION_INTERVAL_SECONDS": INTERVAL_SECONDS}
+    ) as running:
         yield running
-    finally:
-        try:
-            running.stop()
-        finally:
-            running.kill_everything()
 
 
 @pytest.fixture

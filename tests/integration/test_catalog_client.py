@@ -149,6 +149,12 @@ async def test_answers_are_cached_for_the_ttl(catalog_server: tuple[str, Script]
     await catalog.products()
     await catalog.aclose()
     assert script.requests == 1
+    # Past the TTL (here: none) the catalog is read again.
+    uncached = client(url, cache_ttl_seconds=0)
+    await uncached.products()
+    await uncached.products()
+    await uncached.aclose()
+    assert script.requests == 3
 
 
 async def test_no_url_serves_the_shipped_catalog() -> None:

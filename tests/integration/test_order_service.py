@@ -190,6 +190,19 @@ async def test_bad_orders_store_and_publish_nothing(
     assert len(await service.events_of(OrderPlaced.topic, who.user_id)) == 1
 
 
+@pytest.mark.parametrize("content", [b"not json", b"[]", b"null", b'{"products": [1]}'])
+async def test_a_body_that_is_not_an_order_is_bad_input(
+    service: OrderServiceUnderTest, content: bytes
+) -> None:
+    who = shopper()
+    response = await service.client.post(
+        "/orders", content=content, headers={**who.headers, "content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+    assert await service.repository.count({"user_id": who.user_id}) == 0
+
+
 async def test_list_is_own_orders_newest_first_and_paged(service: OrderServiceUnderTest) -> None:
     ada, bob = shopper(), shopper()
     placed = []
@@ -206,8 +219,9 @@ async def test_list_is_own_orders_newest_first_and_paged(service: OrderServiceUn
 
     page = await service.client.get("/orders?limit=1&offset=1", headers=ada.headers)
     assert [o["id"] for o in page.json()] == [placed[1]]
-    bad = await service.client.get("/orders?limit=0", headers=ada.headers)
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "BAD_USER_INPUT"
+    for query in ("limit=0", "offset=-1", f"offset={2**64}", "limit=lots"):
+        bad = await service.client.get(f"/orders?{query}", headers=ada.headers)
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "BAD_USER_INPUT", query
     anonymous = await service.client.get("/orders")
     assert anonymous.status_code == 401
 

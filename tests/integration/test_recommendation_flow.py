@@ -64,21 +64,18 @@ def line(pid: str, title: str, category: str) -> dict[str, Any]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
-    settings = RecommendationSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri="memory://",
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
-        recommendation_retry_seconds=RETRY_SECONDS,
-    )
-    user_settings = UserSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri="memory://",
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
-    )
+    def common() -> dict[str, Any]:
+        """What both services' settings share (each its own database)."""
+        return {
+            "_env_file": None,
+            "kafka_broker": kafka_broker,
+            "mongo_uri": "memory://",
+            "mongo_database": f"test_{uuid.uuid4().hex}",
+            "jwt_secret": TEST_JWT_SECRET,
+        }
+
+    settings = RecommendationSettings(**common(), recommendation_retry_seconds=RETRY_SECONDS)
+    user_settings = UserSettings(**common())
     # The user service's side: only its purchase-history handler, in a group of this test's own.
     runtime = ServiceRuntime(user_settings)
     users = UserRepository(runtime.db)
@@ -180,17 +177,28 @@ async def test_recommendations_use_co_purchases_and_exclude_purchases(flow: Flow
 
 
 async def test_recommendations_need_a_token(flow: Flow) -> None:
-    response = await flow.client.get("/recommendations")
-    assert response.status_code == 401
-    response = await flow.client.post("/recommendations/requests")
-    assert response.status_code == 401
+    before = await flow.flow.repository.requests.count_documents({})
+    for method, path in (("GET", "/recommendations"), ("POST", "/recommendations/requests")):
+        response = await flow.client.request(method, path)
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "UNAUTHENTICATED", path
+    assert await flow.flow.repository.requests.count_documents({}) == before
 
 
 async def test_a_catalog_outage_defers_and_retries(flow: Flow) -> None:
     user_id = await add_user(flow, ["order_updates"])
     working = flow.flow.catalog
+    attempts: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ConnectError("catalog down", request=request)
+
     flow.flow.catalog = CatalogClient(
-        f"http://{LOOPBACK}:{free_port()}", attempts=1, cache_ttl_seconds=0
+        f"http://{LOOPBACK}:{free_port()}",
+        attempts=1,
+        cache_ttl_seconds=0,
+        transport=httpx.MockTransport(refuse),
     )
     try:
         response = await flow.client.post("/recommendations/requests", headers=auth(user_id))
@@ -200,9 +208,9 @@ async def test_a_catalog_outage_defers_and_retries(flow: Flow) -> None:
             doc = await flow.flow.repository.requests.find_one(
                 {"user_id": user_id, "status": "history_received"}
             )
-            return doc is not None
+            return doc is not None and bool(attempts)
 
-        await eventually(deferred, what="the history received while the catalog is down")
+        await eventually(deferred, what="a scoring attempt while the catalog is down")
         assert await latest(flow, user_id) == []
     finally:
         await flow.flow.catalog.aclose()
