@@ -163,14 +163,16 @@ def _may_be_kept(body: bytes) -> bool:
 
 
 def _headers(scope: Scope) -> tuple[str | None, bytes]:
+    """Authorization and Content-Type, each its first occurrence: the one Starlette's
+    `request.headers` gives GraphQL, so a request with two is not authenticated as another."""
     authorization: str | None = None
-    content_type = b""
+    content_type: bytes | None = None
     for name, value in scope["headers"]:
-        if name == b"authorization":
+        if name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
-        elif name == b"content-type":
+        elif name == b"content-type" and content_type is None:
             content_type = value
-    return authorization, content_type.lower()
+    return authorization, (content_type or b"").lower()
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 from pydantic import Field, SecretStr, field_validator
@@ -50,6 +51,14 @@ class ServiceSettings(BaseSettings):
     # requests (and handlers) answering during a broker outage, well inside the gateway's
     # downstream timeout.
     outbox_flush_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
 
     @field_validator("jwt_secret")
     @classmethod

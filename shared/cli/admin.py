@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from shared.events.topics import DLQ_SUFFIX
+from shared.events.topics import DLQ_SUFFIX, dead_letter_topic
 
 TOKEN_ENV = "FLEET_TOKEN"  # noqa: S105 - the variable name, not a token
 
@@ -17,7 +17,7 @@ class AdminApiError(RuntimeError):
 
 def dlq_name(topic: str) -> str:
     """`order.placed` or `order.placed.dlq` -> `order.placed.dlq`."""
-    return topic if topic.endswith(DLQ_SUFFIX) else f"{topic}{DLQ_SUFFIX}"
+    return topic if topic.endswith(DLQ_SUFFIX) else dead_letter_topic(topic)
 
 
 class AdminClient:

@@ -8,8 +8,9 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console, Group
@@ -33,6 +34,7 @@ dlq_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 
+T = TypeVar("T")
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
@@ -71,6 +73,17 @@ def _fail(exc: Exception) -> typer.Exit:
 
 def _print_json(value: Any) -> None:
     console.print_json(json.dumps(value))
+
+
+def _ask_admin(
+    state_file: Path | None, host: str, http_timeout: float, call: Callable[[AdminClient], T]
+) -> T:
+    """One admin API call; its failure printed, exiting 1."""
+    try:
+        with _admin(_targets(state_file, host), http_timeout) as admin:
+            return call(admin)
+    except AdminApiError as exc:
+        raise _fail(exc) from None
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -244,11 +257,7 @@ def topics(
     as_json: JsonOpt = False,
 ) -> None:
     """Every topic: partitions and end offsets (admin API, FLEET_TOKEN)."""
-    try:
-        with _admin(_targets(state_file, host), http_timeout) as admin:
-            rows = admin.topics()
-    except AdminApiError as exc:
-        raise _fail(exc) from None
+    rows = _ask_admin(state_file, host, http_timeout, AdminClient.topics)
     if as_json:
         _print_json(rows)
         return
@@ -272,11 +281,7 @@ def dlq_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Each dead-letter topic, its original topic and its depth."""
-    try:
-        with _admin(_targets(state_file, host), http_timeout) as admin:
-            rows = admin.dlq()
-    except AdminApiError as exc:
-        raise _fail(exc) from None
+    rows = _ask_admin(state_file, host, http_timeout, AdminClient.dlq)
     if as_json:
         _print_json(rows)
         return
@@ -303,11 +308,7 @@ def dlq_replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a dead-letter topic's messages back to their original topic (once each)."""
-    try:
-        with _admin(_targets(state_file, host), http_timeout) as admin:
-            answer = admin.replay(topic)
-    except AdminApiError as exc:
-        raise _fail(exc) from None
+    answer = _ask_admin(state_file, host, http_timeout, lambda admin: admin.replay(topic))
     if as_json:
         _print_json(answer)
         return

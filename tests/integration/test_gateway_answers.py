@@ -12,9 +12,12 @@ import pytest
 import redis.asyncio as redis
 
 from graphql_gateway.cache import ANSWER_PREFIX, user_key
+from shared.auth import ROLE_CUSTOMER, issue_token
+from tests.fixtures.parts import TEST_JWT_SECRET
 from tests.integration import test_gateway_orders
 from tests.integration.test_gateway_orders import (
     DETAILS,
+    ISSUER,
     LiveGateway,
     Services,
     codes,
@@ -115,3 +118,82 @@ async def test_mutations_other_fields_errors_and_bad_tokens_are_never_kept(
 
     refused = await gateway.graphql(DETAILS, token="not-a-token")
     assert codes(refused) == ["UNAUTHENTICATED"]
+
+
+Headers = list[tuple[str, str]]
+
+
+def _bad_requests(user_id: str, token: str) -> dict[str, tuple[bytes, Headers]]:
+    """Bad requests that get past every check of the cache up to its lookup (a valid token, a
+    JSON content-type, a body starting with `{` that names a cacheable field), but one."""
+    valid = ("authorization", f"Bearer {token}")
+    json_type = ("content-type", "application/json")
+    expired = issue_token(
+        user_id=user_id,
+        email="expired@example.com",
+        roles=[ROLE_CUSTOMER],
+        secret=TEST_JWT_SECRET,
+        issuer=ISSUER,
+        ttl_seconds=-1,
+    )
+    return {
+        "not json": (b"{ getUserDetails { id } }", [json_type, valid]),
+        "a json array": (b"[" + DETAILS_BODY + b"]", [json_type, valid]),
+        "variables not an object": (
+            orjson.dumps({"query": DETAILS, "variables": "getUserDetails"}),
+            [json_type, valid],
+        ),
+        "a broken document": (
+            orjson.dumps({"query": "{ getUserDetails { id "}),
+            [json_type, valid],
+        ),
+        "wrong content-type": (DETAILS_BODY, [("content-type", "text/plain"), valid]),
+        "huge body": (
+            orjson.dumps({"query": DETAILS + " " * 70_000}),  # over MAX_REQUEST_BODY_BYTES
+            [json_type, valid],
+        ),
+        "invalid token": (DETAILS_BODY, [json_type, ("authorization", "Bearer not-a-token")]),
+        "expired token": (DETAILS_BODY, [json_type, ("authorization", f"Bearer {expired}")]),
+        # The first of two Authorization headers is the one GraphQL reads.
+        "an invalid token, then a valid one": (
+            DETAILS_BODY,
+            [json_type, ("authorization", "Bearer not-a-token"), valid],
+        ),
+    }
+
+
+DETAILS_BODY = orjson.dumps({"query": DETAILS, "variables": {}})
+
+
+@pytest.mark.parametrize("case", list(_bad_requests("u", "t")))
+async def test_bad_requests_answer_the_same_with_and_without_the_cache(
+    gateway: LiveGateway, services: Services, store: redis.Redis, case: str
+) -> None:
+    user_id, token = new_user(services.users)
+    # The user's good read of the same body is kept: a bad request must not be answered by it.
+    primed = await gateway.http.post(
+        "/graphql",
+        content=DETAILS_BODY,
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )
+    assert primed.status_code == 200
+    kept = await answers(store, user_id)
+    assert len(kept) == 1
+    body, headers = _bad_requests(user_id, token)[case]
+
+    async def answer() -> tuple[int, bytes]:
+        response = await gateway.http.post("/graphql", content=body, headers=headers)
+        return response.status_code, response.content
+
+    # Twice: the second would be a hit had the first been kept.
+    cached = [await answer(), await answer()]
+    cache = gateway.app.state.gateway.cache
+    cache.enabled = False
+    try:
+        uncached = await answer()
+    finally:
+        cache.enabled = True
+    assert cached == [uncached, uncached]
+    assert uncached[0] < 500, uncached
+    assert b"Traceback" not in uncached[1]
+    assert await answers(store, user_id) == kept

@@ -34,6 +34,7 @@ from tests.security.conftest import (
     PASSWORD,
     Kind,
     World,
+    register,
     unique_email,
 )
 from tests.security.endpoints import WEBSOCKET, endpoints
@@ -255,16 +256,30 @@ async def test_ops_endpoints_are_public(world: World, service: str, path: str) -
 
 
 async def test_forged_links_do_nothing(world: World) -> None:
-    notification_id = await world.owner_notification()
+    # A user of this test's own, whose welcome notification no other test marks read.
+    account = await register(world.clients["user_service"], unique_email("forged"))
+    notifications = world.clients["notification_service"]
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await notifications.get(
+            "/notifications",
+            params={"unread_only": "false"},
+            headers={"authorization": f"Bearer {account.token}"},
+        )
+        return list(response.json()) if response.status_code == 200 else []
+
+    [welcome] = await eventually(listed, what="the user's welcome notification")
+    assert welcome["read"] is False
     forged_key = tracking.tracking_key("forged-" + uuid.uuid4().hex * 2)
-    token = tracking.sign(forged_key, notification_id, world.owner.user_id)
-    pixel = await world.clients["notification_service"].get(f"/track/{token}.gif")
+    forged = tracking.sign(forged_key, welcome["id"], account.user_id)
+    pixel = await notifications.get(f"/track/{forged}.gif")
     assert pixel.status_code == 200  # the pixel is always served ...
-    unread = await world.clients["notification_service"].get(
-        "/notifications", headers=world.headers(Kind.OWNER)
-    )
-    # ... but a forged token marks nothing read (the owner's mark may come from other tests).
-    assert unread.status_code == 200
+    # ... but a forged token marks nothing read,
+    assert [n["read"] for n in await listed()] == [False]
+    # where the genuine one does.
+    genuine = tracking.sign(tracking.tracking_key(TEST_JWT_SECRET), welcome["id"], account.user_id)
+    assert (await notifications.get(f"/track/{genuine}.gif")).status_code == 200
+    assert [n["read"] for n in await listed()] == [True]
     forged_link = scheduler_domain.unsubscribe_token("forged-" + uuid.uuid4().hex * 2, "u1")
     refused = await world.clients["scheduler_service"].get(
         f"/subscriptions/unsubscribe/{forged_link}"
@@ -526,6 +541,11 @@ async def test_subscription_serves_only_the_callers_own_items(
             lambda: hub.publish(channel, account.user_id, _event_for(channel, account.user_id)),
             what="the subscription registered under the caller's id",
         )
-        message = json.loads(await asyncio.wait_for(connection.recv(), WS_TIMEOUT_SECONDS))
-        assert message["type"] == "next", message
-        assert message["payload"]["data"][field]["userId"] == account.user_id
+        # Someone else's item, then the caller's own again: only the caller's two arrive.
+        someone_else = world.other if kind is Kind.OWNER else world.owner
+        hub.publish(channel, someone_else.user_id, _event_for(channel, someone_else.user_id))
+        hub.publish(channel, account.user_id, _event_for(channel, account.user_id))
+        for _ in range(2):
+            message = json.loads(await asyncio.wait_for(connection.recv(), WS_TIMEOUT_SECONDS))
+            assert message["type"] == "next", message
+            assert message["payload"]["data"][field]["userId"] == account.user_id

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from shared.apidocs import REST_SERVICES
 from shared.events import Envelope
 from shared.events.topics import TOPICS, dead_letter_topic
 from tests.fixtures.parts import eventually, read_all
@@ -118,17 +119,7 @@ def fuzz_openapi(
     return tally
 
 
-FUZZED_SERVICES = (
-    "user_service",
-    "notification_service",
-    "order_service",
-    "recommendation_service",
-    "scheduler_service",
-    "kafka_admin_service",
-)
-
-
-@pytest.mark.parametrize("service", FUZZED_SERVICES)
+@pytest.mark.parametrize("service", REST_SERVICES)
 async def test_openapi_fuzzing_finds_no_server_error(world: World, service: str) -> None:
     fuzzer = await register(world.clients["user_service"], unique_email("fuzz"))
     token = world.admin.token if service == "kafka_admin_service" else fuzzer.token

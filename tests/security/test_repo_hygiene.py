@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICES = (
-    "graphql_gateway",
-    "user_service",
-    "notification_service",
-    "order_service",
-    "recommendation_service",
-    "scheduler_service",
-    "kafka_admin_service",
-)
+from shared.apidocs import REPO_ROOT
+from shared.stack.config import FLEET
+
+SERVICES = tuple(spec.name for spec in FLEET)
 
 
 def ignored(path: str) -> bool:

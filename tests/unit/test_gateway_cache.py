@@ -6,6 +6,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 import redis.asyncio as redis
+from structlog.testing import capture_logs
 
 from graphql_gateway.cache import (
     DETAILS_VIEW,
@@ -146,7 +147,9 @@ async def test_redis_failure_degrades_to_no_cache() -> None:
     assert await cache.read_through("u1", DETAILS_VIEW, fetch) == b'{"id": "u1"}'
     assert fetch.calls == 2
     # Invalidation is still attempted (and fails quietly), so nothing stays stale.
-    await cache.forget_user("u1")
+    with capture_logs() as logs:
+        await cache.forget_user("u1")
+    assert [e.get("operation") for e in logs] == ["delete"]
     await cache.close()
 
 

@@ -49,3 +49,12 @@ def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "70000")
     with pytest.raises(ValidationError):
         ServiceSettings(_env_file=None)
+
+
+def test_log_level_is_checked_and_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
+    monkeypatch.setenv("LOG_LEVEL", " debug ")
+    assert ServiceSettings(_env_file=None).log_level == "DEBUG"
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError, match="LOG_LEVEL must be one of"):
+        ServiceSettings(_env_file=None)
