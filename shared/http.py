@@ -82,6 +82,9 @@ def _first_error_sentence(exc: RequestValidationError) -> str:
     if not errors:
         return "The request is not valid."
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        # FastAPI reports a body that is not JSON as a validation error of position 0.
+        return _FRAMEWORK_MESSAGES[400]
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     message = str(first.get("msg", "is not valid")).rstrip(".")
     return f"{where}: {message}." if where else f"{message}."

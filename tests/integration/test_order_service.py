@@ -199,7 +199,10 @@ async def test_a_body_that_is_not_an_order_is_bad_input(
         "/orders", content=content, headers={**who.headers, "content-type": "application/json"}
     )
     assert response.status_code == 422, response.text
-    assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+    error = response.json()["error"]
+    assert error["code"] == "BAD_USER_INPUT"
+    if content == b"not json":
+        assert error["message"] == "The request body is not valid JSON."
     assert await service.repository.count({"user_id": who.user_id}) == 0
 
 
