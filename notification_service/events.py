@@ -12,8 +12,8 @@ background sender (`sender.py`) delivers it, retrying with backoff while SMTP fa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from notification_service import domain, emails
@@ -36,6 +36,7 @@ from shared.publisher import EventPublisher
 log = get_logger(__name__)
 
 CONSUMER_GROUP = "notification_service"
+_STAMP_STEP = timedelta(milliseconds=1)  # stored dates keep milliseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class NotificationHandlers:
     relay: OutboxRelay
     mailer: Mailer
     wake_sender: Callable[[], None]
+    _last_stamp: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False)
 
     def handlers(self) -> dict[str, Handler]:
         """The consumer's topic -> handler map; both topics are stored in batches."""
@@ -117,9 +119,12 @@ class NotificationHandlers:
         """One insert for the batch, one publish of its notification.created events (every
         acknowledgement awaited together), one write clearing their outbox entries. A crash or
         a broker outage between the steps leaves the entries to the outbox relay."""
-        # Each stamped in turn, so a batch keeps its partition's order in "newest first".
+        now = datetime.now(UTC)
         prepared = [
-            self._prepare(envelope, incoming, datetime.now(UTC)) for envelope, incoming in batch
+            self._prepare(envelope, incoming, now, sent_at)
+            for (envelope, incoming), sent_at in zip(
+                batch, self._stamps(now, len(batch)), strict=True
+            )
         ]
         stored = await self.repository.insert_new_many(
             [(notification, [entry]) for notification, entry in prepared]
@@ -141,10 +146,20 @@ class NotificationHandlers:
             # The sender claims them; the consumer never waits on SMTP.
             self.wake_sender()
 
+    def _stamps(self, now: datetime, count: int) -> list[datetime]:
+        """`count` send times from `now`, each a stored millisecond after the one before (and
+        after the previous batch's), so a partition's order survives in "newest first"."""
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        first = max(now, self._last_stamp + _STAMP_STEP)
+        stamps = [first + _STAMP_STEP * i for i in range(count)]
+        if stamps:
+            self._last_stamp = stamps[-1]
+        return stamps
+
     def _prepare(
-        self, envelope: Envelope, incoming: _Incoming, now: datetime
+        self, envelope: Envelope, incoming: _Incoming, now: datetime, sent_at: datetime
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The notification to store and the outbox entry announcing it."""
+        """The notification to store (mail due `now`) and the outbox entry announcing it."""
         notification_id = domain.notification_id_for(envelope.id)
         notification = domain.new_notification(
             notification_id=notification_id,
@@ -156,7 +171,7 @@ class NotificationHandlers:
             delivery=domain.initial_delivery(
                 wants=incoming.wants_email, mail_enabled=self.mailer.enabled, now=now
             ),
-            sent_at=now,
+            sent_at=sent_at,
             welcome_name=incoming.welcome_name,
             unsubscribe_url=incoming.unsubscribe_url,
         )

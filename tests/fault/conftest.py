@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from shared.events.envelope import Envelope
+from shared.events.models import NotificationRequested
 from shared.kafka_topics import ensure_topics
 from shared.stack.config import environment_without_parts
 from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
@@ -210,6 +211,18 @@ async def envelopes_on(broker: str, topic: str) -> list[Envelope]:
         except Exception:  # noqa: S112 - a poison record is not an envelope; the DLQ test reads it
             continue
     return envelopes
+
+
+def requested(user_id: str, content: str, correlation_id: str) -> Envelope:
+    """The envelope of a `notification.requested` (an in-app alert, no email), as a producing
+    service would write it."""
+    event = NotificationRequested(user_id=user_id, type="alert", content=content, send_email=False)
+    return Envelope(
+        type=event.event_type,
+        source="fault-test",
+        correlation_id=correlation_id,
+        data=event.model_dump(mode="json"),
+    )
 
 
 def headers_of(record: Any) -> dict[str, str]:

@@ -13,9 +13,9 @@ from aiokafka.errors import CommitFailedError
 from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationCreated
 from shared.publisher import EventPublisher
-from shared.settings import ServiceSettings
 from tests.fault.conftest import FaultBroker, Tally, distinct_and_duplicates, report
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually
+from tests.fixtures.bus import bus_settings
+from tests.fixtures.parts import eventually
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 
@@ -23,12 +23,7 @@ EVENTS = 5
 
 
 async def test_a_refused_commit_does_not_stop_consumption(fault_broker: FaultBroker) -> None:
-    settings = ServiceSettings(
-        _env_file=None,
-        service_name="commit-fault",
-        kafka_broker=fault_broker.direct,
-        jwt_secret=TEST_JWT_SECRET,
-    )
+    settings = bus_settings(fault_broker.direct, service_name="commit-fault")
     publisher = EventPublisher(settings)
     await publisher.start()
     seen: list[str] = []

@@ -33,6 +33,7 @@ from tests.fault.conftest import (
     envelopes_on,
     headers_of,
     report,
+    requested,
 )
 from tests.fixtures.parts import eventually, read_all
 
@@ -44,15 +45,7 @@ TOPIC = NotificationRequested.topic
 
 
 def _request(user_id: str, n: int) -> Envelope:
-    event = NotificationRequested(
-        user_id=user_id, type="alert", content=f"after the poison {n}", send_email=False
-    )
-    return Envelope(
-        type=event.event_type,
-        source="fault-test",
-        correlation_id=f"poison-{user_id}-{n}",
-        data=event.model_dump(mode="json"),
-    )
+    return requested(user_id, f"after the poison {n}", f"poison-{user_id}-{n}")
 
 
 async def test_poison_goes_to_the_dlq_and_the_partition_moves_on(

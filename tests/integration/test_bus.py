@@ -3,60 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
-from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationCreated
 from shared.logging import correlation_scope, current_correlation_id
 from shared.publisher import CORRELATION_HEADER, EventPublisher
-from shared.settings import ServiceSettings
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
-
-TOPIC = NotificationCreated.topic  # a registered topic no service consumes in these tests
-
-
-def settings_for(broker: str, **extra: Any) -> ServiceSettings:
-    return ServiceSettings(
-        _env_file=None,
-        service_name="bus-test",
-        kafka_broker=broker,
-        jwt_secret=TEST_JWT_SECRET,
-        kafka_retry_backoff_seconds=0.01,
-        **extra,
-    )
-
-
-def created(user_id: str) -> NotificationCreated:
-    return NotificationCreated(
-        notification_id=uuid.uuid4().hex,
-        user_id=user_id,
-        type="other",
-        content="A test notification.",
-        sent_at=datetime.now(UTC),
-    )
-
-
-@pytest.fixture
-async def publisher(kafka_broker: str) -> AsyncIterator[EventPublisher]:
-    pub = EventPublisher(settings_for(kafka_broker))
-    await pub.start()
-    yield pub
-    await pub.stop()
-
-
-async def started_consumer(
-    broker: str, publisher: EventPublisher, handler: Any, group: str, **extra: Any
-) -> EventConsumer:
-    consumer = EventConsumer(
-        settings_for(broker, **extra), publisher, {TOPIC: handler}, group_id=group
-    )
-    await consumer.start()
-    await eventually(consumer.assigned, what="partition assignment")
-    return consumer
+from tests.fixtures.bus import TOPIC, bus_publisher, created, started_consumer  # noqa: F401
+from tests.fixtures.parts import eventually, read_all
 
 
 async def test_handled_events_are_committed_and_not_redelivered(

@@ -11,11 +11,8 @@ from typing import Any
 from shared.bus import EventConsumer, Received, batched
 from shared.events import Envelope
 from shared.publisher import EventPublisher
+from tests.fixtures.bus import TOPIC, bus_publisher, created, started_consumer  # noqa: F401
 from tests.fixtures.parts import eventually, read_all
-from tests.integration import test_bus
-from tests.integration.test_bus import TOPIC, created, settings_for
-
-publisher = test_bus.publisher
 
 
 async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[str]:
@@ -31,15 +28,9 @@ async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[
 async def consume(
     broker: str, publisher: EventPublisher, handle: Any, group: str, **extra: Any
 ) -> EventConsumer:
-    consumer = EventConsumer(
-        settings_for(broker, **extra),
-        publisher,
-        {TOPIC: batched(handle, max_records=500)},
-        group_id=group,
+    return await started_consumer(
+        broker, publisher, batched(handle, max_records=500), group, **extra
     )
-    await consumer.start()
-    await eventually(consumer.assigned, what="partition assignment")
-    return consumer
 
 
 def mine(user: str, received: Sequence[Received]) -> list[str]:

@@ -5,7 +5,7 @@ partitions, and only then reports ready."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,19 +16,13 @@ from kafka_admin_service.settings import KafkaAdminSettings
 from shared.events.topics import all_topic_names, partitions_of
 from shared.kafka_topics import ensure_topics, missing_topics
 from shared.stack.parts import EmbeddedPart, free_port, start_broker
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually
+from tests.fixtures.parts import (  # noqa: F401 - fixtures
+    TEST_JWT_SECRET,
+    broker_without_topics,
+    eventually,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fresh_broker() -> Iterator[EmbeddedPart]:
-    """A broker with no topics at all."""
-    part = start_broker()
-    try:
-        yield part
-    finally:
-        part.stop()
 
 
 def admin_settings(broker: str) -> KafkaAdminSettings:

@@ -18,9 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka_admin_service.main import create_app
 from kafka_admin_service.replay import REPLAYED_FROM_HEADER
 from kafka_admin_service.settings import KafkaAdminSettings
-from shared.auth import issue_token
 from shared.events.topics import all_topic_names, consumer_groups, partitions_of
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +38,7 @@ ENDPOINTS = [
 
 def token(*roles: str) -> dict[str, str]:
     user_id = uuid.uuid4().hex
-    signed = issue_token(
-        user_id=user_id,
-        email=f"{user_id}@example.com",
-        roles=list(roles),
-        secret=TEST_JWT_SECRET,
-        issuer="fleet",
-        ttl_seconds=600,
-    )
+    signed = signed_token(user_id, f"{user_id}@example.com", list(roles))
     return {"Authorization": f"Bearer {signed}"}
 
 

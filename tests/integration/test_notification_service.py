@@ -17,11 +17,17 @@ import pytest_asyncio
 from notification_service.main import create_app
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
-from shared.auth import issue_token
 from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationRead, NotificationRequested, UserRegistered
 from shared.publisher import EventPublisher
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually, read_all
+from tests.fixtures.parts import (
+    TEST_JWT_SECRET,
+    TEST_MONGO_URI,
+    SmtpRecorder,
+    eventually,
+    read_all,
+    signed_token,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +63,7 @@ class User:
 def new_user() -> User:
     user_id = uuid.uuid4().hex
     email = f"user-{user_id}@example.com"
-    token = issue_token(
-        user_id=user_id,
-        email=email,
-        roles=["customer"],
-        secret=TEST_JWT_SECRET,
-        issuer="fleet",
-        ttl_seconds=3600,
-    )
+    token = signed_token(user_id, email, ["customer"])
     return User(user_id, email, f"Ada {user_id[:6]}", token)
 
 
@@ -333,3 +332,17 @@ async def _with_error(
 ) -> dict[str, Any] | None:
     stored = await service.repository.get(notification_id)
     return stored if stored and stored["delivery"]["last_error"] else None
+
+
+async def test_bad_input_is_a_clear_4xx(service: NotificationServiceUnderTest) -> None:
+    user = new_user()
+    response = await service.client.get(
+        "/notifications", params={"unread_only": "maybe"}, headers=user.headers
+    )
+    assert response.status_code == 422
+    assert "unread_only" in response.json()["error"]["message"]
+
+    for bad_id in ("not-a-uuid", "x" * 2000, "%24where", "{}"):
+        response = await service.client.post(f"/notifications/{bad_id}/read", headers=user.headers)
+        assert response.status_code == 404, bad_id
+        assert response.json()["error"]["code"] == "NOT_FOUND"

@@ -11,15 +11,14 @@ from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.parts import free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, read_all
+from tests.fixtures.bus import bus_settings
+from tests.fixtures.parts import TEST_MONGO_URI, read_all
 
 
 def settings_for(broker: str) -> ServiceSettings:
-    return ServiceSettings(
-        _env_file=None,
+    return bus_settings(
+        broker,
         service_name="outbox-test",
-        kafka_broker=broker,
-        jwt_secret=TEST_JWT_SECRET,
         kafka_request_timeout_ms=1000,
         kafka_startup_timeout_seconds=1,
         kafka_publish_timeout_seconds=2,

@@ -15,9 +15,8 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -27,13 +26,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from notification_service.events import CONSUMER_GROUP
 from shared.events import Envelope, NotificationCreated, NotificationRequested
-from shared.kafka_topics import ensure_topics
 from shared.publisher import EventPublisher
-from shared.settings import ServiceSettings
 from shared.stack.config import environment_without_parts
-from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
+from shared.stack.parts import LOOPBACK, free_port
+from tests.fixtures.bus import bus_settings
 from tests.fixtures.fleet import REPO_ROOT
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from tests.fixtures.parts import (  # noqa: F401 - fixtures
+    TEST_JWT_SECRET,
+    broker_with_topics,
+    broker_without_topics,
+    eventually,
+    read_all,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +48,6 @@ PUBLISH_PAUSE_SECONDS = 0.01
 EVENTS_AFTER_EXIT = 20
 # SIGTERM once the first run has handled this many events (events keep flowing meanwhile).
 HANDLED_BEFORE_SIGTERM = 40
-
-
-@pytest.fixture
-def own_broker() -> Iterator[str]:
-    """A broker of this test's own: the restart is of the registry group itself."""
-    part: EmbeddedPart = start_broker()
-    try:
-        asyncio.run(ensure_topics(part.url, timeout_seconds=30))
-        yield part.url
-    finally:
-        part.stop()
 
 
 class ServiceProcess:
@@ -128,10 +121,7 @@ async def committed_total(broker: str) -> int:
 
 @pytest.fixture
 async def publisher(own_broker: str) -> AsyncIterator[EventPublisher]:
-    settings = ServiceSettings(
-        _env_file=None, kafka_broker=own_broker, jwt_secret=TEST_JWT_SECRET, service_name="test"
-    )
-    client = EventPublisher(settings)
+    client = EventPublisher(bus_settings(own_broker, service_name="test"))
     await client.start()
     try:
         yield client
@@ -166,14 +156,13 @@ async def test_sigterm_while_events_flow_exits_in_time_and_loses_nothing(
 
         await eventually(handled_some, timeout=30, what="the first run to handle events")
         first.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + SHUTDOWN_DEADLINE_SECONDS
+        # Waited for, not timed: not exiting within the deadline fails here.
         await eventually(
             lambda: first.process.poll() is not None,
             timeout=SHUTDOWN_DEADLINE_SECONDS,
             interval=0.05,
             what="the first run to exit before the 10 s deadline",
         )
-        exited_in_time = time.monotonic() < deadline
         assert first.process.returncode == 0, first.log_tail()
         committed = await committed_total(own_broker)
         before_restart = await announced(own_broker)
@@ -196,10 +185,8 @@ async def test_sigterm_while_events_flow_exits_in_time_and_loses_nothing(
         duplicated = sum(c - 1 for c in counts.values() if c > 1)
         print(
             f"\n[sigterm] sent={len(sent)} stored={len(set(sent) & set(counts))} "
-            f"duplicated={duplicated} committed-at-sigterm={committed} "
-            f"exited-before-deadline={exited_in_time}"
+            f"duplicated={duplicated} committed-at-sigterm={committed}"
         )
-        assert exited_in_time
         assert len(sent) > committed
     finally:
         flowing.cancel()
@@ -241,7 +228,6 @@ async def test_every_service_exits_cleanly_on_sigterm(
             await eventually(process.ready, timeout=READY_SECONDS, what=f"{process.service} ready")
         for process in processes:
             process.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + SHUTDOWN_DEADLINE_SECONDS
 
         def all_exited() -> bool:
             return all(p.process.poll() is not None for p in processes)
@@ -252,7 +238,6 @@ async def test_every_service_exits_cleanly_on_sigterm(
             interval=0.05,
             what="every service to exit before the 10 s deadline",
         )
-        assert time.monotonic() < deadline
         codes = {p.service: p.process.returncode for p in processes}
         print(f"\n[sigterm fleet] exit codes {codes}")
         assert codes == dict.fromkeys(SERVICES, 0), "\n".join(

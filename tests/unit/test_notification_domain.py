@@ -11,6 +11,7 @@ from email.message import Message
 import pytest
 
 from notification_service import domain, emails, tracking
+from notification_service.events import NotificationHandlers
 from notification_service.mailer import SMTP_PORT, SMTPS_PORT, resolve_endpoint
 from notification_service.settings import NotificationSettings
 from shared.events.models import NotificationRequested
@@ -236,3 +237,25 @@ def test_pending_mail_is_due_at_once_and_skipped_mail_never() -> None:
     pending = domain.initial_delivery(wants=True, mail_enabled=True, now=now)
     assert pending["next_attempt_at"] == now and pending["lease"] is None
     assert domain.initial_delivery(wants=False, mail_enabled=True)["next_attempt_at"] is None
+
+
+# --- send times ----------------------------------------------------------------------------
+
+
+def test_send_times_keep_the_partition_order_at_stored_precision() -> None:
+    handlers = NotificationHandlers(
+        settings=settings(),
+        repository=None,  # type: ignore[arg-type]
+        publisher=None,  # type: ignore[arg-type]
+        relay=None,  # type: ignore[arg-type]
+        mailer=None,  # type: ignore[arg-type]
+        wake_sender=lambda: None,
+    )
+    now = datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=UTC)
+    first = handlers._stamps(now, 3)
+    # The same instant again (a next batch within the millisecond): still after the first.
+    second = handlers._stamps(now, 2)
+    stamps = first + second
+    assert all(s.microsecond % 1000 == 0 for s in stamps)  # what MongoDB keeps
+    assert stamps == sorted(set(stamps))
+    assert first[0] == now.replace(microsecond=123_000)
