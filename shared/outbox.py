@@ -4,7 +4,9 @@ it. A broker outage at write time delays the event; it cannot lose it.
 
 Publishing twice is possible (a crash between publish and removal) and harmless: every event
 keeps its envelope id, and handlers are idempotent on it. Events are published in batches (all
-sent, then all acknowledgements awaited once) and cleared in one write per batch.
+sent, then all acknowledgements awaited once) and cleared in one write per batch. An entry that
+cannot be read back as an envelope is moved to `outbox_unpublishable` in its document (logged
+once, kept for a person, never retried).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = get_logger(__name__)
 
 OUTBOX_FIELD = "outbox"
 PENDING_INDEX = "pending_events"
+# Where an entry that cannot be published is set aside (kept, not retried).
+UNPUBLISHABLE_FIELD = "outbox_unpublishable"
 _FIRST_PENDING = f"{OUTBOX_FIELD}.0"
 _RELAY_BATCH = 500
 
@@ -157,17 +161,24 @@ class OutboxRelay:
     async def _sweep(self, grace_seconds: float) -> int:
         published = 0
         for collection in self._collections:
+            after: Any = None
             while True:
-                cursor = collection.find(
-                    {_FIRST_PENDING: {"$exists": True}}, {OUTBOX_FIELD: 1}
-                ).limit(_RELAY_BATCH)
+                # Paged by _id: a page of entries not due yet (young, or refused by the broker)
+                # must not hide the documents behind it.
+                query: dict[str, Any] = {_FIRST_PENDING: {"$exists": True}}
+                if after is not None:
+                    query["_id"] = {"$gt": after}
+                cursor = (
+                    collection.find(query, {OUTBOX_FIELD: 1}).sort("_id", 1).limit(_RELAY_BATCH)
+                )
                 documents = await cursor.to_list(None)
                 due = self._due(documents, grace_seconds)
                 sent, unsent = await self._publish_and_clear(collection, due)
                 self._remember(collection, unsent)
                 published += sent
-                if len(documents) < _RELAY_BATCH or not sent:
-                    break
+                if len(documents) < _RELAY_BATCH or (unsent and not sent):
+                    break  # the last page, or the broker is not taking anything now
+                after = documents[-1]["_id"]
         return published
 
     def _remember(self, collection: Any, document_ids: set[Any]) -> None:
@@ -201,8 +212,13 @@ class OutboxRelay:
                 try:
                     envelope = Envelope.model_validate_json(entry["envelope"])
                 except (KeyError, TypeError, ValidationError):
-                    # One broken entry must not hold back every other event (nor be retried).
+                    # One broken entry must not hold back every other event, nor be tried at
+                    # every pass: it is set aside in the document, for a person to look at.
                     log.exception("outbox entry not publishable", document_id=str(document_id))
+                    await collection.update_one(
+                        {"_id": document_id},
+                        {"$pull": {OUTBOX_FIELD: entry}, "$push": {UNPUBLISHABLE_FIELD: entry}},
+                    )
                     continue
                 messages.append((entry["topic"], entry["key"], envelope))
                 owners.append((document_id, entry["id"]))

@@ -7,7 +7,7 @@ import uuid
 
 from shared.events import Envelope, UserPreferencesUpdated
 from shared.mongo import MongoStore
-from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from shared.outbox import OUTBOX_FIELD, UNPUBLISHABLE_FIELD, OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.parts import free_port
@@ -95,3 +95,52 @@ async def test_a_failed_flush_is_retried_by_the_relay_between_sweeps(kafka_broke
     assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == []
     records = [r for r in await read_all(kafka_broker, entry["topic"]) if r.key == user_id.encode()]
     assert [str(Envelope.from_bytes(r.value).id) for r in records] == [entry["id"]]
+
+
+async def test_a_page_of_entries_not_due_does_not_hide_the_ones_behind_it(
+    kafka_broker: str,
+) -> None:
+    publisher = EventPublisher(settings_for(kafka_broker))
+    await publisher.start()
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+
+    def entry_for(user_id: str) -> dict[str, object]:
+        event = UserPreferencesUpdated(user_id=user_id, preferences=["promotions"])
+        return outbox_entry(publisher, event)
+
+    # More than a page of entries a writer is still flushing (young), sorted first...
+    await users.insert_many(
+        {"_id": f"a{n:04d}", OUTBOX_FIELD: [entry_for(f"a{n:04d}")]} for n in range(600)
+    )
+    # ...and behind them one a crashed writer left long ago.
+    left_behind = {**entry_for("z-left-behind"), "queued_at": 0.0}
+    await users.insert_one({"_id": "z-left-behind", OUTBOX_FIELD: [left_behind]})
+    relay = OutboxRelay(publisher, [users], interval_seconds=60, flush_timeout_seconds=60)
+    try:
+        await relay.ensure_indexes()
+        assert await relay.relay_once() == 1
+    finally:
+        await publisher.stop()
+    assert (await users.find_one({"_id": "z-left-behind"}))[OUTBOX_FIELD] == []
+    assert len((await users.find_one({"_id": "a0000"}))[OUTBOX_FIELD]) == 1
+
+
+async def test_an_unpublishable_entry_is_set_aside_and_not_retried(kafka_broker: str) -> None:
+    publisher = EventPublisher(settings_for(kafka_broker))
+    await publisher.start()
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    user_id = uuid.uuid4().hex
+    good = outbox_entry(publisher, UserPreferencesUpdated(user_id=user_id, preferences=[]))
+    broken = {"id": "broken-1", "topic": "user.preferences-updated", "envelope": "not json"}
+    await users.insert_one({"_id": user_id, OUTBOX_FIELD: [broken, good]})
+    relay = OutboxRelay(publisher, [users], interval_seconds=60)
+    try:
+        assert await relay.relay_once(include_young=True) == 1
+        assert await relay.relay_once(include_young=True) == 0
+    finally:
+        await publisher.stop()
+    document = await users.find_one({"_id": user_id})
+    assert document[OUTBOX_FIELD] == []
+    assert document[UNPUBLISHABLE_FIELD] == [broken]
