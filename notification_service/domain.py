@@ -10,6 +10,7 @@ from typing import Any
 
 from notification_service.schemas import NotificationOut
 from shared.events.models import NotificationRequested, NotificationType
+from shared.times import as_utc
 
 WELCOME_TYPE: NotificationType = "other"
 EMAIL_DISABLED = "email is disabled"
@@ -96,13 +97,6 @@ def new_notification(
         "welcome_name": welcome_name,
         "unsubscribe_url": unsubscribe_url,
     }
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A stored datetime in UTC (naive values are taken as UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def notification_out(notification: Mapping[str, Any]) -> NotificationOut:

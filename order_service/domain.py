@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -13,6 +13,7 @@ from bson import ObjectId
 from shared.auth import Caller
 from shared.errors import BadUserInput, Conflict, Forbidden, NotFound
 from shared.events.models import OrderStatus, ProductLine
+from shared.times import stored_now
 
 PLACED: OrderStatus = "Placed"
 SHIPPED: OrderStatus = "Shipped"
@@ -118,15 +119,7 @@ def new_order_id() -> str:
 
 def now() -> datetime:
     """The current time in UTC, at the millisecond precision MongoDB stores."""
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A stored datetime in UTC (naive values are taken as UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    return stored_now()
 
 
 def new_order_document(

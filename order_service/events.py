@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from order_service.domain import as_utc, products_of
+from order_service.domain import products_of
 from shared.events.models import OrderPlaced, OrderStatus, OrderStatusChanged
+from shared.times import as_utc
 
 
 def order_placed(order: Mapping[str, Any]) -> OrderPlaced:

@@ -21,6 +21,7 @@ from shared.events.models import OrderStatus
 from shared.logging import get_logger
 from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from shared.runtime import ServiceRuntime
+from shared.times import as_utc
 
 log = get_logger(__name__)
 
@@ -32,8 +33,8 @@ def order_out(order: Mapping[str, Any]) -> OrderOut:
         userId=order["user_id"],
         products=[ProductOut.model_validate(p) for p in order["products"]],
         status=order["status"],
-        createdAt=domain.as_utc(order["created_at"]),
-        updatedAt=domain.as_utc(order["updated_at"]),
+        createdAt=as_utc(order["created_at"]),
+        updatedAt=as_utc(order["updated_at"]),
     )
 
 

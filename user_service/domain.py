@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.errors import BadUserInput
 from shared.events.models import Preference
+from shared.times import as_utc
 from user_service.schemas import ProductOut, PurchaseOut, UserOut
 
 DEFAULT_PREFERENCES: tuple[Preference, ...] = ("order_updates",)
@@ -86,13 +87,6 @@ def new_user_document(
         "purchase_history": [],
         "created_at": created_at,
     }
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A stored datetime in UTC (naive values are taken as UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _product_out(product: Mapping[str, Any]) -> ProductOut:

@@ -16,7 +16,7 @@ from shared.events.envelope import Envelope
 from shared.events.models import PastPurchase, PurchaseHistoryProvided, PurchaseHistoryRequested
 from shared.logging import get_logger
 from shared.publisher import EventPublisher
-from user_service.domain import as_utc
+from shared.times import as_utc
 from user_service.repository import UserRepository
 
 log = get_logger(__name__)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.events.models import OrderStatus, Preference, ProductLine
+from shared.times import as_utc
 
 ORDER_EMAIL_PREFERENCE: Preference = "order_updates"
 SHORT_ID_LENGTH = 8
@@ -72,14 +73,10 @@ def wants_order_emails(user: Mapping[str, Any]) -> bool:
     return ORDER_EMAIL_PREFERENCE in user.get("preferences", [])
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _is_newer(fact: OrderFact, latest: Mapping[str, Any]) -> bool:
     """Whether the fact's order was created after the recorded latest order (ties by id)."""
-    return (_utc(fact.created_at), fact.order_id) > (
-        _utc(latest["created_at"]),
+    return (as_utc(fact.created_at), fact.order_id) > (
+        as_utc(latest["created_at"]),
         str(latest["order_id"]),
     )
 
@@ -103,7 +100,7 @@ def plan_order_update(user: Mapping[str, Any], fact: OrderFact) -> OrderUpdatePl
         history_entry = {
             "order_id": fact.order_id,
             "products": [p.model_dump() for p in fact.products],
-            "purchase_date": _utc(fact.created_at),
+            "purchase_date": as_utc(fact.created_at),
         }
 
     ranks_seen = [STATUS_RANK[status] for status in statuses_seen]
@@ -115,7 +112,7 @@ def plan_order_update(user: Mapping[str, Any], fact: OrderFact) -> OrderUpdatePl
         set_fields = {
             "order_status": fact.status,
             "orders": [p.model_dump() for p in fact.products],
-            LATEST_FIELD: {"order_id": fact.order_id, "created_at": _utc(fact.created_at)},
+            LATEST_FIELD: {"order_id": fact.order_id, "created_at": as_utc(fact.created_at)},
         }
     elif latest["order_id"] == fact.order_id and not is_behind:
         set_fields = {"order_status": fact.status}

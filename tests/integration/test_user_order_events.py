@@ -27,6 +27,7 @@ from shared.events import (
 )
 from shared.events.models import OrderStatus, ProductLine
 from shared.runtime import ServiceRuntime
+from shared.times import stored_now
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
 from user_service.main import create_app
 from user_service.order_events import OrderEventHandlers
@@ -112,11 +113,6 @@ def status_changed(
     )
 
 
-def now_ms() -> datetime:
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
     settings = UserSettings(
@@ -143,7 +139,7 @@ async def test_order_placed_twice_is_recorded_and_notified_once(
 ) -> None:
     user = await service.register()
     order_id, older_id = new_order_id(), new_order_id()
-    at = now_ms()
+    at = stored_now()
 
     await service.send(placed(user["id"], order_id, at, LAMP, BULB), times=2)
     # Same key, same topic, after the duplicates: once it is in, both copies were handled.
@@ -188,7 +184,7 @@ async def test_order_placed_twice_is_recorded_and_notified_once(
 async def test_status_changes_update_the_latest_order_once(service: UserServiceUnderTest) -> None:
     user = await service.register()
     order_id, other_id = new_order_id(), new_order_id()
-    at = now_ms()
+    at = stored_now()
     await service.send(placed(user["id"], order_id, at))
     await service.wait_applied(user["id"], order_id, "Placed")
 
@@ -226,7 +222,7 @@ async def test_status_changes_update_the_latest_order_once(service: UserServiceU
 async def test_no_order_emails_without_the_preference(service: UserServiceUnderTest) -> None:
     user = await service.register(preferences=["promotions"])
     order_id = new_order_id()
-    at = now_ms()
+    at = stored_now()
     await service.send(placed(user["id"], order_id, at))
     await service.wait_applied(user["id"], order_id, "Placed")
     await service.send(status_changed(user["id"], order_id, at, "Placed", "Cancelled"))
@@ -253,7 +249,7 @@ async def test_a_late_placement_does_not_move_the_status_back(
 ) -> None:
     user = await service.register()
     order_id = new_order_id()
-    at = now_ms()
+    at = stored_now()
     await service.send(status_changed(user["id"], order_id, at, "Placed", "Shipped"))
     await service.wait_applied(user["id"], order_id, "Shipped")
     await service.send(placed(user["id"], order_id, at))
@@ -280,9 +276,9 @@ async def test_events_of_unknown_users_are_skipped_not_dead_lettered(
     ghost = uuid.uuid4().hex
     user = await service.register()
     ghost_order, real_order = new_order_id(), new_order_id()
-    envelope = await service.send(placed(ghost, ghost_order, now_ms()))
+    envelope = await service.send(placed(ghost, ghost_order, stored_now()))
     # A real user's event under the ghost's key lands after it on the same partition.
-    await service.send(placed(user["id"], real_order, now_ms()), key=ghost)
+    await service.send(placed(user["id"], real_order, stored_now()), key=ghost)
     await service.wait_applied(user["id"], real_order, "Placed")
 
     assert await service.published(NotificationRequested.topic, ghost) == []
@@ -298,7 +294,7 @@ async def test_a_batch_of_order_events_is_one_write_per_user_in_arrival_order(
 ) -> None:
     user = await service.register()
     first, older = new_order_id(), new_order_id()
-    at = now_ms()
+    at = stored_now()
     events: list[Event] = [
         placed(user["id"], first, at),
         status_changed(user["id"], first, at, "Placed", "Shipped"),

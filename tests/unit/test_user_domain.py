@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.errors import BadUserInput
+from shared.times import as_utc
 from tests.fixtures.parts import TEST_JWT_SECRET
 from user_service import domain
 from user_service.events import preferences_updated, user_registered
@@ -129,7 +130,7 @@ def test_public_view_uses_contract_names_and_never_the_hash() -> None:
 
 
 def test_naive_stored_datetimes_are_read_as_utc() -> None:
-    assert domain.as_utc(datetime(2025, 1, 1, 12)) == datetime(2025, 1, 1, 12, tzinfo=UTC)
+    assert as_utc(datetime(2025, 1, 1, 12)) == datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
 def test_events_carry_the_user() -> None:
