@@ -40,7 +40,7 @@ from shared.http import CallerDep, install_common
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, signed_token
 from tests.integration.test_gateway import (
     Calls,
     NotificationStore,
@@ -69,14 +69,7 @@ TRANSITIONS = {
 
 def token_for(user_id: str, *, admin: bool = False) -> str:
     roles = [ROLE_CUSTOMER, ROLE_ADMIN] if admin else [ROLE_CUSTOMER]
-    return issue_token(
-        user_id=user_id,
-        email=unique_email(),
-        roles=roles,
-        secret=TEST_JWT_SECRET,
-        issuer=ISSUER,
-        ttl_seconds=600,
-    )
+    return signed_token(user_id, unique_email(), roles)
 
 
 def new_user(users: UserStore) -> tuple[str, str]:

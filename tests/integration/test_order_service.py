@@ -20,11 +20,10 @@ from order_service import events
 from order_service.main import create_app
 from order_service.repository import OrderRepository
 from order_service.settings import OrderSettings
-from shared.auth import issue_token
 from shared.events import Envelope, OrderPlaced, OrderStatusChanged
 from shared.outbox import outbox_entry
 from shared.runtime import ServiceRuntime
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +39,7 @@ class Shopper:
 def shopper(*, admin: bool = False) -> Shopper:
     user_id = uuid.uuid4().hex
     roles = ["customer", "admin"] if admin else ["customer"]
-    token = issue_token(
-        user_id=user_id,
-        email=f"user-{user_id}@example.com",
-        roles=roles,
-        secret=TEST_JWT_SECRET,
-        issuer="fleet",
-        ttl_seconds=3600,
-    )
+    token = signed_token(user_id, f"user-{user_id}@example.com", roles)
     return Shopper(user_id, {"Authorization": f"Bearer {token}"})
 
 

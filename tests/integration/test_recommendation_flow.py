@@ -19,12 +19,11 @@ from recommendation_service import main
 from recommendation_service.events import RecommendationFlow
 from recommendation_service.main import create_app
 from recommendation_service.settings import RecommendationSettings
-from shared.auth import issue_token
 from shared.catalog import CatalogClient
 from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
 from shared.runtime import ServiceRuntime
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
 from user_service.purchase_history import PurchaseHistoryHandler
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -47,14 +46,7 @@ class Flow:
 
 
 def auth(user_id: str) -> dict[str, str]:
-    token = issue_token(
-        user_id=user_id,
-        email=f"{user_id}@example.com",
-        roles=["customer"],
-        secret=TEST_JWT_SECRET,
-        issuer="fleet",
-        ttl_seconds=600,
-    )
+    token = signed_token(user_id, f"{user_id}@example.com", ["customer"])
     return {"Authorization": f"Bearer {token}"}
 
 

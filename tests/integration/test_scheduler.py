@@ -18,9 +18,8 @@ from fastapi import FastAPI
 from scheduler_service import main
 from scheduler_service.main import create_app
 from scheduler_service.settings import SchedulerSettings
-from shared.auth import issue_token
 from shared.events import Envelope, OrderPlaced, UserRegistered
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +50,7 @@ def settings_for(broker: str, redis_url: str, job_name: str) -> SchedulerSetting
 
 
 def token_for(user_id: str, email: str) -> dict[str, str]:
-    token = issue_token(
-        user_id=user_id,
-        email=email,
-        roles=["customer"],
-        secret=TEST_JWT_SECRET,
-        issuer="fleet",
-        ttl_seconds=600,
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {signed_token(user_id, email, ['customer'])}"}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
