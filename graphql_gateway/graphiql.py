@@ -5,7 +5,11 @@ packages `make install` puts in `clients/node_modules` (see clients/package.json
 Every `https://unpkg.com/<package>@<version>/<file>` of Strawberry's page is rewritten to
 `/graphiql/static/<package>/<file>`, served from `<assets dir>/<package>/<file>`, but only if
 every file is there, at the version the page names, with the bytes its `integrity` hash names
-(the browser checks that hash again). Otherwise the page stays on the CDN, with a log line."""
+(the browser checks that hash again). Otherwise the page stays on the CDN, with a log line.
+
+`python -m graphql_gateway.graphiql NODE_MODULES DEST` copies just those files (and each
+package's package.json) into DEST, or fails naming what is missing: the gateway image's build
+runs it (deploy/docker/service.Dockerfile) and sets GRAPHIQL_ASSETS_DIR to DEST."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import base64
 import hashlib
 import json
 import re
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +144,24 @@ def build_page(assets_dir: Path | None, template: str | None = None) -> GraphiQL
     return GraphiQLPage(html, files)
 
 
+def export_assets(assets_dir: Path, destination: Path, template: str | None = None) -> list[str]:
+    """Copy the files the page loads (and their packages' package.json) from `assets_dir` to
+    `destination`; the relative paths copied. Raises ValueError naming what is missing."""
+    template = template if template is not None else get_graphql_ide_html("graphiql")
+    assets = cdn_assets(template)
+    problems = missing_assets(assets, assets_dir)
+    if problems or not assets:
+        raise ValueError("; ".join(problems) or "the GraphiQL page names no CDN file")
+    names = sorted(
+        {asset.local_path for asset in assets}
+        | {f"{asset.package}/package.json" for asset in assets}
+    )
+    for name in names:
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(assets_dir / name, destination / name)
+    return names
+
+
 graphiql_router = APIRouter()
 
 
@@ -149,3 +173,13 @@ async def graphiql_asset(asset: str, request: Request) -> FileResponse:
     if path is None:
         raise NotFound("No such GraphiQL asset.")
     return FileResponse(path, headers={"cache-control": ASSET_CACHE_CONTROL})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m graphql_gateway.graphiql NODE_MODULES DESTINATION")
+    try:
+        copied = export_assets(Path(sys.argv[1]), Path(sys.argv[2]))
+    except ValueError as error:
+        sys.exit(f"GraphiQL's files cannot be served offline: {error}")
+    print("\n".join(copied))
