@@ -16,14 +16,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     UV_NO_CACHE=1
 # The uv of the Makefile and pyproject.toml ([tool.uv] required-version); only in this stage.
 RUN pip install --quiet uv==0.13.9
-RUN python -m venv /opt/venv
+# No pip nor setuptools in the image's venv (23 MB): the build stage's pip fills it.
+RUN python -m venv --without-pip /opt/venv
 WORKDIR /build
 # Only the dependency list: code changes do not invalidate this layer.
 COPY pyproject.toml uv.lock ./
 # The runtime set alone (no local, ops or dev group), at the lock's versions with its hashes;
 # `--locked` stops the build when the lock no longer matches pyproject.toml (make lock).
 RUN uv export --locked --no-default-groups --no-emit-project --format requirements.txt --output-file requirements.txt \
-    && /opt/venv/bin/pip install --no-deps --require-hashes --only-binary=:all: -r requirements.txt
+    && pip --python /opt/venv/bin/python install --no-deps --require-hashes --only-binary=:all: \
+        -r requirements.txt
 
 # --- GraphiQL's files for the gateway, from clients/package-lock.json ------------------------
 FROM node:20.19.5-bookworm-slim@sha256:9e70124bd00f47dd023e349cd587132ae61892acc0e47ed641416c3e18f401c3 AS graphiql-npm

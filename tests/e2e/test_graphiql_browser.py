@@ -22,6 +22,7 @@ import pytest
 from playwright.async_api import Route, async_playwright
 
 from tests.fixtures.fleet import REPO_ROOT, RunningFleet
+from tests.fixtures.tools import in_ci
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
 
@@ -37,11 +38,6 @@ def missing_browser(chromium: Path = CHROMIUM) -> str | None:
     else:
         why = "`make browser` did not install it"
     return f"Debian's chromium ({chromium}) is missing: {why}"
-
-
-def in_ci() -> bool:
-    """CI sets CI (to true); there, nothing the browser test needs may be missing."""
-    return os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
 
 
 MISSING = missing_browser()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import test_graphiql_browser as browser
+from tests.fixtures.tools import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_TIMEOUT_SECONDS = 120
@@ -69,4 +70,4 @@ def test_ci_is_read_from_the_environment(
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", value)
-    assert browser.in_ci() is expected
+    assert in_ci() is expected
