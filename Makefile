@@ -9,7 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-from-lock
 UV_VERSION := 0.13.9
-UV := .tools/uv-$(UV_VERSION)/bin/uv
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
 LOCK_ARGS ?=
 SERVICES := graphql_gateway user_service notification_service order_service \
 	recommendation_service scheduler_service kafka_admin_service
@@ -23,8 +24,8 @@ help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(UV):
-	$(PYTHON) -m venv $(@D)/..
-	$(@D)/pip install --quiet uv==$(UV_VERSION)
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Every group (runtime, local, ops, dev), exactly the lock's versions; refuses a lock that no
 # longer matches pyproject.toml (then: make lock). Again only when either is newer than the stamp.
