@@ -46,7 +46,7 @@ def test_the_lock_was_written_for_this_pyproject() -> None:
     [
         ('"pydantic>=2.8"', '"pydantic>=2.9"', "runtime: pydantic>=2.9 is in pyproject.toml"),
         ('    "sniffio>=1.3",\n', "", "runtime: sniffio>=1.3 is in the lock, not in pyproject"),
-        ('"typer>=0.12"', '"typer>=0.12", "click>=8"', "ops: click>=8 is in pyproject.toml"),
+        ('"rich>=13.7"', '"rich>=13.7", "click>=8"', "ops: click>=8 is in pyproject.toml"),
         ('"uvicorn[standard]>=0.30"', '"uvicorn>=0.30"', "runtime: uvicorn[standard]>=0.30 is"),
         ('requires-python = ">=3.11"', 'requires-python = ">=3.12"', "requires-python differs"),
     ],
