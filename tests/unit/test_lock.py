@@ -72,7 +72,7 @@ def test_every_install_takes_the_lock_and_uv_is_pinned_alike() -> None:
     assert re.search(r"^lock: .*## ", makefile, re.MULTILINE), "make lock is documented"
     dockerfile = (ROOT / "deploy" / "docker" / "service.Dockerfile").read_text()
     assert f"pip install --quiet uv=={uv_version[1]}" in dockerfile
-    assert "uv export --locked" in dockerfile
+    assert "uv export --quiet --locked" in dockerfile
 
 
 def test_the_groups_match_their_use() -> None:
