@@ -56,7 +56,10 @@ class ProductLine(BaseModel):
     productId: str  # the public contract's spelling
     title: str
     category: str
+    # The unit price (the catalog's, for orders placed since issue 15).
     price: float | None = None
+    # How many of it (orders before issue 15 and recommendation lines: 1).
+    quantity: int = Field(default=1, ge=1)
 
 
 class OrderPlaced(Event):
