@@ -197,7 +197,8 @@ class NotificationClient:
 
 
 class OrderClient:
-    """order_service: the caller's orders, placing them, status changes."""
+    """order_service: the caller's orders, placing them, status changes, and the catalog
+    they are priced from."""
 
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
@@ -215,11 +216,26 @@ class OrderClient:
             "GET", "/orders", credentials=credentials, params=params or None
         )
 
-    async def place(self, credentials: Credentials, products: list[dict[str, Any]]) -> bytes:
-        """POST /orders {products} -> order (status Placed)."""
-        return await self.service.call(
-            "POST", "/orders", credentials=credentials, body={"products": products}
-        )
+    async def place(
+        self,
+        credentials: Credentials,
+        products: list[dict[str, Any]],
+        idempotency_key: str | None = None,
+    ) -> bytes:
+        """POST /orders {products, idempotencyKey?} -> order (status Placed)."""
+        body: dict[str, Any] = {"products": products}
+        if idempotency_key is not None:
+            body["idempotencyKey"] = idempotency_key
+        return await self.service.call("POST", "/orders", credentials=credentials, body=body)
+
+    async def products(self, params: dict[str, str]) -> bytes:
+        """GET /products?category=&search=&first=&after= -> {items, endCursor, hasNextPage}
+        (public: no token)."""
+        return await self.service.call("GET", "/products", params=params)
+
+    async def product(self, product_id: str) -> bytes:
+        """GET /products/{id} -> catalog product (public: no token)."""
+        return await self.service.call("GET", f"/products/{_segment(product_id)}")
 
     async def update_status(self, credentials: Credentials, order_id: str, status: str) -> bytes:
         """POST /orders/{id}/status {status} -> order."""

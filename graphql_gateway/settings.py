@@ -36,6 +36,10 @@ class GatewaySettings(ServiceSettings):
     # After a Redis failure, skip the cache this long instead of paying a timeout per request.
     cache_retry_after_seconds: float = Field(default=5.0, ge=0)
 
+    # How long a catalog answer (`products`, `product`: public, the same for everyone) is
+    # served from Redis before the order service is asked again.
+    catalog_cache_ttl_seconds: float = Field(default=60.0, gt=0)
+
     # Pause between attempts to reach the broker for the cache-invalidation consumer.
     events_reconnect_seconds: float = Field(default=5.0, gt=0)
 

@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bson import ObjectId
@@ -14,7 +13,7 @@ from bson import ObjectId
 from shared.auth import Caller
 from shared.catalog.models import Product
 from shared.errors import BadUserInput, Conflict, Forbidden, NotFound
-from shared.events.models import OrderStatus, ProductLine
+from shared.events.models import OrderStatus, ProductLine, total_of
 from shared.times import stored_now
 
 PLACED: OrderStatus = "Placed"
@@ -34,7 +33,6 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 ORDER_NOT_FOUND = "That order was not found."
 CUSTOMER_MAY_ONLY_CANCEL = "Customers may only cancel their own orders."
 CUSTOMER_CANCEL_TOO_LATE = "Only a Placed order can be cancelled; this one is already {status}."
-CENT = Decimal("0.01")
 CHANGED_MEANWHILE = "The order changed at the same time; reload it and try again."
 
 
@@ -111,9 +109,8 @@ def price_products(
 
 
 def order_total(lines: Sequence[ProductLine]) -> float:
-    """Unit prices times quantities, in cents exactly (no float drift), as a number."""
-    cents = sum((Decimal(str(line.price or 0)) * line.quantity for line in lines), start=Decimal(0))
-    return float(cents.quantize(CENT, rounding=ROUND_HALF_UP))
+    """The order's total: unit prices times quantities, in exact cents."""
+    return total_of(lines)
 
 
 def check_transition(

@@ -5,7 +5,9 @@ Events are facts in the past tense; `EVENT_TYPES` maps each envelope `type` to i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -60,6 +62,15 @@ class ProductLine(BaseModel):
     price: float | None = None
     # How many of it (orders before issue 15 and recommendation lines: 1).
     quantity: int = Field(default=1, ge=1)
+
+
+CENT = Decimal("0.01")
+
+
+def total_of(lines: Sequence[ProductLine]) -> float:
+    """Unit prices times quantities, summed in exact cents (no float drift), as a number."""
+    cents = sum((Decimal(str(line.price or 0)) * line.quantity for line in lines), start=Decimal(0))
+    return float(cents.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 class OrderPlaced(Event):
