@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
+    # No message the fleet publishes may be larger (key + value + headers, bytes): refused at
+    # publish time, well under Kafka's 1 MiB default so a message never bounces off the broker.
+    kafka_max_message_bytes: int = Field(default=524_288, ge=1024)
     kafka_handler_attempts: int = Field(default=3, ge=1)
     kafka_retry_backoff_seconds: float = Field(default=0.2, gt=0)
     kafka_startup_timeout_seconds: float = Field(default=60, gt=0)
