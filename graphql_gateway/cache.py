@@ -4,6 +4,7 @@ One hash per user, `gateway:v2:user:<user id>`, holds everything cached for that
 
     epoch                        a random value written when the hash is created
     data:details                 GET /users/me
+    data:purchases:<first>       GET /users/me/purchases?first=
     data:notifications:unread    GET /notifications?unread_only=true
     data:notifications:all       GET /notifications?unread_only=false
     answer:<digest>              a whole GraphQL answer (graphql_gateway/answers.py)
@@ -56,6 +57,11 @@ Epoch = bytes
 def user_key(user_id: str) -> str:
     """The hash holding everything cached for a user."""
     return f"{KEY_PREFIX}:user:{user_id}"
+
+
+def purchases_view(first: int) -> str:
+    """The field of a user's newest `first` purchases."""
+    return f"data:purchases:{first}"
 
 
 def public_key(name: str) -> str:

@@ -157,6 +157,12 @@ class UserClient:
         """GET /users/me -> user."""
         return await self.service.call("GET", "/users/me", credentials=credentials)
 
+    async def purchases(self, credentials: Credentials, first: int) -> bytes:
+        """GET /users/me/purchases?first= -> [purchase], newest first."""
+        return await self.service.call(
+            "GET", "/users/me/purchases", credentials=credentials, params={"first": str(first)}
+        )
+
     async def update_preferences(self, credentials: Credentials, preferences: list[str]) -> bytes:
         """PUT /users/me/preferences -> user."""
         return await self.service.call(

@@ -12,6 +12,7 @@ from strawberry.types import Info
 from graphql_gateway.cache import DETAILS_VIEW, notifications_view
 from graphql_gateway.schema.context import GatewayContext
 from graphql_gateway.schema.types import (
+    DEFAULT_PAGE,
     CatalogProduct,
     Notification,
     Order,
@@ -22,8 +23,6 @@ from graphql_gateway.schema.types import (
 from shared.errors import NotFound
 
 GatewayInfo = Info[GatewayContext, None]
-# The page size of `products` and `purchase_history` when the caller sends null.
-DEFAULT_PAGE = 20
 
 
 def public_name(kind: str, params: dict[str, str]) -> str:

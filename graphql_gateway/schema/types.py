@@ -6,10 +6,18 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+import orjson
 import strawberry
+from strawberry.types import Info
 
+from graphql_gateway.auth import authenticate
+from graphql_gateway.cache import purchases_view
+from graphql_gateway.schema.context import GatewayContext
 from shared.events import NotificationCreated, OrderStatusChanged
 from shared.events.models import total_of
+
+# The page size of `products` and `purchase_history` when the caller sends none.
+DEFAULT_PAGE = 20
 
 
 @strawberry.enum(description="What a user wants to receive by email.")
@@ -155,10 +163,30 @@ class User:
         description='Status of the latest order, "none" before any.'
     )
     orders: list[Product] = strawberry.field(description="Products of the latest order.")
-    purchase_history: list[PurchaseHistory]
+    # The Authorization a nested read of this user uses: the request's, or (in the answer of
+    # registerUser and login, asked without one) the token just issued.
+    authorization: strawberry.Private[str | None] = None
+
+    @strawberry.field(description="The newest purchases (first: how many, at most 100).")
+    async def purchase_history(
+        self, info: Info[GatewayContext, None], first: int | None = DEFAULT_PAGE
+    ) -> list[PurchaseHistory]:
+        ctx = info.context
+        credentials = (
+            authenticate(self.authorization, ctx.gateway.settings)
+            if self.authorization is not None
+            else ctx.credentials()
+        )
+        size = DEFAULT_PAGE if first is None else first
+        raw = await ctx.cache.read_through(
+            credentials.caller.user_id,
+            purchases_view(size),
+            lambda: ctx.clients.users.purchases(credentials, size),
+        )
+        return [PurchaseHistory.from_json(item) for item in orjson.loads(raw)]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> User:
+    def from_json(cls, data: dict[str, Any], authorization: str | None = None) -> User:
         """From the user service's user JSON."""
         return cls(
             id=strawberry.ID(str(data["id"])),
@@ -167,9 +195,7 @@ class User:
             preferences=[Preference(p) for p in data.get("preferences", [])],
             order_status=str(data.get("order_status") or "none"),
             orders=[Product.from_json(p) for p in data.get("orders", [])],
-            purchase_history=[
-                PurchaseHistory.from_json(h) for h in data.get("purchase_history", [])
-            ],
+            authorization=authorization,
         )
 
 
@@ -254,4 +280,5 @@ class AuthPayload:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuthPayload:
         """From `{token, user}`."""
-        return cls(token=str(data["token"]), user=User.from_json(data["user"]))
+        token = str(data["token"])
+        return cls(token=token, user=User.from_json(data["user"], f"Bearer {token}"))

@@ -156,6 +156,8 @@ class PurchaseHistoryRequested(Event):
 
     request_id: str
     user_id: str
+    # How many of the newest orders to send (None: the user service's default window).
+    max_orders: int | None = Field(default=None, ge=1)
 
 
 class PastPurchase(BaseModel):
@@ -169,7 +171,8 @@ class PastPurchase(BaseModel):
 
 
 class PurchaseHistoryProvided(Event):
-    """The user service's answer to a PurchaseHistoryRequested (same request id)."""
+    """The user service's answer to a PurchaseHistoryRequested (same request id): the newest
+    orders of the window asked for, newest first, as many as fit the message size limit."""
 
     event_type = "PurchaseHistoryProvided"
     topic = "purchase-history.provided"

@@ -887,3 +887,42 @@ async def test_a_subscription_over_http_is_bad_user_input(gateway: LiveGateway) 
         "Subscriptions are served over WebSocket at /graphql (graphql-transport-ws)."
     )
     assert gateway.subscriptions(Channel.ORDER_UPDATES) == 0
+
+
+async def test_purchase_history_is_paged_and_cached(
+    gateway: LiveGateway, services: Services
+) -> None:
+    user_id, token = new_user(services.users)
+    now = datetime.now(UTC).isoformat()
+    services.users.users[user_id]["purchase_history"] = [
+        {"orderId": f"o{n}", "products": [line("7")], "purchaseDate": now} for n in range(3)
+    ]
+    query = (
+        "query { getUserDetails { purchase_history(first: 2) { orderId products { quantity } } } }"
+    )
+    before = services.users.calls.hits["purchases"]
+    details = data_of(await gateway.graphql(query, token=token))["getUserDetails"]
+    assert details["purchase_history"] == [
+        {"orderId": "o0", "products": [{"quantity": 1}]},
+        {"orderId": "o1", "products": [{"quantity": 1}]},
+    ]
+    all_three = "query { getUserDetails { purchase_history { orderId } } }"
+    assert (
+        len(
+            data_of(await gateway.graphql(all_three, token=token))["getUserDetails"][
+                "purchase_history"
+            ]
+        )
+        == 3
+    )
+    assert data_of(await gateway.graphql(query, token=token))["getUserDetails"] == details
+    assert services.users.calls.hits["purchases"] == before + 2  # the repeat is cached
+
+
+async def test_a_new_accounts_history_is_read_with_its_new_token(gateway: LiveGateway) -> None:
+    registered = await gateway.graphql(
+        'mutation R($email: String!) { registerUser(name: "Ann", email: $email,'
+        ' password: "long enough pw") { token user { id purchase_history { orderId } } } }',
+        {"email": unique_email()},
+    )
+    assert data_of(registered)["registerUser"]["user"]["purchase_history"] == []

@@ -71,7 +71,7 @@ async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
     # The user service's side: only its purchase-history handler, in a group of this test's own.
     runtime = ServiceRuntime(user_settings)
     users = UserRepository(runtime.db)
-    handler = PurchaseHistoryHandler(users, runtime.publisher)
+    handler = PurchaseHistoryHandler(user_settings, users, runtime.publisher)
     user_consumer = runtime.consume(
         f"user_service-test-{uuid.uuid4().hex[:8]}",
         {PurchaseHistoryRequested.topic: handler.on_requested},
@@ -100,13 +100,15 @@ async def add_user(flow: Flow, preferences: list[str]) -> str:
             "name": "Reader",
             "email": f"{user_id}@example.com",
             "preferences": preferences,
-            "purchase_history": [
-                {
-                    "order_id": f"order-{uuid.uuid4().hex}",
-                    "products": [line(BOUGHT, "Cast Iron Skillet 26 cm", "kitchen")],
-                    "purchase_date": datetime.now(UTC) - timedelta(days=2),
-                }
-            ],
+        }
+    )
+    await flow.users.purchases.collection.insert_one(
+        {
+            "_id": f"order-{uuid.uuid4().hex}",
+            "user_id": user_id,
+            "products": [line(BOUGHT, "Cast Iron Skillet 26 cm", "kitchen")],
+            "purchase_date": datetime.now(UTC) - timedelta(days=2),
+            "statuses": ["Placed"],
         }
     )
     return user_id

@@ -145,6 +145,7 @@ SERVICE_MATRIX: dict[str, dict[tuple[str, str], Row]] = {
         ("POST", "/users"): Row(public(201), _register_body),
         ("POST", "/auth/login"): Row(public(200), _login_body, frozenset(ALL_KINDS)),
         ("GET", "/users/me"): Row(authed(200), fixed("/users/me")),
+        ("GET", "/users/me/purchases"): Row(authed(200), fixed("/users/me/purchases")),
         ("PUT", "/users/me/preferences"): Row(
             authed(200), fixed("/users/me/preferences", {"preferences": ["order_updates"]})
         ),

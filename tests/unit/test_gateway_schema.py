@@ -68,7 +68,8 @@ type Subscription {
 """
 
 
-# Issue 15 (orders and data): the public catalog, quantities, totals and idempotency keys.
+# Issue 15 (orders and data): the public catalog, quantities, totals, idempotency keys and the
+# paged purchase history.
 # ProductInput's title and category became optional (ignored: the catalog's are stored), so
 # every request valid under the contract is still valid.
 ISSUE_15_CHANGES = {
@@ -88,6 +89,9 @@ ISSUE_15_CHANGES = {
         "  products(category: String = null, search: String = null, first: Int = 20,"
         " after: String = null): ProductPage!\n"
         "  product(productId: ID!): CatalogProduct"
+    ),
+    "  purchase_history: [PurchaseHistory!]!": (
+        "  purchase_history(first: Int = 20): [PurchaseHistory!]!"
     ),
     "placeOrder(products: [ProductInput!]!): Order!": (
         "placeOrder(products: [ProductInput!]!, idempotencyKey: String = null): Order!"
