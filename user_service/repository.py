@@ -20,6 +20,9 @@ from user_service.purchases import LATEST_FIELD, STATUSES_FIELD, VERSION_FIELD
 
 USERS = "users"
 PURCHASES = "purchases"
+# Where users stored before issue 15 kept their history (read only by the migration).
+LEGACY_HISTORY = "purchase_history"
+LEGACY_APPLIED = "order_events"
 ORDER_EVENT_FIELDS = {"email": 1, "preferences": 1, LATEST_FIELD: 1, VERSION_FIELD: 1}
 
 
@@ -76,6 +79,20 @@ class UserRepository:
             {"$set": fields, "$inc": {VERSION_FIELD: 1}},
         )
         return bool(result.matched_count)
+
+    async def with_embedded_history(self, limit: int) -> list[dict[str, Any]]:
+        """Users still holding the history of before issue 15 (the migration's input)."""
+        cursor = self.users.find(
+            {"$or": [{LEGACY_HISTORY: {"$exists": True}}, {LEGACY_APPLIED: {"$exists": True}}]},
+            {LEGACY_HISTORY: 1, LEGACY_APPLIED: 1},
+        ).limit(limit)
+        return list(await cursor.to_list(None))
+
+    async def drop_embedded_history(self, user_id: str) -> None:
+        """Remove the user's embedded history once it is in `purchases`."""
+        await self.users.update_one(
+            {"_id": user_id}, {"$unset": {LEGACY_HISTORY: "", LEGACY_APPLIED: ""}}
+        )
 
     async def count(self, query: dict[str, Any]) -> int:
         """How many users match (tests and checks)."""
@@ -135,13 +152,10 @@ class PurchaseRepository:
         )
         return list(await cursor.to_list(None))
 
-    async def insert_many_once(self, documents: list[dict[str, Any]]) -> int:
-        """Insert purchases that are not stored yet (the migration); how many were new."""
-        inserted = 0
-        for document in documents:
-            try:
-                await self.collection.insert_one(document)
-            except DuplicateKeyError:
-                continue
-            inserted += 1
-        return inserted
+    async def insert_if_absent(self, purchase: dict[str, Any]) -> bool:
+        """Store a purchase unless one with its id exists (the migration); True if stored."""
+        try:
+            await self.collection.insert_one(purchase)
+        except DuplicateKeyError:
+            return False
+        return True

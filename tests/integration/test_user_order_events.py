@@ -34,6 +34,7 @@ from shared.runtime import ServiceRuntime
 from shared.times import stored_now
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
 from user_service.main import create_app
+from user_service.migrate_purchases import migrate
 from user_service.order_events import OrderEventHandlers
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -458,3 +459,40 @@ async def test_the_largest_allowed_history_is_published_within_the_size_limit(
     assert kept and kept == ids[: len(kept)] and len(kept) < window
     one_more = answer.model_copy(update={"purchases": [*answer.purchases, answer.purchases[0]]})
     assert not service.runtime.publisher.fits(one_more)
+
+
+async def test_the_migration_moves_an_embedded_history_without_notifying_again(
+    service: UserServiceUnderTest,
+) -> None:
+    user = await service.register()
+    old, older = new_order_id(), new_order_id()
+    at = stored_now() - timedelta(days=3)
+    # A user as the service stored it before issue 15.
+    await service.repository.users.update_one(
+        {"_id": user["id"]},
+        {
+            "$set": {
+                "purchase_history": [
+                    {"order_id": older, "products": [BULB.model_dump()], "purchase_date": at},
+                    {"order_id": old, "products": [LAMP.model_dump()], "purchase_date": at},
+                ],
+                "order_events": [f"{older}:Placed", f"{old}:Placed", f"{old}:Shipped"],
+            }
+        },
+    )
+
+    moved = await migrate(service.repository)
+    assert moved.users >= 1 and moved.purchases >= 2
+    stored = await service.user(user["id"])
+    assert "purchase_history" not in stored and "order_events" not in stored
+    purchases = {p["_id"]: p for p in await service.purchases(user["id"])}
+    assert purchases[old]["statuses"] == ["Placed", "Shipped"]
+    assert purchases[older]["statuses"] == ["Placed"]
+    assert (await migrate(service.repository)).purchases == 0  # idempotent
+
+    # A redelivered status applied before the migration is not notified again; a new one is.
+    await service.send(status_changed(user["id"], old, at, "Placed", "Shipped", LAMP))
+    await service.send(status_changed(user["id"], old, at, "Shipped", "Delivered", LAMP))
+    await service.wait_applied(user["id"], old, "Delivered")
+    found = await service.published(NotificationRequested.topic, user["id"])
+    assert [e.data["content"] for e in found] == [f"Your order {old[-8:]} is Delivered."]
