@@ -18,7 +18,7 @@ import orjson
 from graphql_gateway.auth import Credentials
 from graphql_gateway.limits import FORWARDED_FOR_HEADER, client_address
 from graphql_gateway.settings import GatewaySettings
-from shared.errors import HTTP_STATUS, AppError, InternalError, ServiceUnavailable
+from shared.errors import HTTP_STATUS, AppError, InternalError, NotFound, ServiceUnavailable
 from shared.logging import CORRELATION_HEADER, current_correlation_id, get_logger
 
 log = get_logger(__name__)
@@ -241,6 +241,10 @@ class OrderClient:
 
     async def product(self, product_id: str) -> bytes:
         """GET /products/{id} -> catalog product (public: no token)."""
+        if product_id.strip(".") == "":
+            # "", "." and ".." name no product, and as a path segment they would name
+            # another route.
+            raise NotFound("That product is not in the catalog.")
         return await self.service.call("GET", f"/products/{_segment(product_id)}")
 
     async def update_status(self, credentials: Credentials, order_id: str, status: str) -> bytes:

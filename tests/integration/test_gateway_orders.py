@@ -523,6 +523,9 @@ async def test_the_catalog_is_public_paged_and_cached(
     assert one == {"productId": "5", "title": CATALOG["5"].title, "price": CATALOG["5"].price}
     assert data_of(await gateway.graphql(PRODUCT, {"id": "p-7"}))["product"] is None
     calls = services.orders.calls.total
+    for not_a_segment in ("", ".", ".."):  # found by fuzzing: they named another route
+        assert data_of(await gateway.graphql(PRODUCT, {"id": not_a_segment}))["product"] is None
+    assert services.orders.calls.total == calls
     assert calls == before + 4
 
     # The same questions again, with or without a token: answered from the cache.
