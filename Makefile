@@ -59,8 +59,9 @@ wrk: ## install Debian wrk for make bench (root, apt)
 bench: $(STAMP) wrk ## measure the fleet with wrk (gateway vs bare FastAPI, memory, start time)
 	$(BIN)/python -m bench.run
 
-run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it)
-	$(BIN)/python -m shared.stack
+# ARGS go to the launcher: make run ARGS="--free-ports" (see python -m shared.stack --help).
+run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it; ARGS=...)
+	$(BIN)/python -m shared.stack $(ARGS)
 
 test: $(STAMP) node-tools browser ## run every test: compose check, unit, integration, end to end, fault injection, security
 	@$(MAKE) --no-print-directory compose-check

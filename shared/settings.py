@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
+    # json: one JSON object a line (compose, k8s); console: readable coloured lines; auto:
+    # console on a terminal, JSON anywhere else (the local stack asks for console on a terminal).
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     kafka_broker: str = "127.0.0.1:9092"
     # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not.

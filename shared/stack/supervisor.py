@@ -27,6 +27,7 @@ import httpx
 from shared.stack.config import (
     ADMIN,
     DEFAULT_KAFKA_PORT,
+    DEFAULT_MAIL_PAGE_PORT,
     DEFAULT_REDIS_PORT,
     DEFAULT_SMTP_PORT,
     GATEWAY,
@@ -103,6 +104,7 @@ class Supervisor:
         self.kafka = ""
         self.redis = ""
         self.smtp = ""
+        self.mail_page: str | None = None
         self.mail_dir: Path | None = None
         self._service_ports: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -197,7 +199,10 @@ class Supervisor:
         if not self.options.smtp_host:
             mail_dir = self.mail_dir = self.options.mail_dir.resolve()
             smtp_port = self.ports.for_part(DEFAULT_SMTP_PORT)
-            starts.append(lambda: start_smtp_sink(mail_dir, smtp_port, log=_PIPE))
+            page_port = self.ports.for_part(DEFAULT_MAIL_PAGE_PORT)
+            starts.append(
+                lambda: start_smtp_sink(mail_dir, smtp_port, log=_PIPE, page_port=page_port)
+            )
 
         def start_and_keep(start: Callable[[], EmbeddedPart]) -> EmbeddedPart:
             part = start()
@@ -220,6 +225,7 @@ class Supervisor:
                 self.redis = part.url
             elif part.name == "smtp":
                 self.smtp = part.url
+                self.mail_page = part.page_url
         if errors:
             raise StackError(f"an embedded part did not start: {errors[0]}")
 
@@ -268,6 +274,10 @@ class Supervisor:
             env["PUBLIC_BASE_URL"] = env[GATEWAY.url_env]
         env["HOST"] = LOOPBACK
         env["PYTHONUNBUFFERED"] = "1"
+        if self.console.is_terminal and not env.get("LOG_FORMAT"):
+            # The children write to our pipe, not the terminal: tell them a person reads it.
+            env["LOG_FORMAT"] = "console"
+            env.setdefault("FORCE_COLOR", "1")
         return env
 
     async def _spawn(self, spec: ServiceSpec) -> Child:
@@ -344,6 +354,7 @@ class Supervisor:
             "services": services,
             "graphql": f"{gateway}/graphql" if gateway else None,
             "mail_dir": str(self.mail_dir) if self.mail_dir else None,
+            "mail_page": self.mail_page,
             "smtp": self.smtp or None,
             "kafka": self.kafka,
             "redis": self.redis,
@@ -371,6 +382,8 @@ class Supervisor:
         if state["graphql"]:
             rows.append(("GraphiQL", state["graphql"]))
         rows += [(child.name, child.base_url) for child in self.children]
+        if self.mail_page:
+            rows.append(("mail", self.mail_page))
         rows.append(
             ("mail folder", str(self.mail_dir) if self.mail_dir else "none (SMTP_HOST is set)")
         )
