@@ -8,7 +8,11 @@ every file is there, at the version the page names, with the bytes its `integrit
 (the browser checks that hash again). Otherwise the page stays on the CDN, with a log line.
 
 The page opens on the fleet's first session (first_session.graphql) instead of GraphiQL's
-generic welcome, with the Authorization header to fill in shown in the headers pane."""
+generic welcome, with the Authorization header to fill in shown in the headers pane.
+
+`python -m graphql_gateway.graphiql NODE_MODULES DEST` copies just those files (and each
+package's package.json) into DEST, or fails naming what is missing: the gateway image's build
+runs it (deploy/docker/service.Dockerfile) and sets GRAPHIQL_ASSETS_DIR to DEST."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import base64
 import hashlib
 import json
 import re
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,6 +182,24 @@ def build_page(assets_dir: Path | None, template: str | None = None) -> GraphiQL
     return GraphiQLPage(html, files)
 
 
+def export_assets(assets_dir: Path, destination: Path, template: str | None = None) -> list[str]:
+    """Copy the files the page loads (and their packages' package.json) from `assets_dir` to
+    `destination`; the relative paths copied. Raises ValueError naming what is missing."""
+    template = template if template is not None else get_graphql_ide_html("graphiql")
+    assets = cdn_assets(template)
+    problems = missing_assets(assets, assets_dir)
+    if problems or not assets:
+        raise ValueError("; ".join(problems) or "the GraphiQL page names no CDN file")
+    names = sorted(
+        {asset.local_path for asset in assets}
+        | {f"{asset.package}/package.json" for asset in assets}
+    )
+    for name in names:
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(assets_dir / name, destination / name)
+    return names
+
+
 graphiql_router = APIRouter()
 
 
@@ -187,3 +211,13 @@ async def graphiql_asset(asset: str, request: Request) -> FileResponse:
     if path is None:
         raise NotFound("No such GraphiQL asset.")
     return FileResponse(path, headers={"cache-control": ASSET_CACHE_CONTROL})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m graphql_gateway.graphiql NODE_MODULES DESTINATION")
+    try:
+        copied = export_assets(Path(sys.argv[1]), Path(sys.argv[2]))
+    except ValueError as error:
+        sys.exit(f"GraphiQL's files cannot be served offline: {error}")
+    print("\n".join(copied))
