@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from shared.auth import configure_hashing
 from shared.http import NO_OPENTELEMETRY, install_common
 from shared.runtime import ServiceRuntime
 from user_service import api
@@ -21,6 +22,11 @@ from user_service.settings import UserSettings
 def create_app(settings: UserSettings | None = None) -> FastAPI:
     """The FastAPI app; everything that connects somewhere starts in its lifespan."""
     settings = settings or UserSettings()
+    # Process-wide: the memory it protects is the process's.
+    configure_hashing(
+        max_concurrent=settings.password_hash_concurrency,
+        max_waiting=settings.password_hash_queue,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
