@@ -5,7 +5,8 @@
   validation cache keys on the same rules every request (a per-request rule misses it always).
 - HTTP: a request body larger than MAX_REQUEST_BODY_BYTES answers 413 without being read on.
 - CORS: the origins CORS_ORIGINS lists (none: no CORS headers at all).
-- The client's address travels to the services in X-Forwarded-For (rate limits per address).
+- The client's address (the peer's, or the one X-Forwarded-For names when the peer is one of
+  TRUSTED_PROXIES) travels to the services in X-Forwarded-For (rate limits per address).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 
 from graphql_gateway.settings import GatewaySettings
 from shared.errors import BadUserInput
+from shared.http import trust_forwarded_for
 
 FORWARDED_FOR_HEADER = "x-forwarded-for"
 _client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
@@ -217,6 +219,8 @@ def cors_origins(settings: GatewaySettings) -> list[str]:
 def install_edge(app: FastAPI, settings: GatewaySettings) -> None:
     """Add the body limit, the client address and (if origins are listed) CORS to the app."""
     app.add_middleware(ClientAddress)
+    # Runs before ClientAddress: behind TRUSTED_PROXIES the client is the one they name.
+    trust_forwarded_for(app, settings.trusted_proxies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     origins = cors_origins(settings)
     if origins:

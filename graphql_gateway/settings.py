@@ -55,6 +55,10 @@ class GatewaySettings(ServiceSettings):
     max_request_body_bytes: int = Field(default=65_536, ge=1)
     # Origins a browser may call the gateway from, comma-separated; empty: no CORS headers.
     cors_origins: str = ""
+    # Proxies in front of the gateway (a load balancer, the ingress) whose X-Forwarded-For names
+    # the client: comma-separated addresses or networks; empty: the peer is the client. The
+    # client address goes on to the services (login and registration limits per address).
+    trusted_proxies: str = ""
     # Distinct operation texts whose parse and validation results are kept (LRU).
     graphql_document_cache_size: int = Field(default=256, ge=1)
 

@@ -14,6 +14,7 @@ from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import Caller, bearer_token, verify_token
 from shared.errors import HTTP_STATUS, AppError, BadUserInput, ErrorCode, InternalError
@@ -167,6 +168,20 @@ def install_common(
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def proxy_list(proxies: str) -> list[str]:
+    """A TRUSTED_PROXIES value parsed: comma-separated addresses or networks, blanks dropped."""
+    return [p.strip() for p in proxies.split(",") if p.strip()]
+
+
+def trust_forwarded_for(app: FastAPI, proxies: str) -> None:
+    """Take a request's client address from X-Forwarded-For (the rightmost address no trusted
+    proxy added) when its peer is one of `proxies` ("*": any; empty: nobody, the peer is the
+    client). Anyone else's header is ignored, so a client cannot pick its own address."""
+    trusted = proxy_list(proxies)
+    if trusted:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
 
 
 def get_settings(request: Request) -> Any:

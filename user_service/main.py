@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import configure_hashing
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import NO_OPENTELEMETRY, install_common, trust_forwarded_for
 from shared.runtime import ServiceRuntime
 from user_service import api
 from user_service.events import CONSUMER_GROUP, consumer_handlers
@@ -50,6 +49,6 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
     install_common(app, settings)
     # The client address of a request relayed by a trusted proxy (the gateway) is the one its
     # X-Forwarded-For names; anyone else's header is ignored (rate limits per address).
-    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
+    trust_forwarded_for(app, settings.trusted_proxies)
     app.include_router(api.router)
     return app

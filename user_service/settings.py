@@ -54,11 +54,6 @@ class UserSettings(ServiceSettings):
         parse_limit(value)
         return value
 
-    @property
-    def trusted_proxy_list(self) -> list[str]:
-        """TRUSTED_PROXIES parsed: blanks dropped."""
-        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
-
     @model_validator(mode="after")
     def _password_bounds_ordered(self) -> UserSettings:
         if self.password_min_length > self.password_max_length:
