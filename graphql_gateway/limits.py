@@ -1,8 +1,9 @@
 """What the gateway refuses before any resolver runs, and who may call it from a browser.
 
-- GraphQL: query depth, tokens, aliases, a cost (fields selected, fragments expanded), and
-  introspection when GRAPHQL_INTROSPECTION=false. The validation rules are built once, so the
-  validation cache keys on the same rules every request (a per-request rule misses it always).
+- GraphQL: query depth, tokens, aliases, a cost (fields selected, fragments expanded), control
+  characters in text arguments (plain_text.py), and introspection when
+  GRAPHQL_INTROSPECTION=false. The validation rules are built once, so the validation cache
+  keys on the same rules every request (a per-request rule misses it always).
 - HTTP: a request body larger than MAX_REQUEST_BODY_BYTES answers 413 without being read on.
 - CORS: the origins CORS_ORIGINS lists (none: no CORS headers at all).
 - The client's address (the peer's, or the one X-Forwarded-For names when the peer is one of
@@ -36,6 +37,7 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
+from graphql_gateway.plain_text import PlainTextLiterals, PlainTextVariables
 from graphql_gateway.settings import GatewaySettings
 from shared.errors import BadUserInput
 from shared.http import trust_forwarded_for
@@ -110,6 +112,7 @@ def validation_rules(settings: GatewaySettings) -> list[type[ASTValidationRule]]
         depth_rule(settings.graphql_max_depth, None),
         aliases_rule(settings.graphql_max_aliases),
         cost_rule(settings.graphql_max_cost),
+        PlainTextLiterals,
     ]
     if not settings.graphql_introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
@@ -123,6 +126,7 @@ def schema_extensions(settings: GatewaySettings) -> list[Callable[[], Any]]:
     return [
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
         partial(AddValidationRules, rules),
+        PlainTextVariables,
     ]
 
 
