@@ -6,14 +6,18 @@
   keys on the same rules every request (a per-request rule misses it always).
 - HTTP: a request body larger than MAX_REQUEST_BODY_BYTES answers 413 without being read on.
 - CORS: the origins CORS_ORIGINS lists (none: no CORS headers at all).
+- Per user: placeOrder and productRecommendation calls (each alias counts) in Redis, and
+  subscription connections in this process.
 - The client's address (the peer's, or the one X-Forwarded-For names when the peer is one of
   TRUSTED_PROXIES) travels to the services in X-Forwarded-For (rate limits per address).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -39,8 +43,9 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 
 from graphql_gateway.plain_text import PlainTextLiterals, PlainTextVariables
 from graphql_gateway.settings import GatewaySettings
-from shared.errors import BadUserInput
+from shared.errors import BadUserInput, RateLimited
 from shared.http import trust_forwarded_for
+from shared.ratelimit import RateLimiter, Rule, parse_limit
 
 FORWARDED_FOR_HEADER = "x-forwarded-for"
 _client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
@@ -235,3 +240,62 @@ def install_edge(app: FastAPI, settings: GatewaySettings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type", "x-correlation-id"],
         )
+
+
+TOO_MANY_ORDERS = "Too many orders; try again later."
+TOO_MANY_RECOMMENDATIONS = "Too many recommendation requests; try again later."
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimits:
+    """Per-user limits of the expensive fields, counted in Redis per call (so per alias)."""
+
+    limiter: RateLimiter
+    place_order_rule: Rule
+    recommendation_rule: Rule
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> UserLimits:
+        """The limiter on the gateway's Redis and the rules the settings name."""
+        return cls(
+            limiter=RateLimiter.from_settings(settings),
+            place_order_rule=Rule("place-order", parse_limit(settings.place_order_limit_per_user)),
+            recommendation_rule=Rule(
+                "recommendation", parse_limit(settings.recommendation_limit_per_user)
+            ),
+        )
+
+    async def place_order(self, user_id: str) -> None:
+        """Count one placeOrder of the user; RATE_LIMITED once over the limit."""
+        await self.limiter.hit(self.place_order_rule, user_id, TOO_MANY_ORDERS)
+
+    async def recommendation(self, user_id: str) -> None:
+        """Count one productRecommendation of the user; RATE_LIMITED once over the limit."""
+        await self.limiter.hit(self.recommendation_rule, user_id, TOO_MANY_RECOMMENDATIONS)
+
+
+TOO_MANY_CONNECTIONS = "Too many subscription connections for this user; close one first."
+
+
+@dataclass
+class ConnectionSlots:
+    """Subscription (WebSocket) connections open per user in this gateway process."""
+
+    per_user: int
+    _open: Counter[str] = field(default_factory=Counter)
+
+    def take(self, user_id: str) -> None:
+        """Count a new connection of the user; RATE_LIMITED when they already have `per_user`."""
+        if self._open[user_id] >= self.per_user:
+            raise RateLimited(TOO_MANY_CONNECTIONS)
+        self._open[user_id] += 1
+
+    def give_back(self, user_id: str) -> None:
+        """A connection of the user has closed."""
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
+
+    def open_for(self, user_id: str) -> int:
+        """How many connections the user has open here."""
+        return self._open[user_id]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from shared.ratelimit import parse_limit
 from shared.settings import ServiceSettings
 
 
@@ -35,6 +36,11 @@ class GatewaySettings(ServiceSettings):
     cache_ttl_seconds: int = Field(default=60, ge=1)
     # After a Redis failure, skip the cache this long instead of paying a timeout per request.
     cache_retry_after_seconds: float = Field(default=5.0, ge=0)
+
+    # Per-user limits of the expensive operations (moving windows in Redis, the `limits`
+    # notation); every alias counts; over them the field answers RATE_LIMITED.
+    place_order_limit_per_user: str = "60/minute"
+    recommendation_limit_per_user: str = "10/minute"
 
     # Pause between attempts to reach the broker for the cache-invalidation consumer.
     events_reconnect_seconds: float = Field(default=5.0, gt=0)
@@ -67,4 +73,13 @@ class GatewaySettings(ServiceSettings):
     # connection; items queued per subscription before the oldest is dropped (slow client).
     websocket_connection_init_timeout_seconds: float = Field(default=10.0, gt=0)
     websocket_max_subscriptions: int = Field(default=20, ge=1)
+    # Subscription connections one user may hold open on one gateway process; one more is
+    # closed with 4429 "RATE_LIMITED: ...".
+    websocket_max_connections_per_user: int = Field(default=5, ge=1)
     subscription_queue_size: int = Field(default=100, ge=1)
+
+    @field_validator("place_order_limit_per_user", "recommendation_limit_per_user")
+    @classmethod
+    def _limit_parses(cls, value: str) -> str:
+        parse_limit(value)
+        return value
