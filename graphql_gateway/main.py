@@ -46,7 +46,7 @@ from graphql_gateway.subscriptions import SubscriptionHub
 from shared.auth import EXPIRED_TOKEN_MESSAGE
 from shared.cache import redis_client
 from shared.errors import RateLimited, Unauthenticated
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import NO_OPENTELEMETRY, install_common, serve_metrics
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -200,7 +200,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.state.readiness_checks["redis"] = cache.ready
         events.start()
         try:
-            yield
+            with (
+                serve_metrics(settings.host, settings.metrics_port)
+                if settings.metrics_port
+                else contextlib.nullcontext()
+            ):
+                yield
         finally:
             await events.stop()
             await clients.aclose()
@@ -217,7 +222,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Added first, so it runs last of the middleware: inside the request log, metrics and the
     # body size limit, and before any routing.
     app.add_middleware(AnswerCache, path=GRAPHQL_PATH)
-    install_common(app, settings)
+    install_common(app, settings, metrics_route=not settings.metrics_port)
     install_edge(app, settings)
     graphql_app = GatewayGraphQL(
         build_schema(settings.graphql_document_cache_size, schema_extensions(settings)),

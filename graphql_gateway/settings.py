@@ -57,6 +57,9 @@ class GatewaySettings(ServiceSettings):
     graphql_max_cost: int = Field(default=300, ge=1)
     # false: introspection queries are refused (production; GraphiQL then cannot complete).
     graphql_introspection: bool = True
+    # A port of its own for GET /metrics (compose and k8s: Prometheus scrapes it, the public
+    # port answers 404 there); 0: /metrics on PORT like every other service (`make run`).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # A request body (any route) larger than this answers 413.
     max_request_body_bytes: int = Field(default=65_536, ge=1)
     # Origins a browser may call the gateway from, comma-separated; empty: no CORS headers.

@@ -4,14 +4,15 @@ request logging and metrics with the correlation id, and the caller from the bea
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.telemetry import TelemetryConfig
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -131,9 +132,14 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_common(
-    app: FastAPI, settings: ServiceSettings, checks: dict[str, ReadinessCheck] | None = None
+    app: FastAPI,
+    settings: ServiceSettings,
+    checks: dict[str, ReadinessCheck] | None = None,
+    *,
+    metrics_route: bool = True,
 ) -> None:
-    """Add the health routes, error mapping and request middleware to a service app.
+    """Add the health routes, error mapping and request middleware to a service app, and
+    `/metrics` unless `metrics_route` is False (served on a port of its own: `serve_metrics`).
 
     `checks` may also be filled later through `app.state.readiness_checks` (in the lifespan,
     once the clients exist).
@@ -165,9 +171,24 @@ def install_common(
             status_code=200 if is_ready else 503,
         )
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def metrics() -> Response:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics_route:
+
+        @app.get("/metrics", tags=["ops"], include_in_schema=False)
+        async def metrics() -> Response:
+            return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def serve_metrics(host: str, port: int) -> Iterator[None]:
+    """`/metrics` (Prometheus' text format) on a port of its own for the block: kept off a
+    public port, reachable where Prometheus scrapes (prometheus_client's server, a thread)."""
+    server, thread = start_http_server(port, addr=host)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def proxy_list(proxies: str) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -24,9 +25,11 @@ from graphql_gateway.clients import ServiceClient, UserClient
 from graphql_gateway.main import create_app as create_gateway
 from shared.http import proxy_list
 from shared.stack.compose_check import render
+from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
 from tests.security.conftest import gateway_settings, unique_email
 from tests.unit.test_compose import k8s_documents
+from tests.unit.test_stack_launcher import environment_of
 from user_service.settings import UserSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +198,95 @@ async def test_two_clients_behind_the_gateway_have_separate_login_budgets(
             for n in range(LOGIN_PER_ADDRESS + 1)
         ]
         assert spoofed == ["UNAUTHENTICATED"] * LOGIN_PER_ADDRESS + ["RATE_LIMITED"]
+
+
+# --- /metrics off the public port, introspection off in production ----------------------------
+
+
+def test_compose_keeps_metrics_off_the_public_port_and_prometheus_scrapes_them() -> None:
+    document = compose()
+    gateway = document["services"]["graphql_gateway"]
+    metrics_port = int(gateway["environment"]["METRICS_PORT"])
+    published = [str(item).rsplit(":", 1)[-1] for item in gateway["ports"]]
+    assert published == [gateway["environment"]["PORT"]]
+    assert str(metrics_port) not in published
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "graphql_gateway")
+    assert [d["port"] for d in job["dns_sd_configs"]] == [metrics_port]
+
+
+def test_compose_and_k8s_turn_introspection_and_graphiql_off() -> None:
+    gateway = compose()["services"]["graphql_gateway"]["environment"]
+    assert (gateway["GRAPHQL_INTROSPECTION"], gateway["GRAPHIQL_ENABLED"]) == ("false", "false")
+    on_demand = compose(GRAPHQL_INTROSPECTION="true")["services"]["graphql_gateway"]
+    assert on_demand["environment"]["GRAPHQL_INTROSPECTION"] == "true"
+    env = container_env(k8s(), "graphql-gateway")
+    assert (env["GRAPHQL_INTROSPECTION"], env["GRAPHIQL_ENABLED"]) == ("false", "false")
+
+
+def test_k8s_keeps_metrics_off_the_gateway_service_and_prometheus_scrapes_them() -> None:
+    documents = k8s()
+    env = container_env(documents, "graphql-gateway")
+    deployment = next(
+        d
+        for d in documents
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "graphql-gateway"
+    )
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == env["METRICS_PORT"]
+    service = next(
+        d
+        for d in documents
+        if d["kind"] == "Service" and d["metadata"]["name"] == "graphql-gateway"
+    )
+    exposed = {str(p["targetPort"]) for p in service["spec"]["ports"]}
+    exposed |= {str(p["port"]) for p in service["spec"]["ports"]}
+    assert env["METRICS_PORT"] not in exposed
+    assert "metrics" not in exposed
+
+
+@pytest.mark.integration
+async def test_with_a_metrics_port_the_public_port_serves_no_metrics(
+    redis_url: str, kafka_broker: str
+) -> None:
+    metrics_port = free_port()
+    settings = gateway_settings(redis_url, kafka_broker, metrics_port=metrics_port)
+    app = create_gateway(settings)
+    async with app.router.lifespan_context(app):
+        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as public:
+            assert (await public.post("/graphql", json={"query": "{ __typename }"})).is_success
+            assert (await public.get("/metrics")).status_code == 404
+            assert (await public.get("/health")).status_code == 200
+        async with httpx.AsyncClient() as scraper:
+            scraped = await scraper.get(f"http://{LOOPBACK}:{metrics_port}/metrics")
+        assert scraped.status_code == 200
+        assert 'http_requests_total{method="POST",route="/graphql",service="graphql_gateway"' in (
+            scraped.text
+        )
+    # Stopped with the app: nothing listens on the port any more (a closed connection may
+    # still be in TIME_WAIT, which SO_REUSEADDR allows; a listener it does not).
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((LOOPBACK, metrics_port))
+
+
+async def test_make_run_keeps_metrics_and_introspection_on_the_gateways_port(
+    redis_url: str, kafka_broker: str
+) -> None:
+    settings = gateway_settings(redis_url, kafka_broker)
+    assert (settings.metrics_port, settings.graphql_introspection) == (0, True)
+    assert "GRAPHQL_INTROSPECTION" not in environment_of({}) and "METRICS_PORT" not in (
+        environment_of({})
+    )
+    app = create_gateway(settings)
+    async with app.router.lifespan_context(app):
+        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            assert (await client.get("/metrics")).status_code == 200
+            schema = await client.post(
+                "/graphql", json={"query": "{ __schema { queryType { name } } }"}
+            )
+        assert schema.json()["data"]["__schema"]["queryType"]["name"] == "Query"
