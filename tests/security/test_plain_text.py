@@ -4,12 +4,22 @@ DEL or C1 character answers BAD_USER_INPUT before any resolver runs, so nothing 
 
 from __future__ import annotations
 
+import asyncio
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from graphql_gateway.limits import schema_extensions
+from graphql_gateway.schema import build_schema
+from graphql_gateway.schema.context import GatewayContext
+from graphql_gateway.settings import GatewaySettings
 from shared.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from tests.fixtures.parts import TEST_JWT_SECRET
 from tests.security.conftest import PASSWORD, Kind, World, unique_email
 
 pytestmark = pytest.mark.integration
@@ -102,3 +112,44 @@ async def test_clean_text_with_unicode_is_served(world: World) -> None:
     body = await gql(world, PLACE, {"p": [product]})
     assert "errors" not in body, body
     assert body["data"]["placeOrder"]["products"] == [{"productId": "8"}]
+
+
+# --- fuzzing: any text with a control character, anywhere, is refused -------------------------
+
+CONTROL = st.characters(codec=None, categories=["Cc"])
+TEXT = st.text(max_size=20)
+WITH_CONTROL = st.tuples(TEXT, CONTROL, TEXT).map("".join)
+GATEWAY_SETTINGS = GatewaySettings(_env_file=None, jwt_secret=TEST_JWT_SECRET)
+SCHEMA = build_schema(limits=schema_extensions(GATEWAY_SETTINGS))
+TITLE_QUERY = (
+    "mutation($t: String!) "
+    '{ placeOrder(products: [{productId: "1", title: $t, category: "home"}]) { id } }'
+)
+
+
+def codes_of(query: str, variables: dict[str, Any] | None = None) -> list[str | None]:
+    """The error codes of an operation run without a token (a resolver would answer
+    UNAUTHENTICATED; the text rule answers before any runs)."""
+    gateway = SimpleNamespace(settings=GATEWAY_SETTINGS)
+    context = GatewayContext(gateway=gateway, authorization=None)  # type: ignore[arg-type]
+    result = asyncio.run(SCHEMA.execute(query, variable_values=variables, context_value=context))
+    return [(e.extensions or {}).get("code") for e in result.errors or []]
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(text=WITH_CONTROL)
+def test_fuzzed_text_with_a_control_character_is_refused_as_variable_and_literal(
+    text: str,
+) -> None:
+    assert codes_of(TITLE_QUERY, {"t": text}) == ["BAD_USER_INPUT"]
+    # json.dumps writes GraphQL's escapes (\n, \u0000, ...) for the literal.
+    literal = TITLE_QUERY.replace("mutation($t: String!) ", "mutation ").replace(
+        "$t", json.dumps(text)
+    )
+    assert codes_of(literal) == ["BAD_USER_INPUT"]
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(text=TEXT.filter(lambda t: not has_control_characters(t)))
+def test_fuzzed_text_without_one_passes_the_rule(text: str) -> None:
+    assert codes_of(TITLE_QUERY, {"t": text}) == ["UNAUTHENTICATED"]
