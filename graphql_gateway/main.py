@@ -32,15 +32,21 @@ from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
 from graphql_gateway.graphiql import GraphiQLPage, build_page, graphiql_router
-from graphql_gateway.limits import install_edge, json_object, schema_extensions
+from graphql_gateway.limits import (
+    ConnectionSlots,
+    UserLimits,
+    install_edge,
+    json_object,
+    schema_extensions,
+)
 from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
 from shared.auth import EXPIRED_TOKEN_MESSAGE
 from shared.cache import redis_client
-from shared.errors import Unauthenticated
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.errors import RateLimited, Unauthenticated
+from shared.http import NO_OPENTELEMETRY, install_common, serve_metrics
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +54,10 @@ log = get_logger(__name__)
 GRAPHQL_PATH = "/graphql"
 # graphql-transport-ws close code for a refused connection_init.
 WS_FORBIDDEN = 4403
+# Close code for a connection over the user's WEBSOCKET_MAX_CONNECTIONS_PER_USER.
+WS_TOO_MANY = 4429
+# Where a WebSocket's context is kept in its scope's state, to give its slot back at the end.
+_WS_CONTEXT = "gateway_context"
 
 
 class GatewayWebSocketAdapter(ASGIWebSocketAdapter):
@@ -72,15 +82,27 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     def graphql_ide_html(self) -> str:
         return self.graphiql_page.html if self.graphiql_page else super().graphql_ide_html
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if scope["type"] == "websocket":
+                context = scope.get("state", {}).get(_WS_CONTEXT)
+                if isinstance(context, GatewayContext):
+                    connection_closed(context)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        return GatewayContext(
+        context = GatewayContext(
             gateway=request.app.state.gateway,
             authorization=request.headers.get("authorization"),
             request=request,
             response=response,
         )
+        if isinstance(request, WebSocket):
+            setattr(request.state, _WS_CONTEXT, context)
+        return context
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -101,12 +123,31 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
                 code=WS_FORBIDDEN, reason=f"{exc.code.value}: {exc.message}"
             )
             raise ConnectionRejectionError from None
+        user_id = credentials.caller.user_id
+        try:
+            context.gateway.connections.take(user_id)
+        except RateLimited as exc:
+            log.info("websocket connection refused", reason=exc.message)
+            await context.response.close(
+                code=WS_TOO_MANY, reason=f"{exc.code.value}: {exc.message}"
+            )
+            raise ConnectionRejectionError from None
+        context.connection_of = user_id
         if credentials.caller.expires_at is not None:
             context.expiry_watch = asyncio.create_task(
                 close_at_expiry(context.response, credentials.caller.expires_at),
                 name="websocket-token-expiry",
             )
         return UNSET
+
+
+def connection_closed(context: GatewayContext) -> None:
+    """A subscription connection has ended: give its user's slot back, stop its expiry watch."""
+    if context.connection_of is not None:
+        context.gateway.connections.give_back(context.connection_of)
+        context.connection_of = None
+    if context.expiry_watch is not None:
+        context.expiry_watch.cancel()
 
 
 # How often a connection waiting for its token to expire looks whether it is still open, so
@@ -145,14 +186,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         clients = Clients.from_settings(settings)
         hub = SubscriptionHub(settings.subscription_queue_size)
         events = CacheEvents(settings, cache, hub)
-        app.state.gateway = Gateway(settings=settings, clients=clients, cache=cache, hub=hub)
+        app.state.gateway = Gateway(
+            settings=settings,
+            clients=clients,
+            cache=cache,
+            hub=hub,
+            limits=UserLimits.from_settings(settings),
+            connections=ConnectionSlots(settings.websocket_max_connections_per_user),
+        )
         app.state.cache_events = events
         app.state.readiness_checks["events"] = events.ready
         if settings.cache_enabled:
             app.state.readiness_checks["redis"] = cache.ready
         events.start()
         try:
-            yield
+            with (
+                serve_metrics(settings.host, settings.metrics_port)
+                if settings.metrics_port
+                else contextlib.nullcontext()
+            ):
+                yield
         finally:
             await events.stop()
             await clients.aclose()
@@ -169,7 +222,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Added first, so it runs last of the middleware: inside the request log, metrics and the
     # body size limit, and before any routing.
     app.add_middleware(AnswerCache, path=GRAPHQL_PATH)
-    install_common(app, settings)
+    install_common(app, settings, metrics_route=not settings.metrics_port)
     install_edge(app, settings)
     graphql_app = GatewayGraphQL(
         build_schema(settings.graphql_document_cache_size, schema_extensions(settings)),

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import cached_property
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
+# Words of the example secrets (every `.env.example`, the Makefile's compose check, docs): a
+# service started with one accepts tokens and links anyone with the repository can forge.
+PLACEHOLDER_MARKERS = ("changeme", "placeholder", "replaceme", "example", "yoursecret")
+RANDOM_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def placeholder_marker(secret: str) -> str | None:
+    """The placeholder word a secret contains, case and punctuation ignored (None: none)."""
+    folded = re.sub(r"[^a-z0-9]", "", secret.lower())
+    return next((marker for marker in PLACEHOLDER_MARKERS if marker in folded), None)
 
 
 class ServiceSettings(BaseSettings):
@@ -70,6 +81,19 @@ class ServiceSettings(BaseSettings):
         if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters long")
         return value
+
+    @model_validator(mode="after")
+    def _no_example_secret(self) -> Self:
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                marker = placeholder_marker(value.get_secret_value())
+                if marker is not None:
+                    raise ValueError(
+                        f"{name.upper()} is an example placeholder (it contains {marker!r}); "
+                        f"set it to a random secret, e.g. the output of {RANDOM_KEY_COMMAND} "
+                        "(`make run` generates one when it is unset)"
+                    )
+        return self
 
     @cached_property
     def admin_email_set(self) -> frozenset[str]:

@@ -25,11 +25,7 @@ class AuthLimits:
     def from_settings(cls, settings: UserSettings) -> AuthLimits:
         """The limiter on REDIS_URL (none: no limits) and the rules the settings name."""
         return cls(
-            limiter=RateLimiter(
-                settings.redis_url,
-                service=settings.service_name,
-                timeout_seconds=settings.redis_timeout_seconds,
-            ),
+            limiter=RateLimiter.from_settings(settings),
             login_per_email=Rule("login-email", parse_limit(settings.login_limit_per_email)),
             login_per_address=Rule("login-address", parse_limit(settings.login_limit_per_address)),
             register_per_email=Rule(

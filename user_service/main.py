@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.auth import configure_hashing
+from shared.http import NO_OPENTELEMETRY, install_common, trust_forwarded_for
 from shared.runtime import ServiceRuntime
 from user_service import api
 from user_service.events import CONSUMER_GROUP, consumer_handlers
@@ -21,6 +21,11 @@ from user_service.settings import UserSettings
 def create_app(settings: UserSettings | None = None) -> FastAPI:
     """The FastAPI app; everything that connects somewhere starts in its lifespan."""
     settings = settings or UserSettings()
+    # Process-wide: the memory it protects is the process's.
+    configure_hashing(
+        max_concurrent=settings.password_hash_concurrency,
+        max_waiting=settings.password_hash_queue,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +49,6 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
     install_common(app, settings)
     # The client address of a request relayed by a trusted proxy (the gateway) is the one its
     # X-Forwarded-For names; anyone else's header is ignored (rate limits per address).
-    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
+    trust_forwarded_for(app, settings.trusted_proxies)
     app.include_router(api.router)
     return app

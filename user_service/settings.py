@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.auth import DEFAULT_HASH_CONCURRENCY, DEFAULT_HASH_QUEUE
 from shared.ratelimit import parse_limit
 from shared.settings import ServiceSettings
 
@@ -18,6 +19,11 @@ class UserSettings(ServiceSettings):
     # Bounds the Argon2 work an anonymous caller can ask for.
     password_max_length: int = Field(default=128, ge=1)
     name_max_length: int = Field(default=100, ge=1)
+    # Argon2 hashes (64 MiB each) running at once in this process, and requests waiting for one;
+    # past both, login and registration answer SERVICE_UNAVAILABLE at once. Size the first so
+    # it times 64 MiB fits well inside the memory limit (deploy/k8s/user-service.yaml).
+    password_hash_concurrency: int = Field(default=DEFAULT_HASH_CONCURRENCY, ge=1)
+    password_hash_queue: int = Field(default=DEFAULT_HASH_QUEUE, ge=0)
     # How often an order event's write is retried (re-reading the user) when another order
     # change of the same user landed in between; then the bus's retries and DLQ take over.
     order_event_write_attempts: int = Field(default=5, ge=1)
@@ -47,11 +53,6 @@ class UserSettings(ServiceSettings):
     def _limit_parses(cls, value: str) -> str:
         parse_limit(value)
         return value
-
-    @property
-    def trusted_proxy_list(self) -> list[str]:
-        """TRUSTED_PROXIES parsed: blanks dropped."""
-        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @model_validator(mode="after")
     def _password_bounds_ordered(self) -> UserSettings:

@@ -9,6 +9,7 @@ from typing import Any
 from graphql_gateway.auth import Credentials, authenticate
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
+from graphql_gateway.limits import ConnectionSlots, UserLimits
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
 
@@ -21,6 +22,8 @@ class Gateway:
     clients: Clients
     cache: GatewayCache
     hub: SubscriptionHub
+    limits: UserLimits
+    connections: ConnectionSlots
 
 
 @dataclass
@@ -34,8 +37,10 @@ class GatewayContext:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = None
-    # On a WebSocket: the task that closes the connection when its token expires.
+    # On a WebSocket: the task that closes the connection when its token expires, and the
+    # user whose connection slot it holds (given back when it closes).
     expiry_watch: asyncio.Task[None] | None = field(default=None, repr=False)
+    connection_of: str | None = None
     _credentials: Credentials | None = field(default=None, repr=False)
 
     @property
@@ -47,6 +52,11 @@ class GatewayContext:
     def hub(self) -> SubscriptionHub:
         """This process's live GraphQL subscriptions."""
         return self.gateway.hub
+
+    @property
+    def limits(self) -> UserLimits:
+        """The per-user limits of the expensive fields."""
+        return self.gateway.limits
 
     @property
     def cache(self) -> GatewayCache:

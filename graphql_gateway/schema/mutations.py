@@ -57,6 +57,7 @@ class Mutation:
     async def placeOrder(self, info: GatewayInfo, products: list[ProductInput]) -> Order:
         ctx = info.context
         credentials = ctx.credentials()
+        await ctx.limits.place_order(credentials.caller.user_id)
         try:
             raw = await ctx.clients.orders.place(credentials, [p.to_json() for p in products])
         finally:

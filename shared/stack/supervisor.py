@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import httpx
 
+from shared.settings import placeholder_marker
 from shared.stack.config import (
     ADMIN,
     DEFAULT_KAFKA_PORT,
@@ -257,7 +258,8 @@ class Supervisor:
         for name in _NOT_PASSED_THROUGH:
             env.pop(name, None)
         env.setdefault("MONGO_URI", "memory://")
-        if not env.get("JWT_SECRET"):
+        if not env.get("JWT_SECRET") or placeholder_marker(env["JWT_SECRET"]):
+            # The stack sets it: an example placeholder would be refused by every service.
             env["JWT_SECRET"] = new_jwt_secret()
         env["KAFKA_BROKER"] = self.kafka
         if not self.options.kafka_broker:

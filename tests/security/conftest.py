@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -235,12 +236,7 @@ async def serve_gateway(settings: GatewaySettings, apps: dict[str, FastAPI]) -> 
         # Stopped while its event reader still starts, the gateway leaks a Kafka producer.
         await eventually(app.state.cache_events.ready, what="the gateway's event reader")
         original: Gateway = app.state.gateway
-        app.state.gateway = Gateway(
-            settings=original.settings,
-            clients=_gateway_clients(apps, settings),
-            cache=original.cache,
-            hub=original.hub,
-        )
+        app.state.gateway = dataclasses.replace(original, clients=_gateway_clients(apps, settings))
         await original.clients.aclose()
         yield app
     finally:

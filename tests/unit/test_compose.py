@@ -384,7 +384,11 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
                 host, port = target.rsplit(":", 1)
                 targets.setdefault(host, set()).add(int(port))
     for service in BUILT:
-        assert targets.get(service) == {default_port(service)}, service
+        # The gateway serves /metrics on a port of its own (issue 13).
+        port = COMPOSE["services"][service]["environment"].get(
+            "METRICS_PORT", default_port(service)
+        )
+        assert targets.get(service) == {int(port)}, service
     assert "kafka-exporter" in targets
     mounted = COMPOSE["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounted
@@ -479,7 +483,11 @@ def test_k8s_runs_each_service_like_compose(service: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = pod["containers"][0]
     assert container["image"].startswith(f"fleet/{service}:")
-    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert container["ports"][0] == {"name": "http", "containerPort": port}
+    # The gateway's /metrics has a port of its own (issue 13).
+    assert [p["name"] for p in container["ports"][1:]] == (
+        ["metrics"] if service == "graphql_gateway" else []
+    )
     assert {"name": "PORT", "value": str(port)} in container["env"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     waits = [step["name"] for step in pod.get("initContainers", [])]
