@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -33,8 +33,12 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
-    kafka_handler_attempts: int = Field(default=3, ge=1)
+    # A handler failing for a reason that is not the message's fault (shared.failures) is
+    # retried with exponential backoff from the first wait to the cap, holding its partition,
+    # until it has failed for the horizon; then it is dead-lettered (shared/redelivery.py).
     kafka_retry_backoff_seconds: float = Field(default=0.2, gt=0)
+    kafka_retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    kafka_retry_horizon_seconds: float = Field(default=900.0, gt=0)
     kafka_startup_timeout_seconds: float = Field(default=60, gt=0)
 
     mongo_uri: str = "memory://"
@@ -66,6 +70,14 @@ class ServiceSettings(BaseSettings):
         if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters long")
         return value
+
+    @model_validator(mode="after")
+    def _retry_backoff_in_order(self) -> ServiceSettings:
+        if self.kafka_retry_backoff_max_seconds < self.kafka_retry_backoff_seconds:
+            raise ValueError(
+                "KAFKA_RETRY_BACKOFF_MAX_SECONDS must be at least KAFKA_RETRY_BACKOFF_SECONDS"
+            )
+        return self
 
     @cached_property
     def admin_email_set(self) -> frozenset[str]:
