@@ -9,6 +9,13 @@ overtakes it; the other partitions go on, and the consumer keeps polling, so it 
 group however long the wait. Only when a record has kept failing for
 `kafka_retry_horizon_seconds` is it dead-lettered and the partition moves on.
 
+Why not delay topics (`<topic>.retry.<n>`): a message moved to a retry topic lets the next
+message of the same key, still on the original partition, be handled first, unless every later
+message of that key is routed behind it (a parked-key table consulted for each message, shared
+by the group's members, and cleared in order): more moving parts and more topics for what
+holding the partition gives for free. The price of holding it is that the other keys of that
+partition wait too, which an outage of a dependency they share makes them do anyway.
+
 Nothing about the wait is stored: a consumer that stops or loses the partition has committed
 nothing past the failed record, so whoever reads the partition next starts there again.
 
