@@ -185,8 +185,11 @@ class EventConsumer:
                 if self._stopping.is_set():
                     # The rest is fetched again after a restart: nothing is committed past it.
                     return
-                if self._parked.waiting(tp):
-                    continue  # fetched before it was parked: it is fetched again when due
+                parked_at = self._parked.waiting(tp)
+                if parked_at is not None:
+                    # Fetched before it was parked: rewind, it is fetched again when due.
+                    self._consumer.seek(tp, parked_at)
+                    continue
                 handler = self._handlers[tp.topic]
                 if isinstance(handler, Batched):
                     handled_to = await self._process_batch(tp, records, handler)

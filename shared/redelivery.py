@@ -123,10 +123,10 @@ class ParkedPartitions:
         if parked is not None and parked.offset <= offset:
             del self._parked[tp]
 
-    def waiting(self, tp: TopicPartition) -> bool:
-        """Whether the partition is paused until its backoff passes."""
+    def waiting(self, tp: TopicPartition) -> int | None:
+        """The offset the partition waits to retry while its backoff runs, else None."""
         parked = self._parked.get(tp)
-        return parked is not None and parked.waiting
+        return parked.offset if parked is not None and parked.waiting else None
 
     def due(self) -> list[TopicPartition]:
         """Partitions whose backoff has passed (to resume); they stop waiting."""

@@ -102,6 +102,41 @@ async def test_an_outage_holds_one_users_events_in_order_while_other_partitions_
     assert await dead_for(kafka_broker, stuck) == []
 
 
+async def test_a_member_that_stops_while_waiting_leaves_the_message_to_the_next_in_order(
+    kafka_broker: str, publisher: EventPublisher
+) -> None:
+    user = f"user-{uuid.uuid4().hex}"
+    group = f"group-{uuid.uuid4().hex}"
+    failed: list[str] = []
+    handled: list[str] = []
+
+    async def failing(envelope: Envelope, event: NotificationCreated) -> None:
+        if event.user_id == user:
+            failed.append(event.notification_id)
+            raise AutoReconnect("no primary")
+
+    async def healthy(envelope: Envelope, event: NotificationCreated) -> None:
+        if event.user_id == user:
+            handled.append(event.notification_id)
+
+    events = [created(user) for _ in range(3)]
+    first = await started_consumer(kafka_broker, publisher, failing, group)
+    try:
+        for event in events:
+            await publisher.publish(event)
+        await eventually(lambda: len(failed) >= 2, what="the first member waiting")
+    finally:
+        await first.stop()
+    second = await started_consumer(kafka_broker, publisher, healthy, group)
+    try:
+        await eventually(lambda: len(handled) == len(events), what="the next member's turn")
+    finally:
+        await second.stop()
+    assert set(failed) == {events[0].notification_id}, "nothing behind the failed event ran"
+    assert handled == [e.notification_id for e in events]
+    assert await dead_for(kafka_broker, user) == []
+
+
 async def test_a_batch_that_fails_in_an_outage_is_retried_whole_and_in_order(
     kafka_broker: str, publisher: EventPublisher
 ) -> None:

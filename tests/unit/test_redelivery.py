@@ -32,7 +32,7 @@ def test_the_wait_doubles_up_to_its_cap() -> None:
         verdict = partitions.failed(TP, 7)
         waits.append(verdict.retry_in)
     assert waits == [1, 2, 4, 8, 8, 8]
-    assert partitions.waiting(TP)
+    assert partitions.waiting(TP) == 7
 
 
 def test_a_partition_is_due_once_its_wait_has_passed() -> None:
@@ -43,7 +43,7 @@ def test_a_partition_is_due_once_its_wait_has_passed() -> None:
     assert partitions.seconds_to_next() == 1
     clock.now += 1
     assert partitions.due() == [TP]
-    assert not partitions.waiting(TP)
+    assert partitions.waiting(TP) is None
     assert partitions.seconds_to_next() is None
     assert partitions.attempts(TP, 7)[0] == 1  # counted on until the record is done
 
@@ -59,7 +59,7 @@ def test_past_the_horizon_the_record_is_given_up() -> None:
     assert verdict.give_up
     assert verdict.attempts == 3
     assert verdict.first_failure == first.first_failure
-    assert not partitions.waiting(TP)
+    assert partitions.waiting(TP) is None
 
 
 def test_success_or_a_new_record_starts_the_count_again() -> None:
@@ -77,7 +77,7 @@ def test_a_revoked_partition_is_forgotten() -> None:
     partitions = parked(Clock())
     partitions.failed(TP, 7)
     partitions.forget([TP])
-    assert not partitions.waiting(TP)
+    assert partitions.waiting(TP) is None
 
 
 def test_a_replayed_letter_is_for_its_group_only() -> None:
