@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import math
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,15 @@ def slot_for(now: datetime, interval_seconds: float | None) -> datetime:
 def lock_key(job_name: str, slot: datetime) -> str:
     """The claim of one firing: job name + scheduled time."""
     return f"job-run:{job_name}:{slot.astimezone(UTC).isoformat()}"
+
+
+_EVENT_IDS = uuid.UUID("3f0c6a52-5a4b-4c2e-9d55-0b8f0f5c1e77")  # namespace of promotion event ids
+
+
+def promotion_event_id(job_name: str, slot: datetime, user_id: str, event_type: str) -> uuid.UUID:
+    """The id of one user's promotion event of one period: the same however often the period
+    runs, so consumers (idempotent on the id) act on it once."""
+    return uuid.uuid5(_EVENT_IDS, f"{lock_key(job_name, slot)}:{user_id}:{event_type}")
 
 
 def promotion_order(catalog: Iterable[Product]) -> list[Product]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,9 +37,14 @@ _RELAY_BATCH = 500
 Pending = Mapping[Any, Sequence[dict[str, Any]]]
 
 
-def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
-    """The pending-event record to embed in a document's `outbox` array."""
+def outbox_entry(
+    publisher: EventPublisher, event: Event, event_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The pending-event record to embed in a document's `outbox` array (`event_id`: an id
+    derived from what the event is about, so that writing it twice publishes the same event)."""
     envelope = publisher.envelope_for(event)
+    if event_id is not None:
+        envelope = envelope.model_copy(update={"id": event_id})
     return {
         "id": str(envelope.id),
         "topic": event.topic,

@@ -48,8 +48,12 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
-    kafka_handler_attempts: int = Field(default=3, ge=1)
+    # A handler failing for a reason that is not the message's fault (shared.failures) is
+    # retried with exponential backoff from the first wait to the cap, holding its partition,
+    # until it has failed for the horizon; then it is dead-lettered (shared/redelivery.py).
     kafka_retry_backoff_seconds: float = Field(default=0.2, gt=0)
+    kafka_retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    kafka_retry_horizon_seconds: float = Field(default=900.0, gt=0)
     kafka_startup_timeout_seconds: float = Field(default=60, gt=0)
 
     mongo_uri: str = "memory://"
@@ -93,6 +97,14 @@ class ServiceSettings(BaseSettings):
                         f"set it to a random secret, e.g. the output of {RANDOM_KEY_COMMAND} "
                         "(`make run` generates one when it is unset)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _retry_backoff_in_order(self) -> Self:
+        if self.kafka_retry_backoff_max_seconds < self.kafka_retry_backoff_seconds:
+            raise ValueError(
+                "KAFKA_RETRY_BACKOFF_MAX_SECONDS must be at least KAFKA_RETRY_BACKOFF_SECONDS"
+            )
         return self
 
     @cached_property
