@@ -66,7 +66,8 @@ REGISTER = """mutation Register($name: String!, $email: String!, $password: Stri
 DETAILS = "query { getUserDetails { id name email order_status } }"
 PLACE = """mutation Place($products: [ProductInput!]!) {
   placeOrder(products: $products) { id status } }"""
-PRODUCTS = [{"productId": "bench-tea", "title": "Tea", "category": "food", "price": 3.5}]
+# A real id of the shipped catalog (orders of unknown ids are refused).
+PRODUCTS = [{"productId": "7"}]
 PASSWORD = "bench-Password-123!"  # noqa: S105 - a throwaway user of a throwaway fleet
 
 # Reference figures and targets from issue 8 (one server core, wrk -c 50 on the other).

@@ -4,6 +4,7 @@ One hash per user, `gateway:v2:user:<user id>`, holds everything cached for that
 
     epoch                        a random value written when the hash is created
     data:details                 GET /users/me
+    data:purchases:<first>       GET /users/me/purchases?first=
     data:notifications:unread    GET /notifications?unread_only=true
     data:notifications:all       GET /notifications?unread_only=false
     answer:<digest>              a whole GraphQL answer (graphql_gateway/answers.py)
@@ -19,6 +20,10 @@ write lands only if the epoch is still there and unchanged (WATCH/MULTI). So byt
 before an invalidation are never stored after it, even when the fetch and the invalidation
 race. The hash expires `CACHE_TTL_SECONDS` after it was created and is never extended, so no
 entry is older than that, whatever was missed (Redis down during an invalidation).
+
+Public answers (the catalog, the same for every caller) are plain keys
+`gateway:v2:public:<name>`, each expiring `CATALOG_CACHE_TTL_SECONDS` after it was written;
+nothing invalidates them (the catalog changes outside the fleet).
 
 Redis is a cache, never a source of truth: any Redis failure is logged as a warning and the
 request goes to the service; after a failure, reads skip Redis for `CACHE_RETRY_AFTER_SECONDS`.
@@ -52,6 +57,16 @@ Epoch = bytes
 def user_key(user_id: str) -> str:
     """The hash holding everything cached for a user."""
     return f"{KEY_PREFIX}:user:{user_id}"
+
+
+def purchases_view(first: int) -> str:
+    """The field of a user's newest `first` purchases."""
+    return f"data:purchases:{first}"
+
+
+def public_key(name: str) -> str:
+    """The key of a public answer (the same for every caller)."""
+    return f"{KEY_PREFIX}:public:{name}"
 
 
 def notifications_view(*, unread_only: bool) -> str:
@@ -160,6 +175,27 @@ class GatewayCache:
         value = await fetch()
         if epoch is not None:
             await self.store(user_id, epoch, view, value)
+        return value
+
+    async def read_public(
+        self, name: str, ttl_seconds: float, fetch: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """The cached bytes of a public answer, or fetch them and keep them `ttl_seconds`."""
+        key = public_key(name)
+        if self.available():
+            try:
+                cached = await self._client.get(key)
+            except (redis.RedisError, OSError) as exc:
+                self._failed("get", exc)
+            else:
+                if cached is not None:
+                    return _as_bytes(cached) or b""
+        value = await fetch()
+        if self.available():
+            try:
+                await self._client.set(key, value, px=max(1, int(ttl_seconds * 1000)))
+            except (redis.RedisError, OSError) as exc:
+                self._failed("set", exc)
         return value
 
     async def forget_user(self, user_id: str) -> None:

@@ -18,7 +18,7 @@ import orjson
 from graphql_gateway.auth import Credentials
 from graphql_gateway.limits import FORWARDED_FOR_HEADER, client_address
 from graphql_gateway.settings import GatewaySettings
-from shared.errors import HTTP_STATUS, AppError, InternalError, ServiceUnavailable
+from shared.errors import HTTP_STATUS, AppError, InternalError, NotFound, ServiceUnavailable
 from shared.logging import CORRELATION_HEADER, current_correlation_id, get_logger
 
 log = get_logger(__name__)
@@ -157,6 +157,12 @@ class UserClient:
         """GET /users/me -> user."""
         return await self.service.call("GET", "/users/me", credentials=credentials)
 
+    async def purchases(self, credentials: Credentials, first: int) -> bytes:
+        """GET /users/me/purchases?first= -> [purchase], newest first."""
+        return await self.service.call(
+            "GET", "/users/me/purchases", credentials=credentials, params={"first": str(first)}
+        )
+
     async def update_preferences(self, credentials: Credentials, preferences: list[str]) -> bytes:
         """PUT /users/me/preferences -> user."""
         return await self.service.call(
@@ -197,7 +203,8 @@ class NotificationClient:
 
 
 class OrderClient:
-    """order_service: the caller's orders, placing them, status changes."""
+    """order_service: the caller's orders, placing them, status changes, and the catalog
+    they are priced from."""
 
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
@@ -215,11 +222,30 @@ class OrderClient:
             "GET", "/orders", credentials=credentials, params=params or None
         )
 
-    async def place(self, credentials: Credentials, products: list[dict[str, Any]]) -> bytes:
-        """POST /orders {products} -> order (status Placed)."""
-        return await self.service.call(
-            "POST", "/orders", credentials=credentials, body={"products": products}
-        )
+    async def place(
+        self,
+        credentials: Credentials,
+        products: list[dict[str, Any]],
+        idempotency_key: str | None = None,
+    ) -> bytes:
+        """POST /orders {products, idempotencyKey?} -> order (status Placed)."""
+        body: dict[str, Any] = {"products": products}
+        if idempotency_key is not None:
+            body["idempotencyKey"] = idempotency_key
+        return await self.service.call("POST", "/orders", credentials=credentials, body=body)
+
+    async def products(self, params: dict[str, str]) -> bytes:
+        """GET /products?category=&search=&first=&after= -> {items, endCursor, hasNextPage}
+        (public: no token)."""
+        return await self.service.call("GET", "/products", params=params)
+
+    async def product(self, product_id: str) -> bytes:
+        """GET /products/{id} -> catalog product (public: no token)."""
+        if product_id.strip(".") == "":
+            # "", "." and ".." name no product, and as a path segment they would name
+            # another route.
+            raise NotFound("That product is not in the catalog.")
+        return await self.service.call("GET", f"/products/{_segment(product_id)}")
 
     async def update_status(self, credentials: Credentials, order_id: str, status: str) -> bytes:
         """POST /orders/{id}/status {status} -> order."""

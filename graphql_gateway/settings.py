@@ -42,6 +42,10 @@ class GatewaySettings(ServiceSettings):
     place_order_limit_per_user: str = "60/minute"
     recommendation_limit_per_user: str = "10/minute"
 
+    # How long a catalog answer (`products`, `product`: public, the same for everyone) is
+    # served from Redis before the order service is asked again.
+    catalog_cache_ttl_seconds: float = Field(default=60.0, gt=0)
+
     # Pause between attempts to reach the broker for the cache-invalidation consumer.
     events_reconnect_seconds: float = Field(default=5.0, gt=0)
 

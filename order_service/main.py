@@ -11,6 +11,7 @@ from order_service import api
 from order_service.repository import OrderRepository
 from order_service.service import Orders
 from order_service.settings import OrderSettings
+from shared.catalog import CatalogClient
 from shared.http import NO_OPENTELEMETRY, install_common
 from shared.runtime import ServiceRuntime
 
@@ -27,11 +28,15 @@ def create_app(settings: OrderSettings | None = None) -> FastAPI:
         runtime.use_outbox([repository.orders])
         app.state.runtime = runtime
         app.state.repository = repository
-        app.state.orders = Orders(settings, runtime, repository)
+        catalog = CatalogClient.from_settings(settings)
+        app.state.orders = Orders(settings, runtime, repository, catalog)
         runtime.install_readiness(app)
         await repository.ensure_indexes()
-        async with runtime.running():
-            yield
+        try:
+            async with runtime.running():
+                yield
+        finally:
+            await catalog.aclose()
 
     app = FastAPI(title="order_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
     install_common(app, settings)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recommendation_service import recommender
-from recommendation_service.repository import RecommendationRepository
+from recommendation_service.repository import CoPurchaseLimits, RecommendationRepository
 from recommendation_service.settings import RecommendationSettings
 from shared.bus import Handler
 from shared.catalog import CatalogClient, CatalogUnavailable, Product
@@ -92,12 +92,31 @@ class RecommendationFlow:
             recency_half_life_days=s.recommendation_recency_half_life_days,
         )
 
+    @property
+    def co_purchase_limits(self) -> CoPurchaseLimits:
+        s = self.settings
+        return CoPurchaseLimits(
+            top_size=s.co_purchase_top_size,
+            recent_orders=s.co_purchase_recent_orders,
+            write_attempts=s.co_purchase_write_attempts,
+        )
+
+    def _expiry(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.recommendation_request_ttl_seconds)
+
     async def request(self, user_id: str) -> str:
         """Store a request and ask the user service for the history (via the outbox)."""
         request_id = str(uuid.uuid4())
-        event = PurchaseHistoryRequested(request_id=request_id, user_id=user_id)
+        event = PurchaseHistoryRequested(
+            request_id=request_id,
+            user_id=user_id,
+            max_orders=self.settings.recommendation_history_orders,
+        )
         entry = outbox_entry(self.publisher, event)
-        await self.repository.insert_request(request_id, user_id, datetime.now(UTC), [entry])
+        now = datetime.now(UTC)
+        await self.repository.insert_request(
+            request_id, user_id, now, [entry], expires_at=self._expiry(now)
+        )
         await self.relay.flush_document(self.repository.requests, request_id)
         log.info("recommendation requested", request_id=request_id)
         return request_id
@@ -106,16 +125,17 @@ class RecommendationFlow:
         """Learn which products are bought together (idempotent per order id)."""
         del envelope
         counted = await self.repository.record_order(
-            event.order_id, [line.productId for line in event.products]
+            event.order_id, [line.productId for line in event.products], self.co_purchase_limits
         )
-        log.info("co-purchases counted", order_id=event.order_id, pairs=counted)
+        log.info("co-purchases counted", order_id=event.order_id, products=counted)
 
     async def on_history_provided(self, envelope: Envelope, event: PurchaseHistoryProvided) -> None:
         """Keep the answer with its request, then score it."""
         del envelope
         history = event.model_dump(mode="python")
+        now = datetime.now(UTC)
         if not await self.repository.store_history(
-            event.request_id, event.user_id, history, datetime.now(UTC)
+            event.request_id, event.user_id, history, now, expires_at=self._expiry(now)
         ):
             # Done already; a redelivery after a half-done result finishes it.
             if not await self.finish(event.request_id):

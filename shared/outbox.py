@@ -23,7 +23,7 @@ from pymongo import ASCENDING
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import get_logger
-from shared.publisher import EventPublisher
+from shared.publisher import EventPublisher, MessageTooLarge, headers_of
 
 log = get_logger(__name__)
 
@@ -41,15 +41,18 @@ def outbox_entry(
     publisher: EventPublisher, event: Event, event_id: uuid.UUID | None = None
 ) -> dict[str, Any]:
     """The pending-event record to embed in a document's `outbox` array (`event_id`: an id
-    derived from what the event is about, so that writing it twice publishes the same event)."""
+    derived from what the event is about, so that writing it twice publishes the same event);
+    MessageTooLarge if it could never be published (refused before anything is stored)."""
     envelope = publisher.envelope_for(event)
     if event_id is not None:
         envelope = envelope.model_copy(update={"id": event_id})
+    value = envelope.to_bytes()
+    publisher.check_size(event.topic, event.key.encode(), value, headers_of(envelope))
     return {
         "id": str(envelope.id),
         "topic": event.topic,
         "key": event.key,
-        "envelope": envelope.to_bytes().decode(),
+        "envelope": value.decode(),
         # Epoch seconds (a float round-trips exactly): the relay leaves young entries to the
         # writer that is flushing them, instead of publishing them a second time.
         "queued_at": time.time(),
@@ -213,6 +216,7 @@ class OutboxRelay:
         published and the documents left with entries the broker did not take."""
         messages: list[tuple[str, str | None, Envelope]] = []
         owners: list[tuple[Any, str]] = []
+        kept: list[dict[str, Any]] = []
         for document_id, entries in pending.items():
             for entry in entries:
                 try:
@@ -221,16 +225,19 @@ class OutboxRelay:
                     # One broken entry must not hold back every other event, nor be tried at
                     # every pass: it is set aside in the document, for a person to look at.
                     log.exception("outbox entry not publishable", document_id=str(document_id))
-                    await collection.update_one(
-                        {"_id": document_id},
-                        {"$pull": {OUTBOX_FIELD: entry}, "$push": {UNPUBLISHABLE_FIELD: entry}},
-                    )
+                    await self._set_aside(collection, document_id, entry)
                     continue
                 messages.append((entry["topic"], entry["key"], envelope))
                 owners.append((document_id, entry["id"]))
+                kept.append(entry)
         if not messages:
             return 0, set()
         outcomes = await self._publisher.publish_envelopes(messages)
+        for (document_id, _), entry, error in zip(owners, kept, outcomes, strict=True):
+            if isinstance(error, MessageTooLarge):
+                # Queued under a larger KAFKA_MAX_MESSAGE_BYTES: it will never fit.
+                log.error("outbox entry too large to publish", document_id=str(document_id))
+                await self._set_aside(collection, document_id, entry)
         failures = [error for error in outcomes if error is not None]
         if failures:
             log.warning("outbox publish deferred", count=len(failures), error=str(failures[0]))
@@ -242,6 +249,12 @@ class OutboxRelay:
             )
         unsent = {owner[0] for owner, error in zip(owners, outcomes, strict=True) if error}
         return len(acknowledged), unsent
+
+    async def _set_aside(self, collection: Any, document_id: Any, entry: dict[str, Any]) -> None:
+        await collection.update_one(
+            {"_id": document_id},
+            {"$pull": {OUTBOX_FIELD: entry}, "$push": {UNPUBLISHABLE_FIELD: entry}},
+        )
 
     def start(self) -> None:
         """Relay in the background every interval."""

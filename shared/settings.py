@@ -48,6 +48,9 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
+    # No message the fleet publishes may be larger (key + value + headers, bytes): refused at
+    # publish time, well under Kafka's 1 MiB default so a message never bounces off the broker.
+    kafka_max_message_bytes: int = Field(default=524_288, ge=1024)
     # A handler failing for a reason that is not the message's fault (shared.failures) is
     # retried with exponential backoff from the first wait to the cap, holding its partition,
     # until it has failed for the horizon; then it is dead-lettered (shared/redelivery.py).

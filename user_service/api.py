@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from shared.http import CallerDep
-from user_service.schemas import AuthOut, LoginIn, PreferencesIn, RegisterIn, UserOut
+from user_service.schemas import (
+    AuthOut,
+    LoginIn,
+    PreferencesIn,
+    PurchaseOut,
+    RegisterIn,
+    UserOut,
+)
 from user_service.service import UserAccounts
 
 router = APIRouter()
@@ -44,3 +51,10 @@ async def me(caller: CallerDep, users: AccountsDep) -> UserOut:
 @router.put("/users/me/preferences", response_model=UserOut)
 async def update_preferences(body: PreferencesIn, caller: CallerDep, users: AccountsDep) -> UserOut:
     return await users.update_preferences(caller, body.preferences)
+
+
+@router.get("/users/me/purchases", response_model=list[PurchaseOut])
+async def purchases(
+    caller: CallerDep, users: AccountsDep, first: Annotated[int | None, Query(ge=1)] = None
+) -> list[PurchaseOut]:
+    return await users.purchase_history(caller, first)

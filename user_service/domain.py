@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,8 +74,8 @@ def new_user_document(
     preferences: list[Preference],
     created_at: datetime,
 ) -> dict[str, Any]:
-    """The stored user. `orders` holds the products of the latest order; `purchase_history`
-    holds `{order_id, products, purchase_date}` entries (products as in order events)."""
+    """The stored user. `orders` holds the products of the latest order; purchases are kept
+    in their own collection (user_service/purchases.py), never in the user."""
     return {
         "_id": user_id,
         "name": name,
@@ -84,7 +84,6 @@ def new_user_document(
         "preferences": preferences,
         "order_status": NO_ORDER_STATUS,
         "orders": [],
-        "purchase_history": [],
         "created_at": created_at,
     }
 
@@ -95,11 +94,21 @@ def _product_out(product: Mapping[str, Any]) -> ProductOut:
         title=product["title"],
         category=product["category"],
         price=product.get("price"),
+        quantity=int(product.get("quantity") or 1),
     )
 
 
-def user_out(user: Mapping[str, Any]) -> UserOut:
-    """The public view of a stored user."""
+def purchase_out(purchase: Mapping[str, Any]) -> PurchaseOut:
+    """The public view of a stored purchase."""
+    return PurchaseOut(
+        orderId=str(purchase["_id"]),
+        products=[_product_out(p) for p in purchase.get("products", [])],
+        purchaseDate=as_utc(purchase["purchase_date"]),
+    )
+
+
+def user_out(user: Mapping[str, Any], purchases: Sequence[Mapping[str, Any]] = ()) -> UserOut:
+    """The public view of a stored user, with the purchases given (newest first)."""
     return UserOut(
         id=user["_id"],
         name=user["name"],
@@ -107,12 +116,5 @@ def user_out(user: Mapping[str, Any]) -> UserOut:
         preferences=user.get("preferences", []),
         order_status=user.get("order_status", NO_ORDER_STATUS),
         orders=[_product_out(p) for p in user.get("orders", [])],
-        purchase_history=[
-            PurchaseOut(
-                orderId=str(entry["order_id"]),
-                products=[_product_out(p) for p in entry.get("products", [])],
-                purchaseDate=as_utc(entry["purchase_date"]),
-            )
-            for entry in user.get("purchase_history", [])
-        ],
+        purchase_history=[purchase_out(p) for p in purchases],
     )

@@ -59,6 +59,6 @@ def consumer_handlers(
         OrderPlaced.topic: orders,
         OrderStatusChanged.topic: orders,
         PurchaseHistoryRequested.topic: PurchaseHistoryHandler(
-            repository, runtime.publisher
+            settings, repository, runtime.publisher
         ).on_requested,
     }

@@ -31,7 +31,7 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings)
         repository = UserRepository(runtime.db)
-        runtime.use_outbox([repository.users])
+        runtime.use_outbox([repository.users, repository.purchases.collection])
         handlers = consumer_handlers(settings, runtime, repository)
         if handlers:
             runtime.consume(CONSUMER_GROUP, handlers)

@@ -42,6 +42,7 @@ class ProductOut(BaseModel):
     title: str
     category: str
     price: float | None = None
+    quantity: int = 1
 
 
 class PurchaseOut(BaseModel):
@@ -59,6 +60,7 @@ class UserOut(BaseModel):
     preferences: list[Preference]
     order_status: str
     orders: list[ProductOut]
+    # The newest purchases (PURCHASE_HISTORY_PAGE_DEFAULT; GET /users/me/purchases pages).
     purchase_history: list[PurchaseOut]
 
 

@@ -18,7 +18,7 @@ from shared.runtime import ServiceRuntime
 from user_service import domain, events
 from user_service.limits import AuthLimits
 from user_service.repository import UserRepository
-from user_service.schemas import AuthOut, LoginIn, RegisterIn, UserOut
+from user_service.schemas import AuthOut, LoginIn, PurchaseOut, RegisterIn, UserOut
 from user_service.settings import UserSettings
 
 LOGIN_FAILED = "The email or password is incorrect."
@@ -82,7 +82,19 @@ class UserAccounts:
         user = await self.repository.by_id(caller.user_id)
         if user is None:
             raise NotFound(USER_GONE)
-        return domain.user_out(user)
+        purchases = await self.repository.purchases.newest(
+            caller.user_id, self.settings.purchase_history_page_default
+        )
+        return domain.user_out(user, purchases)
+
+    async def purchase_history(self, caller: Caller, first: int | None) -> list[PurchaseOut]:
+        """The caller's newest purchases, newest first (the page size is capped)."""
+        size = min(
+            first or self.settings.purchase_history_page_default,
+            self.settings.purchase_history_page_max,
+        )
+        purchases = await self.repository.purchases.newest(caller.user_id, size)
+        return [domain.purchase_out(p) for p in purchases]
 
     async def update_preferences(self, caller: Caller, preferences: list[Preference]) -> UserOut:
         """Replace the caller's preferences and queue `user.preferences-updated`."""

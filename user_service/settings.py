@@ -30,6 +30,15 @@ class UserSettings(ServiceSettings):
     # Most order events handled together (one read and one write per user of the batch, one
     # publish of what they queue).
     order_event_batch_max_records: int = Field(default=500, ge=1)
+    # Purchase history: how many purchases GET /users/me and GET /users/me/purchases give when
+    # no `first` is asked for, and the most one page may hold.
+    purchase_history_page_default: int = Field(default=20, ge=1)
+    purchase_history_page_max: int = Field(default=100, ge=1)
+    # How many of a user's newest orders answer a recommendation's purchase-history request
+    # that names no window, and the most any request gets (the answer is also cut, oldest
+    # first, to fit KAFKA_MAX_MESSAGE_BYTES).
+    purchase_history_window_default: int = Field(default=20, ge=1)
+    purchase_history_window_max: int = Field(default=100, ge=1)
 
     # Rate limits of login and registration (in Redis; without REDIS_URL there are none), in
     # the `limits` notation: "<count>/<second|minute|hour|day>" or "<count> per <n> <unit>".

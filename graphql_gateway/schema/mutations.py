@@ -53,13 +53,23 @@ class Mutation:
             await ctx.cache.forget_user(credentials.caller.user_id)
         return User.from_json(orjson.loads(raw))
 
-    @strawberry.mutation(description="Order products.")
-    async def placeOrder(self, info: GatewayInfo, products: list[ProductInput]) -> Order:
+    @strawberry.mutation(
+        description="Order catalog products. With an idempotencyKey, a repeat with the same key "
+        "within 24 hours answers the first order and places nothing new."
+    )
+    async def placeOrder(
+        self,
+        info: GatewayInfo,
+        products: list[ProductInput],
+        idempotencyKey: str | None = None,
+    ) -> Order:
         ctx = info.context
         credentials = ctx.credentials()
         await ctx.limits.place_order(credentials.caller.user_id)
         try:
-            raw = await ctx.clients.orders.place(credentials, [p.to_json() for p in products])
+            raw = await ctx.clients.orders.place(
+                credentials, [p.to_json() for p in products], idempotencyKey
+            )
         finally:
             # The history changes asynchronously; the user service's event drops it again.
             await ctx.cache.forget_user(credentials.caller.user_id)

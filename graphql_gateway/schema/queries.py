@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -10,9 +11,25 @@ from strawberry.types import Info
 
 from graphql_gateway.cache import DETAILS_VIEW, notifications_view
 from graphql_gateway.schema.context import GatewayContext
-from graphql_gateway.schema.types import Notification, Order, Product, User
+from graphql_gateway.schema.types import (
+    DEFAULT_PAGE,
+    CatalogProduct,
+    Notification,
+    Order,
+    Product,
+    ProductPage,
+    User,
+)
+from shared.errors import NotFound
 
 GatewayInfo = Info[GatewayContext, None]
+
+
+def public_name(kind: str, params: dict[str, str]) -> str:
+    """The cache name of a public answer: its kind and its parameters (hashed: any text a
+    caller searches for makes a bounded, safe key)."""
+    digest = hashlib.blake2b(orjson.dumps(params, option=orjson.OPT_SORT_KEYS), digest_size=16)
+    return f"{kind}:{digest.hexdigest()}"
 
 
 def message_of(raw: bytes) -> str:
@@ -66,3 +83,41 @@ class Query:
         credentials = ctx.credentials()
         await ctx.limits.recommendation(credentials.caller.user_id)
         return message_of(await ctx.clients.recommendations.request(credentials))
+
+    @strawberry.field(
+        description="A page of the catalog (public: no token), optionally of one category "
+        "and matching a text in the title or description. Pass endCursor as `after`."
+    )
+    async def products(
+        self,
+        info: GatewayInfo,
+        category: str | None = None,
+        search: str | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> ProductPage:
+        ctx = info.context
+        params = {"first": str(DEFAULT_PAGE if first is None else first)}
+        for name, value in (("category", category), ("search", search), ("after", after)):
+            if value is not None:
+                params[name] = value
+        raw = await ctx.cache.read_public(
+            public_name("products", params),
+            ctx.gateway.settings.catalog_cache_ttl_seconds,
+            lambda: ctx.clients.orders.products(params),
+        )
+        return ProductPage.from_json(orjson.loads(raw))
+
+    @strawberry.field(description="One catalog product (public: no token); null if unknown.")
+    async def product(self, info: GatewayInfo, productId: strawberry.ID) -> CatalogProduct | None:
+        ctx = info.context
+        product_id = str(productId)
+        try:
+            raw = await ctx.cache.read_public(
+                public_name("product", {"productId": product_id}),
+                ctx.gateway.settings.catalog_cache_ttl_seconds,
+                lambda: ctx.clients.orders.product(product_id),
+            )
+        except NotFound:
+            return None
+        return CatalogProduct.from_json(orjson.loads(raw))

@@ -5,7 +5,9 @@ Events are facts in the past tense; `EVENT_TYPES` maps each envelope `type` to i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -56,7 +58,19 @@ class ProductLine(BaseModel):
     productId: str  # the public contract's spelling
     title: str
     category: str
+    # The unit price (the catalog's, for orders placed since issue 15).
     price: float | None = None
+    # How many of it (orders before issue 15 and recommendation lines: 1).
+    quantity: int = Field(default=1, ge=1)
+
+
+CENT = Decimal("0.01")
+
+
+def total_of(lines: Sequence[ProductLine]) -> float:
+    """Unit prices times quantities, summed in exact cents (no float drift), as a number."""
+    cents = sum((Decimal(str(line.price or 0)) * line.quantity for line in lines), start=Decimal(0))
+    return float(cents.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 class OrderPlaced(Event):
@@ -142,6 +156,8 @@ class PurchaseHistoryRequested(Event):
 
     request_id: str
     user_id: str
+    # How many of the newest orders to send (None: the user service's default window).
+    max_orders: int | None = Field(default=None, ge=1)
 
 
 class PastPurchase(BaseModel):
@@ -155,7 +171,8 @@ class PastPurchase(BaseModel):
 
 
 class PurchaseHistoryProvided(Event):
-    """The user service's answer to a PurchaseHistoryRequested (same request id)."""
+    """The user service's answer to a PurchaseHistoryRequested (same request id): the newest
+    orders of the window asked for, newest first, as many as fit the message size limit."""
 
     event_type = "PurchaseHistoryProvided"
     topic = "purchase-history.provided"

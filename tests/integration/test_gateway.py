@@ -139,6 +139,11 @@ def user_service_app(store: UserStore) -> FastAPI:
         store.calls.record("me", request)
         return store.users[caller.user_id]
 
+    @app.get("/users/me/purchases")
+    async def purchases(caller: CallerDep, request: Request, first: int = 20) -> Any:
+        store.calls.record("purchases", request)
+        return store.users[caller.user_id]["purchase_history"][:first]
+
     @app.put("/users/me/preferences")
     async def preferences(body: Preferences, caller: CallerDep, request: Request) -> Any:
         store.calls.record("preferences", request)

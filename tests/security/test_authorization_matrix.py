@@ -126,7 +126,7 @@ class Row:
     may_name_owner: frozenset[Kind] = frozenset()
 
 
-PRODUCTS = {"products": [{"productId": "3", "title": "Mug", "category": "kitchen"}]}
+PRODUCTS = {"products": [{"productId": "3", "quantity": 2}]}
 OPS: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(public(200), fixed("/health")),
     ("GET", "/ready"): Row(public(200), fixed("/ready")),
@@ -145,6 +145,7 @@ SERVICE_MATRIX: dict[str, dict[tuple[str, str], Row]] = {
         ("POST", "/users"): Row(public(201), _register_body),
         ("POST", "/auth/login"): Row(public(200), _login_body, frozenset(ALL_KINDS)),
         ("GET", "/users/me"): Row(authed(200), fixed("/users/me")),
+        ("GET", "/users/me/purchases"): Row(authed(200), fixed("/users/me/purchases")),
         ("PUT", "/users/me/preferences"): Row(
             authed(200), fixed("/users/me/preferences", {"preferences": ["order_updates"]})
         ),
@@ -165,6 +166,9 @@ SERVICE_MATRIX: dict[str, dict[tuple[str, str], Row]] = {
         ("POST", "/orders/{order_id}/status"): Row(
             authed(200, other=404), _owner_order_status, frozenset({Kind.ADMIN})
         ),
+        # The catalog is public: the same for everyone, nothing about a user.
+        ("GET", "/products"): Row(public(200), fixed("/products")),
+        ("GET", "/products/{product_id}"): Row(public(200), fixed("/products/3")),
     },
     "recommendation_service": {
         ("POST", "/recommendations/requests"): Row(authed(202), fixed("/recommendations/requests")),
@@ -410,11 +414,10 @@ GRAPHQL_MATRIX: dict[str, FieldRow] = {
     ),
     "placeOrder": FieldRow(
         g_authed(),
-        op(
-            'mutation { placeOrder(products: [{productId: "3", title: "Mug",'
-            ' category: "kitchen"}]) { id userId } }'
-        ),
+        op('mutation { placeOrder(products: [{productId: "3", quantity: 2}]) { id userId } }'),
     ),
+    "products": FieldRow(g_public(), op("{ products(first: 2) { items { productId } } }")),
+    "product": FieldRow(g_public(), op('{ product(productId: "3") { productId } }')),
     "updateOrderStatus": FieldRow(g_authed(other="NOT_FOUND"), _status_op, frozenset({Kind.ADMIN})),
     "taskSchedular": FieldRow(g_authed(), op("mutation { taskSchedular }")),
     "cancelTaskSchedular": FieldRow(g_authed(), op("mutation { cancelTaskSchedular }")),

@@ -100,6 +100,11 @@ class StubUsers:
             raise self.answer
         return orjson.dumps(self.answer)
 
+    async def purchases(self, credentials: Any, first: int) -> bytes:
+        self.calls += 1
+        self.asked_first = first
+        return orjson.dumps(self.answer["purchase_history"][:first])
+
 
 class StubClients:
     def __init__(self, users: StubUsers) -> None:
@@ -163,6 +168,7 @@ async def test_user_details_are_read_and_timestamps_are_utc() -> None:
     details = result.data["getUserDetails"]
     assert details["orders"] == [{"productId": "7", "price": 3.5}]
     assert details["purchase_history"][0]["purchaseDate"] == "2025-01-02T01:04:05+00:00"
+    assert users.asked_first == 20  # purchase_history(first: Int = 20)
 
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer ", "Bearer nope", "Basic abc"])

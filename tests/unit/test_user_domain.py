@@ -90,9 +90,10 @@ def test_new_user_starts_without_orders() -> None:
         "preferences": ["order_updates"],
         "order_status": "none",
         "orders": [],
-        "purchase_history": [],
         "created_at": now,
     }
+    # Purchases are kept in their own collection, never in the user (issue 15).
+    assert "purchase_history" not in user
 
 
 def test_user_ids_are_uuid4_hex() -> None:
@@ -112,19 +113,20 @@ def test_public_view_uses_contract_names_and_never_the_hash() -> None:
         "preferences": ["promotions"],
         "order_status": "Shipped",
         "orders": [product],
-        "purchase_history": [{"order_id": "o1", "products": [product], "purchase_date": bought}],
         "outbox": [{"id": "e1"}],
     }
-    view = domain.user_out(user).model_dump(mode="json")
+    purchase = {"_id": "o1", "user_id": "u1", "products": [product], "purchase_date": bought}
+    view = domain.user_out(user, [purchase]).model_dump(mode="json")
+    line = {**product, "quantity": 1}  # lines stored before quantities are one of each
     assert view == {
         "id": "u1",
         "name": "Ada",
         "email": "ada@example.com",
         "preferences": ["promotions"],
         "order_status": "Shipped",
-        "orders": [product],
+        "orders": [line],
         "purchase_history": [
-            {"orderId": "o1", "products": [product], "purchaseDate": "2025-01-02T01:04:05Z"}
+            {"orderId": "o1", "products": [line], "purchaseDate": "2025-01-02T01:04:05Z"}
         ],
     }
 
