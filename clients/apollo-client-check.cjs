@@ -22,13 +22,18 @@ const recordingFetch = (input, init = {}) => {
   return fetch(input, init);
 };
 
+// The same operations as clients/documents/apollo-client.graphql (the trusted documents).
 const REGISTER = gql`
   mutation Register($name: String!, $email: String!, $password: String!) {
-    registerUser(name: $name, email: $email, password: $password) { token user { id email } }
+    registerUser(name: $name, email: $email, password: $password) {
+      token
+      user { id email __typename }
+      __typename
+    }
   }
 `;
 const PING = gql`query Ping { __typename }`;
-const DETAILS = gql`query Me { getUserDetails { id email } }`;
+const DETAILS = gql`query Me { getUserDetails { id email __typename } }`;
 
 function fail(message, extra) {
   console.log(JSON.stringify({ ok: false, message, sent, ...extra }));

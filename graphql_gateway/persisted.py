@@ -45,7 +45,7 @@ APQ_VERSION = 1
 KEY_PREFIX = "gateway:apq:"
 # The format of Apollo's persisted-query manifests (@apollo/generate-persisted-query-manifest).
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "clients" / "trusted-documents.json"
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "trusted-documents.json"
 _SHA256_HEX_LENGTH = 64
 NOT_TRUSTED_MESSAGE = "Only the operations of the trusted-documents manifest may run here."
 HASH_MISMATCH_MESSAGE = "The persisted query's sha256Hash does not match the query."

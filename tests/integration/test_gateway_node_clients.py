@@ -9,11 +9,17 @@ import asyncio
 import json
 import os
 import shutil
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
+from graphql_gateway.main import create_app
+from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.fleet import REPO_ROOT
+from tests.fixtures.parts import eventually
 from tests.integration import test_gateway_orders
 from tests.integration.test_gateway_orders import LiveGateway, Services
 
@@ -56,6 +62,29 @@ async def run_node(node: str, script: str, *args: str) -> dict[str, Any]:
     return report
 
 
+@pytest.fixture(scope="module")
+async def trusted_gateway(gateway: LiveGateway) -> AsyncIterator[LiveGateway]:
+    """A second gateway on the same stand-ins that runs only the committed manifest's
+    documents (graphql_gateway/trusted-documents.json), under uvicorn."""
+    settings = gateway.app.state.gateway.settings.model_copy(
+        update={"trusted_documents_only": True}
+    )
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=LOOPBACK, port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, what="the trusted gateway under uvicorn")
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            yield LiveGateway(app, url, http)
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_the_graphql_over_http_audit_passes_without_warnings(gateway: LiveGateway) -> None:
     node = node_or_skip("graphql-http")
     report = await run_node(node, "graphql-http-audit.mjs", f"{gateway.url}/graphql")
@@ -75,3 +104,16 @@ async def test_an_apollo_client_registers_with_batches_and_reads_back_by_persist
     sent = report["sent"]
     assert any(request["batch"] for request in sent)
     assert sent[-1] == {"method": "GET", "batch": False, "hasQuery": False, "persisted": True}
+
+
+async def test_the_apollo_client_runs_on_trusted_documents_only(
+    trusted_gateway: LiveGateway, services: Services
+) -> None:
+    """Its operations are in the manifest the command writes from clients/documents: with
+    TRUSTED_DOCUMENTS_ONLY=true it still registers and reads back, and nothing else runs."""
+    node = node_or_skip("@apollo/client")
+    report = await run_node(node, "apollo-client-check.cjs", f"{trusted_gateway.url}/graphql")
+    assert report["ok"], report
+    assert report["userId"] in services.users.users
+    other = await trusted_gateway.http.post("/graphql", json={"query": "{ __typename }"})
+    assert other.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
