@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from graphql_gateway.http_transport import (
 )
 from graphql_gateway.persisted import KEY_PREFIX, MANIFEST_FORMAT, document_hash
 from graphql_gateway.settings import GatewaySettings
-from tests.integration import test_gateway_orders
+from tests.integration import test_gateway_answers, test_gateway_orders
 from tests.integration.test_gateway import running_gateway
 from tests.integration.test_gateway_answers import answers
 from tests.integration.test_gateway_orders import (
@@ -42,18 +41,10 @@ from tests.integration.test_gateway_orders import (
 pytestmark = pytest.mark.integration
 services = test_gateway_orders.services
 gateway = test_gateway_orders.gateway
+store = test_gateway_answers.store
 
 PREFLIGHT = {"apollo-require-preflight": "true"}
 GRAPHQL_JSON = {"accept": GRAPHQL_RESPONSE_JSON}
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def unique_details() -> str:

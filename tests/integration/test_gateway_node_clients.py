@@ -12,16 +12,11 @@ import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
-from graphql_gateway.main import create_app
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.fleet import REPO_ROOT
-from tests.fixtures.parts import eventually
 from tests.integration import test_gateway_orders
-from tests.integration.test_gateway_orders import LiveGateway, Services
+from tests.integration.test_gateway_orders import LiveGateway, Services, serve_gateway
 
 pytestmark = pytest.mark.integration
 services = test_gateway_orders.services
@@ -69,20 +64,8 @@ async def trusted_gateway(gateway: LiveGateway) -> AsyncIterator[LiveGateway]:
     settings = gateway.app.state.gateway.settings.model_copy(
         update={"trusted_documents_only": True}
     )
-    app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=LOOPBACK, port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, what="the trusted gateway under uvicorn")
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            yield LiveGateway(app, url, http)
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_gateway(settings) as live:
+        yield live
 
 
 async def test_the_graphql_over_http_audit_passes_without_warnings(gateway: LiveGateway) -> None:
