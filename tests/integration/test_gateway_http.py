@@ -6,6 +6,7 @@ the real broker and the real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ import strawberry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from bench.run import persisted_get_url
 from graphql_gateway.http_transport import (
     GRAPHQL_RESPONSE_JSON,
     GraphQLOverHTTP,
@@ -465,3 +467,21 @@ async def test_only_trusted_documents_run_when_asked(
         # Nothing registers: the hash of the other document stays unknown.
         assert codes(await send({"query": other, "extensions": persisted(other)})) == ["FORBIDDEN"]
         assert codes(await send({"extensions": persisted(other)})) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+async def test_the_bench_reads_the_cached_answer_by_persisted_get(
+    gateway: LiveGateway, services: Services, store: redis.Redis
+) -> None:
+    """`make bench`'s persisted-GET phase (bench/run.py) reads the same cached answer as its
+    POST phase."""
+    user_id, token = new_user(services.users)
+    query = unique_details()
+    with httpx.Client(timeout=10) as client:
+        url = await asyncio.to_thread(
+            persisted_get_url, client, f"{gateway.url}/graphql", query, token
+        )
+    response = await gateway.http.get(url, headers=bearer(token, **PREFLIGHT))
+    assert data_of(response.json())["getUserDetails"]["id"] == user_id
+    by_post = await post(gateway, {"query": query}, bearer(token))
+    assert by_post.json() == response.json()
+    assert len(await answers(store, user_id)) == 1
