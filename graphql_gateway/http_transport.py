@@ -265,6 +265,11 @@ class GraphQLTransport:
                 )
             parsed = await self._parse(scope, method, media_type, body)
         except RequestRefused as refused:
+            # Named like the route's own answers, so metrics and logs count it under its path.
+            scope["route"] = next(
+                (r for r in scope["app"].router.routes if getattr(r, "path", None) == self.path),
+                None,
+            )
             await refusal(refused, media_type or JSON)(scope, replay, send)
             return
         scope[REQUEST_KEY] = parsed

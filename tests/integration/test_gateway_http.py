@@ -485,3 +485,29 @@ async def test_the_bench_reads_the_cached_answer_by_persisted_get(
     by_post = await post(gateway, {"query": query}, bearer(token))
     assert by_post.json() == response.json()
     assert len(await answers(store, user_id)) == 1
+
+
+async def test_refusals_are_counted_under_the_graphql_route(gateway: LiveGateway) -> None:
+    refused = await post(gateway, {"query": "{ __typename }"}, {"accept": "text/csv"})
+    assert refused.status_code == 406
+    metrics = (await gateway.http.get("/metrics")).text
+    assert 'method="POST",route="/graphql",service="graphql_gateway",status="406"' in metrics
+
+
+async def test_a_browser_on_an_allowed_origin_may_send_apollos_headers(
+    gateway: LiveGateway,
+) -> None:
+    origin = "https://shop.example"
+    settings = gateway.app.state.gateway.settings.model_copy(update={"cors_origins": origin})
+    async with running_gateway(settings) as cors:
+        preflight = await cors.http.options(
+            "/graphql",
+            headers={
+                "origin": origin,
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "apollo-require-preflight,content-type",
+            },
+        )
+    assert preflight.status_code == 200, preflight.text
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "apollo-require-preflight" in allowed
