@@ -32,7 +32,8 @@ from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
 from graphql_gateway.graphiql import GraphiQLPage, build_page, graphiql_router
-from graphql_gateway.http_transport import GraphQLOverHTTP, GraphQLTransport, MarkPublicAnswers
+from graphql_gateway.http_transport import GraphQLTransport
+from graphql_gateway.http_view import GraphQLOverHTTP, MarkPublicAnswers
 from graphql_gateway.limits import install_edge, json_object, schema_extensions
 from graphql_gateway.persisted import persisted_queries
 from graphql_gateway.schema import build_schema
@@ -64,8 +65,8 @@ class GatewayWebSocketAdapter(ASGIWebSocketAdapter):
 
 class GatewayGraphQL(GraphQLOverHTTP):
     """Strawberry's ASGI app with our context, orjson on the wire, GraphQL over HTTP as
-    graphql_gateway/http_transport.py serves it, and WebSocket connections authenticated by
-    the token of their connection_init payload."""
+    graphql_gateway/http_view.py answers it, and WebSocket connections authenticated by the
+    token of their connection_init payload."""
 
     websocket_adapter_class = GatewayWebSocketAdapter  # type: ignore[assignment]
     # Strawberry's page with its scripts served by the gateway (graphql_gateway/graphiql.py).

@@ -21,12 +21,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from bench.run import persisted_get_url
-from graphql_gateway.http_transport import (
-    GRAPHQL_RESPONSE_JSON,
-    GraphQLOverHTTP,
-    GraphQLTransport,
-    public_answers,
-)
+from graphql_gateway.http_transport import GRAPHQL_RESPONSE_JSON, GraphQLTransport
+from graphql_gateway.http_view import GraphQLOverHTTP, public_answers
 from graphql_gateway.persisted import KEY_PREFIX, MANIFEST_FORMAT, document_hash
 from graphql_gateway.settings import GatewaySettings
 from tests.integration import test_gateway_answers, test_gateway_orders
