@@ -253,7 +253,9 @@ class GraphQLTransport:
         scope[REQUEST_KEY] = parsed
         await self.app(scope, replay, send)
 
-    async def _parse(self, scope: Scope, method: str, media_type: str, body: bytes) -> Any:
+    async def _parse(
+        self, scope: Scope, method: str, media_type: str, body: bytes
+    ) -> ParsedRequest:
         content_type = _media_type(_header(scope, b"content-type"))
         if content_type in SIMPLE_CONTENT_TYPES and not any(
             _header(scope, name).strip() for name in PREFLIGHT_HEADERS
