@@ -40,6 +40,11 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 TRANSPORT_CODES = frozenset(
     {ErrorCode.PERSISTED_QUERY_NOT_FOUND, ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED}
 )
+# The code a bare HTTP status stands for (a framework's refusal, a service's answer without
+# the error body).
+CODE_FOR_STATUS = {
+    status: code for code, status in HTTP_STATUS.items() if code not in TRANSPORT_CODES
+}
 
 
 class AppError(Exception):

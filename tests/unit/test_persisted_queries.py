@@ -7,7 +7,13 @@ import pytest
 import redis.asyncio as redis
 
 from graphql_gateway.persisted import LocalDocuments, PersistedQueries, document_hash
-from shared.errors import BadUserInput, PersistedQueryNotFound, PersistedQueryNotSupported
+from shared.errors import (
+    CODE_FOR_STATUS,
+    BadUserInput,
+    ErrorCode,
+    PersistedQueryNotFound,
+    PersistedQueryNotSupported,
+)
 
 
 def test_local_documents_keep_the_most_recently_used() -> None:
@@ -49,3 +55,8 @@ async def test_bad_persisted_extensions_are_refused() -> None:
     with pytest.raises(BadUserInput):
         await on.resolve(query, {"persistedQuery": {"version": 1, "sha256Hash": "abc"}})
     assert (await on.resolve(query, None)).query == query
+
+
+def test_a_bare_status_never_reads_as_a_persisted_query_code() -> None:
+    assert CODE_FOR_STATUS[404] is ErrorCode.NOT_FOUND
+    assert 400 not in CODE_FOR_STATUS
