@@ -45,6 +45,13 @@ CSRF_MESSAGE = (
 )
 NO_QUERY_MESSAGE = "No GraphQL query found in the request."
 _NO_STORE = (b"cache-control", b"no-store")
+# What each acceptable media range of an Accept header is answered with.
+_ANSWERED_AS = {
+    GRAPHQL_RESPONSE_JSON: GRAPHQL_RESPONSE_JSON,
+    JSON: JSON,
+    "application/*": JSON,
+    "*/*": JSON,
+}
 
 
 class RequestRefused(Exception):
@@ -114,12 +121,7 @@ def negotiate(accept: str) -> str | None:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        chosen = {
-            GRAPHQL_RESPONSE_JSON: GRAPHQL_RESPONSE_JSON,
-            JSON: JSON,
-            "application/*": JSON,
-            "*/*": JSON,
-        }.get(media)
+        chosen = _ANSWERED_AS.get(media)
         if chosen is None or quality <= 0:
             continue
         if best is None or quality > best[0]:
