@@ -18,7 +18,13 @@ import orjson
 from graphql_gateway.auth import Credentials
 from graphql_gateway.limits import FORWARDED_FOR_HEADER, client_address
 from graphql_gateway.settings import GatewaySettings
-from shared.errors import HTTP_STATUS, AppError, InternalError, NotFound, ServiceUnavailable
+from shared.errors import (
+    CODE_FOR_STATUS,
+    AppError,
+    InternalError,
+    NotFound,
+    ServiceUnavailable,
+)
 from shared.logging import CORRELATION_HEADER, current_correlation_id, get_logger
 
 log = get_logger(__name__)
@@ -26,7 +32,6 @@ log = get_logger(__name__)
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _SERVER_ERROR = 500
 _CLIENT_ERROR = 400
-_CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
 
 
 def unavailable(label: str) -> ServiceUnavailable:
@@ -46,7 +51,7 @@ def error_from_response(label: str, status: int, content: bytes) -> AppError:
         pass
     if status >= _SERVER_ERROR:
         return unavailable(label)
-    code = _CODE_FOR_STATUS.get(status)
+    code = CODE_FOR_STATUS.get(status)
     return AppError.from_code(code.value, "") if code is not None else InternalError()
 
 

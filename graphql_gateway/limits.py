@@ -238,7 +238,14 @@ def install_edge(app: FastAPI, settings: GatewaySettings) -> None:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-correlation-id"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-correlation-id",
+                # What Apollo's clients send to pass the CSRF rule (http_transport.py).
+                "apollo-require-preflight",
+                "x-apollo-operation-name",
+            ],
         )
 
 

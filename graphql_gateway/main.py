@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
@@ -32,6 +32,8 @@ from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
 from graphql_gateway.graphiql import GraphiQLPage, build_page, graphiql_router
+from graphql_gateway.http_transport import GraphQLTransport
+from graphql_gateway.http_view import GraphQLOverHTTP, MarkPublicAnswers
 from graphql_gateway.limits import (
     ConnectionSlots,
     UserLimits,
@@ -39,6 +41,7 @@ from graphql_gateway.limits import (
     json_object,
     schema_extensions,
 )
+from graphql_gateway.persisted import persisted_queries
 from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
@@ -70,11 +73,12 @@ class GatewayWebSocketAdapter(ASGIWebSocketAdapter):
         await self.ws.close(code=code, reason=reason)
 
 
-class GatewayGraphQL(GraphQL[GatewayContext, None]):
-    """Strawberry's ASGI app with our context, orjson on the wire, and WebSocket connections
-    authenticated by the token of their connection_init payload."""
+class GatewayGraphQL(GraphQLOverHTTP):
+    """Strawberry's ASGI app with our context, orjson on the wire, GraphQL over HTTP as
+    graphql_gateway/http_view.py answers it, and WebSocket connections authenticated by the
+    token of their connection_init payload."""
 
-    websocket_adapter_class = GatewayWebSocketAdapter
+    websocket_adapter_class = GatewayWebSocketAdapter  # type: ignore[assignment]
     # Strawberry's page with its scripts served by the gateway (graphql_gateway/graphiql.py).
     graphiql_page: GraphiQLPage | None = None
 
@@ -177,8 +181,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
+        app.state.persisted_queries = persisted_queries(settings, client)
         cache = GatewayCache(
-            redis_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds),
+            client,
             ttl_seconds=settings.cache_ttl_seconds,
             retry_after_seconds=settings.cache_retry_after_seconds,
             enabled=settings.cache_enabled,
@@ -222,18 +228,25 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Added first, so it runs last of the middleware: inside the request log, metrics and the
     # body size limit, and before any routing.
     app.add_middleware(AnswerCache, path=GRAPHQL_PATH)
+    # In front of the answer cache: it reads the request the transport parsed.
+    app.add_middleware(
+        GraphQLTransport, path=GRAPHQL_PATH, max_batch=settings.graphql_batch_max_operations
+    )
     install_common(app, settings, metrics_route=not settings.metrics_port)
     install_edge(app, settings)
     graphql_app = GatewayGraphQL(
-        build_schema(settings.graphql_document_cache_size, schema_extensions(settings)),
+        build_schema(
+            settings.graphql_document_cache_size,
+            [*schema_extensions(settings), MarkPublicAnswers],
+        ),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
-        allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         connection_init_wait_timeout=timedelta(
             seconds=settings.websocket_connection_init_timeout_seconds
         ),
         max_subscriptions_per_connection=settings.websocket_max_subscriptions,
     )
+    graphql_app.public_max_age_seconds = settings.public_cache_max_age_seconds
     app.router.routes.extend(_graphql_routes(graphql_app))
     if settings.graphiql_enabled:
         graphql_app.graphiql_page = app.state.graphiql_page = build_page(

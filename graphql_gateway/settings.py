@@ -90,3 +90,17 @@ class GatewaySettings(ServiceSettings):
     def _limit_parses(cls, value: str) -> str:
         parse_limit(value)
         return value
+
+    # GraphQL over HTTP (graphql_gateway/http_transport.py, persisted.py): operations per
+    # batch (a JSON array of operations); automatic persisted queries kept in Redis this long
+    # after their last use, and this many kept in each replica's memory (LRU); a public catalog
+    # query by GET may be kept by a CDN this long.
+    graphql_batch_max_operations: int = Field(default=10, ge=1)
+    apq_enabled: bool = True
+    apq_ttl_seconds: int = Field(default=86_400, ge=1)
+    apq_local_cache_size: int = Field(default=1024, ge=1)
+    public_cache_max_age_seconds: int = Field(default=60, ge=0)
+    # true: only the operations of the trusted-documents manifest run (by hash or by text);
+    # unset manifest: clients/trusted-documents.json of the checkout.
+    trusted_documents_only: bool = False
+    trusted_documents_manifest: Path | None = None

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import Caller, bearer_token, verify_token
-from shared.errors import HTTP_STATUS, AppError, BadUserInput, ErrorCode, InternalError
+from shared.errors import CODE_FOR_STATUS, AppError, BadUserInput, ErrorCode, InternalError
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.settings import ServiceSettings
@@ -103,7 +103,6 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error.to_body(), status_code=error.http_status)
 
 
-_CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
 # The framework's own refusals (no route, wrong method, a body that is not JSON), in one sentence.
 _FRAMEWORK_MESSAGES = {
     400: "The request body is not valid JSON.",
@@ -115,7 +114,7 @@ _FRAMEWORK_MESSAGES = {
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors in the fleet's error body."""
     assert isinstance(exc, StarletteHTTPException)
-    code = _CODE_FOR_STATUS.get(exc.status_code, ErrorCode.BAD_USER_INPUT)
+    code = CODE_FOR_STATUS.get(exc.status_code, ErrorCode.BAD_USER_INPUT)
     detail = exc.detail if isinstance(exc.detail, str) else ""
     message = _FRAMEWORK_MESSAGES.get(exc.status_code) or f"{detail.rstrip('.')}."
     return JSONResponse(
