@@ -5,13 +5,13 @@
 Each FILE is a Postman collection (`.json`, v2.1: every GraphQL request body, at any folder
 depth) or GraphQL documents (`.graphql`/`.gql`: each operation, with the fragments it uses).
 Without FILEs: the Postman collection of clients/postman, GraphiQL's first session
-(graphql_gateway/first_session.graphql) and every `.graphql` file under clients/documents (the demo's documents go there as they land). The output (default
-graphql_gateway/trusted-documents.json, shipped in the gateway's image) is an Apollo
-persisted-query manifest; a document is listed as its client sends it: a Postman body as
-written, a `.graphql` operation as written and as printed (graphql-js's printer, with
-and without the final newline version 15 adds: what Apollo's clients send; write `__typename`
-where Apollo Client's cache adds it). An Apollo Client app can also list its operations with
-@apollo/generate-persisted-query-manifest: the format is the same.
+(graphql_gateway/first_session.graphql) and every `.graphql` file under clients/documents (the
+demo's documents go there). The output (default graphql_gateway/trusted-documents.json, shipped
+in the gateway's image) is an Apollo persisted-query manifest; a document is listed as its
+client sends it: a Postman body as written, a `.graphql` operation as written and as printed
+(graphql-js's printer, with and without the final newline version 15 adds: what Apollo's clients
+send; write `__typename` where Apollo Client's cache adds it). An Apollo Client app can also
+list its operations with @apollo/generate-persisted-query-manifest: the format is the same.
 """
 
 from __future__ import annotations
