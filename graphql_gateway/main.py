@@ -25,7 +25,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from graphql_gateway.answers import AnswerCache
+from graphql_gateway.answers import SESSION_REVOKED_KEY, AnswerCache
 from graphql_gateway.api import router
 from graphql_gateway.auth import authorization_from_connection_params
 from graphql_gateway.cache import GatewayCache
@@ -33,6 +33,7 @@ from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
 from graphql_gateway.graphiql import GraphiQLPage, build_page, graphiql_router
 from graphql_gateway.limits import install_edge, json_object, schema_extensions
+from graphql_gateway.pages import router as pages_router
 from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
@@ -75,12 +76,15 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        return GatewayContext(
+        context = GatewayContext(
             gateway=request.app.state.gateway,
             authorization=request.headers.get("authorization"),
             request=request,
             response=response,
         )
+        if context.authorization is not None and isinstance(request, Request):
+            await context.check_session(request.scope.get(SESSION_REVOKED_KEY))
+        return context
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -94,6 +98,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         and the reason `UNAUTHENTICATED: <sentence>`."""
         context.authorization = authorization_from_connection_params(context.connection_params)
         try:
+            await context.check_session()
             credentials = context.credentials()
         except Unauthenticated as exc:
             log.info("websocket connection refused", reason=exc.message)
@@ -188,6 +193,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         app.include_router(graphiql_router)
     app.include_router(router)
+    app.include_router(pages_router)
     return app
 
 

@@ -107,6 +107,9 @@ class User:
     )
     orders: list[Product] = strawberry.field(description="Products of the latest order.")
     purchase_history: list[PurchaseHistory]
+    emailVerified: bool = strawberry.field(
+        description="Whether the user confirmed the address through the emailed link."
+    )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> User:
@@ -115,6 +118,7 @@ class User:
             id=strawberry.ID(str(data["id"])),
             name=str(data["name"]),
             email=str(data["email"]),
+            emailVerified=bool(data.get("emailVerified", False)),
             preferences=[Preference(p) for p in data.get("preferences", [])],
             order_status=str(data.get("order_status") or "none"),
             orders=[Product.from_json(p) for p in data.get("orders", [])],
@@ -192,12 +196,20 @@ class Notification:
         )
 
 
-@strawberry.type(description="A token for the Authorization header, and its user.")
+@strawberry.type(
+    description="A short-lived access token for the Authorization header, the refresh token "
+    "that gets the next one (refreshSession), and the user."
+)
 class AuthPayload:
     token: str
     user: User
+    refreshToken: str
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuthPayload:
-        """From `{token, user}`."""
-        return cls(token=str(data["token"]), user=User.from_json(data["user"]))
+        """From `{token, refreshToken, user}`."""
+        return cls(
+            token=str(data["token"]),
+            refreshToken=str(data["refreshToken"]),
+            user=User.from_json(data["user"]),
+        )

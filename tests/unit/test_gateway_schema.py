@@ -1,5 +1,6 @@
 """The printed schema is exactly the contract of DESIGN section 4, plus the Subscription type
-(real-time order tracking, orders issue; documented in graphql_gateway/README.md)."""
+(real-time order tracking, orders issue; documented in graphql_gateway/README.md) and the
+identity additions of issue 13 (verified email, sessions, password reset and change)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,21 @@ type Mutation {
 }
 """  # noqa: E501
 
+# Issue 13's additions, with its exact names.
+IDENTITY_SDL = """
+extend type User { emailVerified: Boolean! }
+extend type AuthPayload { refreshToken: String! }
+extend type Mutation {
+  refreshSession(refreshToken: String!): AuthPayload!
+  logout: Boolean!
+  verifyEmail(token: String!): User!
+  resendVerification: String!
+  requestPasswordReset(email: String!): String!
+  resetPassword(token: String!, newPassword: String!): AuthPayload!
+  changePassword(currentPassword: String!, newPassword: String!): AuthPayload!
+}
+"""
+
 # The addition to section 4 (over WebSocket, graphql-transport-ws).
 SUBSCRIPTION_SDL = """
 type Subscription {
@@ -111,20 +127,20 @@ def public_types(built: GraphQLSchema) -> dict[str, Any]:
 
 def test_printed_schema_is_the_contract_plus_subscriptions() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL)
+    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL + IDENTITY_SDL)
     assert public_types(ours) == public_types(contract)
 
 
-def test_the_only_addition_to_the_contract_is_the_subscription_type() -> None:
+def test_the_only_additions_to_the_contract_are_subscriptions_and_identity() -> None:
     ours = public_types(graphql.build_schema(schema.as_str()))
-    contract = public_types(graphql.build_schema(CONTRACT_SDL))
+    contract = public_types(graphql.build_schema(CONTRACT_SDL + IDENTITY_SDL))
     assert set(ours) - set(contract) == {"Subscription"}
     assert {name: ours[name] for name in contract} == contract
 
 
 def test_contract_field_order_is_kept() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL)
+    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL + IDENTITY_SDL)
     for root in ("Query", "Mutation", "Subscription", "User"):
         ours_type, contract_type = ours.get_type(root), contract.get_type(root)
         assert isinstance(ours_type, GraphQLObjectType)
