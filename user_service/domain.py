@@ -204,6 +204,13 @@ def expired_sessions(sessions: Mapping[str, Any], now: datetime) -> list[str]:
     return [sid for sid, s in sessions.items() if as_utc(s["expires_at"]) <= now]
 
 
+def sessions_over(sessions: Mapping[str, Any], now: datetime, keep: int) -> list[str]:
+    """The live sessions to end, oldest first, so that `keep` remain."""
+    live = [sid for sid, s in sessions.items() if as_utc(s["expires_at"]) > now]
+    live.sort(key=lambda sid: as_utc(sessions[sid]["created_at"]))
+    return live[: max(len(live) - keep, 0)]
+
+
 def _product_out(product: Mapping[str, Any]) -> ProductOut:
     return ProductOut(
         productId=str(product["productId"]),

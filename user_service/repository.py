@@ -101,14 +101,22 @@ class UserRepository:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def open_session(self, user_id: str, session: NewSession, drop: list[str]) -> None:
-        """Add a session (and drop expired ones) in one write."""
+    async def open_session(
+        self,
+        user_id: str,
+        session: NewSession,
+        drop: list[str],
+        outbox: list[dict[str, Any]],
+    ) -> None:
+        """Add a session, drop others and queue events (their revocation) in one write."""
         update: dict[str, Any] = {
             "$set": {f"{SESSIONS_FIELD}.{session.session_id}": session.document},
             "$inc": {AUTH_VERSION_FIELD: 1},
         }
         if drop:
             update["$unset"] = {f"{SESSIONS_FIELD}.{sid}": "" for sid in drop}
+        if outbox:
+            update["$push"] = {OUTBOX_FIELD: {"$each": outbox}}
         await self.users.update_one({"_id": user_id}, update)
 
     async def rotate_session(

@@ -68,10 +68,18 @@ class Sessions:
         return AuthOut(token=token, refreshToken=refresh_token, user=domain.user_out(user))
 
     async def open(self, user: Mapping[str, Any]) -> AuthOut:
-        """Open a session for a user who proved who they are (login)."""
+        """Open a session for a user who proved who they are (login); expired sessions are
+        dropped, and the oldest live ones ended past MAX_SESSIONS_PER_USER."""
         session = self.new(user["_id"])
-        expired = domain.expired_sessions(user.get(domain.SESSIONS_FIELD) or {}, datetime.now(UTC))
-        await self.repository.open_session(user["_id"], session, expired)
+        sessions = user.get(domain.SESSIONS_FIELD) or {}
+        now = datetime.now(UTC)
+        over = domain.sessions_over(sessions, now, self.settings.max_sessions_per_user - 1)
+        outbox = [outbox_entry(self.publisher, self._revoked(user["_id"], over))] if over else []
+        await self.repository.open_session(
+            user["_id"], session, domain.expired_sessions(sessions, now) + over, outbox
+        )
+        if outbox:
+            await self.relay.flush_document(self.repository.users, user["_id"])
         return self.signed_in(user, session)
 
     async def refresh(self, refresh_token: str) -> AuthOut:

@@ -32,6 +32,8 @@ class UserSettings(ServiceSettings):
     refresh_token_ttl_seconds: int = Field(default=2_592_000, ge=60)
     # Used refresh tokens kept per session to recognise a replay (which ends the session).
     refresh_reuse_memory: int = Field(default=20, ge=1)
+    # Most live sessions per user: a login past it ends the oldest (its tokens are revoked).
+    max_sessions_per_user: int = Field(default=20, ge=1)
     # How often a write ending sessions is retried when the user's sessions changed meanwhile.
     session_write_attempts: int = Field(default=5, ge=1)
     # Links mailed to the user: verification (single use, replaced by a resend) and reset.

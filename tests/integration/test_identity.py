@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 ADMIN_EMAIL = f"id-admin-{uuid.uuid4().hex[:8]}@example.com"
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"
+MAX_SESSIONS = 3
 
 
 @dataclass
@@ -90,6 +91,7 @@ async def service(kafka_broker: str) -> AsyncIterator[Service]:
         mongo_database=f"test_{uuid.uuid4().hex}",
         jwt_secret=TEST_JWT_SECRET,
         admin_emails=ADMIN_EMAIL,
+        max_sessions_per_user=MAX_SESSIONS,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -377,3 +379,19 @@ async def test_users_stored_before_are_migrated_once(service: Service) -> None:
     assert login.status_code == 200, login.text
     assert login.json()["user"]["emailVerified"] is False
     assert (await service.refresh(login.json()["refreshToken"])).status_code == 200
+
+
+async def test_a_login_past_the_session_cap_ends_the_oldest(service: Service) -> None:
+    body = await service.register()
+    email, user_id = body["user"]["email"], body["user"]["id"]
+    logins = [(await service.login(email)).json() for _ in range(MAX_SESSIONS)]
+    stored = await service.repository.by_id(user_id)
+    assert stored is not None
+    assert len(stored["sessions"]) == MAX_SESSIONS
+    # The registration's session was the oldest: ended, and announced.
+    assert (await service.refresh(body["refreshToken"])).status_code == 401
+    for login in logins:
+        assert (await service.refresh(login["refreshToken"])).status_code == 200
+    [revoked] = await service.event(SessionsRevoked.topic, user_id)
+    first = verify_token(body["token"], secret=TEST_JWT_SECRET, issuer="fleet").session_id
+    assert revoked.data["session_ids"] == [first]

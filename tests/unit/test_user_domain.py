@@ -223,3 +223,16 @@ def test_expired_sessions_are_found() -> None:
         "live": {"expires_at": now + timedelta(seconds=1)},
     }
     assert domain.expired_sessions(sessions, now) == ["old"]
+
+
+def test_the_oldest_live_sessions_are_over_the_cap() -> None:
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+    sessions = {
+        "b": {"created_at": now - timedelta(minutes=2), "expires_at": later},
+        "a": {"created_at": now - timedelta(minutes=3), "expires_at": later},
+        "c": {"created_at": now - timedelta(minutes=1), "expires_at": later},
+        "gone": {"created_at": now - timedelta(days=9), "expires_at": now},
+    }
+    assert domain.sessions_over(sessions, now, 1) == ["a", "b"]
+    assert domain.sessions_over(sessions, now, 5) == []
