@@ -37,6 +37,9 @@ CACHEABLE_FIELDS = frozenset({"getUserDetails", "getUserNotifications", "__typen
 # Where the middleware leaves the pending answer for the extension (in the ASGI scope, which
 # Strawberry's request object shares).
 SCOPE_KEY = "graphql_gateway.pending_answer"
+# Where it leaves whether the token's session has ended (checked with the lookup), so the
+# context does not ask Redis again.
+SESSION_REVOKED_KEY = "graphql_gateway.session_revoked"
 _CACHEABLE_NAMES = tuple(name.encode() for name in CACHEABLE_FIELDS if not name.startswith("__"))
 
 
@@ -96,7 +99,14 @@ class AnswerCache:
             return
         user_id = credentials.caller.user_id
         field = answer_field(answer_digest(credentials.caller.roles, key))
-        answer, epoch = await cache.lookup(user_id, field)
+        answer, epoch, revoked = await cache.lookup_checked(
+            user_id, field, credentials.caller.session_id
+        )
+        scope[SESSION_REVOKED_KEY] = revoked
+        if revoked:
+            # Strawberry answers it (UNAUTHENTICATED), and nothing is kept.
+            await self.app(scope, receive, send)
+            return
         if answer is not None:
             scope["route"] = self._graphql_route(scope)
             await _send_answer(send, answer, parsed.answer_headers())

@@ -25,7 +25,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from graphql_gateway.answers import AnswerCache
+from graphql_gateway.answers import SESSION_REVOKED_KEY, AnswerCache
 from graphql_gateway.api import router
 from graphql_gateway.auth import authorization_from_connection_params
 from graphql_gateway.cache import GatewayCache
@@ -41,6 +41,7 @@ from graphql_gateway.limits import (
     json_object,
     schema_extensions,
 )
+from graphql_gateway.pages import router as pages_router
 from graphql_gateway.persisted import persisted_queries
 from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
@@ -106,6 +107,8 @@ class GatewayGraphQL(GraphQLOverHTTP):
         )
         if isinstance(request, WebSocket):
             setattr(request.state, _WS_CONTEXT, context)
+        if context.authorization is not None and isinstance(request, Request):
+            await context.check_session(request.scope.get(SESSION_REVOKED_KEY))
         return context
 
     def encode_json(self, data: object) -> bytes:
@@ -120,6 +123,7 @@ class GatewayGraphQL(GraphQLOverHTTP):
         and the reason `UNAUTHENTICATED: <sentence>`."""
         context.authorization = authorization_from_connection_params(context.connection_params)
         try:
+            await context.check_session()
             credentials = context.credentials()
         except Unauthenticated as exc:
             log.info("websocket connection refused", reason=exc.message)
@@ -254,6 +258,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         app.include_router(graphiql_router)
     app.include_router(router)
+    app.include_router(pages_router)
     return app
 
 

@@ -44,6 +44,8 @@ class NotificationSettings(ServiceSettings):
     mail_shutdown_grace_seconds: float = Field(default=3.0, gt=0)
 
     notifications_page_limit: int = Field(default=100, ge=1)
+    # How long an email's read-tracking pixel link marks its notification read.
+    tracking_link_ttl_seconds: int = Field(default=7_776_000, ge=60)
 
     # Most consumed events stored together (one insert, one publish of their announcements).
     consumer_batch_max_records: int = Field(default=500, ge=1)

@@ -151,7 +151,11 @@ class PromotionJob:
             )
             if pick is None:
                 continue
-            token = domain.unsubscribe_token(self.settings.jwt_secret.get_secret_value(), user_id)
+            token = domain.unsubscribe_token(
+                self.settings.jwt_secret.get_secret_value(),
+                user_id,
+                self.settings.unsubscribe_link_ttl_seconds,
+            )
             notification = NotificationRequested(
                 user_id=user_id,
                 type="promotion",

@@ -32,6 +32,8 @@ class SchedulerSettings(CatalogServiceSettings):
     promotion_catch_up_seconds: float = Field(default=3600, gt=0)
     # Where one-click unsubscribe links point; unset = `<PUBLIC_BASE_URL>/unsubscribe`.
     promotion_unsubscribe_base_url: str | None = None
+    # How long a promotion email's unsubscribe link works (RFC 8058 one-click and the page).
+    unsubscribe_link_ttl_seconds: int = Field(default=5_184_000, ge=86_400)
 
     # Redis for the firing claims across replicas; unset = a `job_runs` collection in MongoDB.
     redis_url: str | None = None

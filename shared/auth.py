@@ -33,6 +33,9 @@ class Caller:
     roles: tuple[str, ...]
     # Epoch seconds the token stops being valid (None: not from a token, as in tests).
     expires_at: float | None = None
+    # The session the token belongs to (`sid`): revoking it ends the token before it expires.
+    # None for tokens made without one (tests, tokens issued before sessions existed).
+    session_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -40,18 +43,17 @@ class Caller:
         return ROLE_ADMIN in self.roles
 
 
-def roles_for(email: str, admin_emails: frozenset[str]) -> list[str]:
-    """Everyone is a customer; emails listed in ADMIN_EMAILS are admins too."""
-    roles = [ROLE_CUSTOMER]
-    if email.lower() in admin_emails:
-        roles.append(ROLE_ADMIN)
-    return roles
-
-
 def issue_token(
-    *, user_id: str, email: str, roles: list[str], secret: str, issuer: str, ttl_seconds: int
+    *,
+    user_id: str,
+    email: str,
+    roles: list[str],
+    secret: str,
+    issuer: str,
+    ttl_seconds: int,
+    session_id: str | None = None,
 ) -> str:
-    """Sign a token for a user."""
+    """Sign an access token for a user (of a session, when `session_id` is given)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": user_id,
@@ -61,6 +63,8 @@ def issue_token(
         "exp": now + ttl_seconds,
         "iss": issuer,
     }
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -112,12 +116,16 @@ def _verified_claims(token: str, secret: str, issuer: str) -> tuple[Caller, floa
     roles = claims["roles"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise jwt.InvalidTokenError("roles is not a list of strings")
+    session_id = claims.get("sid")
+    if session_id is not None and not isinstance(session_id, str):
+        raise jwt.InvalidTokenError("sid is not a string")
     expires_at = float(claims["exp"])
     caller = Caller(
         user_id=str(claims["sub"]),
         email=str(claims["email"]),
         roles=tuple(roles),
         expires_at=expires_at,
+        session_id=session_id,
     )
     return caller, expires_at
 

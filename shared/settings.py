@@ -64,7 +64,6 @@ class ServiceSettings(BaseSettings):
 
     jwt_secret: SecretStr
     jwt_issuer: str = "fleet"
-    jwt_ttl_seconds: int = Field(default=86_400, ge=60)
 
     admin_emails: str = ""
     public_base_url: str = "http://localhost:4000"

@@ -12,6 +12,7 @@ from shared.http import NO_OPENTELEMETRY, install_common, trust_forwarded_for
 from shared.runtime import ServiceRuntime
 from user_service import api
 from user_service.events import CONSUMER_GROUP, consumer_handlers
+from user_service.identity import Identity
 from user_service.limits import AuthLimits
 from user_service.repository import UserRepository
 from user_service.service import UserAccounts
@@ -40,8 +41,10 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
         app.state.accounts = UserAccounts(
             settings, runtime, repository, AuthLimits.from_settings(settings)
         )
+        app.state.identity = Identity(app.state.accounts)
         runtime.install_readiness(app)
         await repository.ensure_indexes()
+        await repository.migrate_identity()
         async with runtime.running():
             yield
 

@@ -40,6 +40,21 @@ class UserSettings(ServiceSettings):
     purchase_history_window_default: int = Field(default=20, ge=1)
     purchase_history_window_max: int = Field(default=100, ge=1)
 
+    # Sessions: an access token lives ACCESS_TOKEN_TTL_SECONDS (a revoked session's tokens are
+    # refused at the gateway before that); its refresh token expires after
+    # REFRESH_TOKEN_TTL_SECONDS without use (each refresh rotates it and restarts the clock).
+    access_token_ttl_seconds: int = Field(default=900, ge=60)
+    refresh_token_ttl_seconds: int = Field(default=2_592_000, ge=60)
+    # Used refresh tokens kept per session to recognise a replay (which ends the session).
+    refresh_reuse_memory: int = Field(default=20, ge=1)
+    # Most live sessions per user: a login past it ends the oldest (its tokens are revoked).
+    max_sessions_per_user: int = Field(default=20, ge=1)
+    # How often a write ending sessions is retried when the user's sessions changed meanwhile.
+    session_write_attempts: int = Field(default=5, ge=1)
+    # Links mailed to the user: verification (single use, replaced by a resend) and reset.
+    email_verification_ttl_seconds: int = Field(default=86_400, ge=60)
+    password_reset_ttl_seconds: int = Field(default=1_800, ge=60)
+
     # Rate limits of login and registration (in Redis; without REDIS_URL there are none), in
     # the `limits` notation: "<count>/<second|minute|hour|day>" or "<count> per <n> <unit>".
     redis_url: str | None = None
@@ -48,6 +63,8 @@ class UserSettings(ServiceSettings):
     login_limit_per_address: str = "100/minute"
     register_limit_per_email: str = "5/minute"
     register_limit_per_address: str = "50/minute"
+    # Mails with a link (password reset requests, verification resends), per address mailed.
+    mail_link_limit_per_email: str = "5/hour"
     # Peers whose X-Forwarded-For names the client (the gateway); comma-separated addresses or
     # networks, "*" for any. Anyone else is the client themselves.
     trusted_proxies: str = "127.0.0.1"
@@ -57,6 +74,7 @@ class UserSettings(ServiceSettings):
         "login_limit_per_address",
         "register_limit_per_email",
         "register_limit_per_address",
+        "mail_link_limit_per_email",
     )
     @classmethod
     def _limit_parses(cls, value: str) -> str:

@@ -12,6 +12,9 @@ from graphql_gateway.clients import Clients
 from graphql_gateway.limits import ConnectionSlots, UserLimits
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
+from shared.errors import Unauthenticated
+
+SESSION_ENDED = "This session has ended; log in again."
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ class GatewayContext:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = None
+    # Whether the token's session has ended (set once per request, before any resolver).
+    session_revoked: bool = False
     # On a WebSocket: the task that closes the connection when its token expires, and the
     # user whose connection slot it holds (given back when it closes).
     expiry_watch: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -64,7 +69,22 @@ class GatewayContext:
         return self.gateway.cache
 
     def credentials(self) -> Credentials:
-        """The verified caller; raises Unauthenticated (before any downstream call) if not."""
+        """The verified caller of a session that has not ended; raises Unauthenticated (before
+        any downstream call) if not."""
         if self._credentials is None:
             self._credentials = authenticate(self.authorization, self.gateway.settings)
+        if self.session_revoked:
+            raise Unauthenticated(SESSION_ENDED)
         return self._credentials
+
+    async def check_session(self, known: bool | None = None) -> None:
+        """Look up (once) whether the token's session has ended; `known` when the answer cache
+        already did. A missing or invalid token is left for `credentials` to refuse."""
+        if known is not None:
+            self.session_revoked = known
+            return
+        try:
+            credentials = self.credentials()
+        except Unauthenticated:
+            return
+        self.session_revoked = await self.cache.session_revoked(credentials.caller.session_id)

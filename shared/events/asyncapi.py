@@ -22,6 +22,9 @@ SCHEMAS = "#/components/schemas/"
 # Who publishes each event (the registry lists consumers; producers are written here once).
 PUBLISHERS: dict[str, tuple[str, ...]] = {
     "UserRegistered": ("user_service",),
+    "EmailVerificationRequested": ("user_service",),
+    "PasswordResetRequested": ("user_service",),
+    "SessionsRevoked": ("user_service",),
     "UserPreferencesUpdated": ("user_service",),
     "UserPurchaseHistoryUpdated": ("user_service",),
     "PurchaseHistoryProvided": ("user_service",),

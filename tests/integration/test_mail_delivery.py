@@ -27,6 +27,7 @@ from notification_service.settings import NotificationSettings
 from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationRequested, UserRegistered
 from shared.events.topics import partitions_of
+from shared.links import LinkSigner
 from shared.mongo import MongoStore
 from shared.publisher import EventPublisher
 from shared.stack.parts import LOOPBACK, free_port
@@ -221,7 +222,9 @@ async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -
             sent_at=now,
         )
         assert await repository.insert_new(notification, [])
-    senders = [MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in range(2)]
+    senders = [
+        MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in range(2)
+    ]
 
     async def drain(sender: MailSender) -> int:
         sent = 0

@@ -57,12 +57,17 @@ def test_rotation_skips_bought_and_sent_then_restarts() -> None:
 
 def test_unsubscribe_tokens_name_their_user_and_resist_forgery() -> None:
     secret = "s" * 40
-    token = domain.unsubscribe_token(secret, "user-1")
+    token = domain.unsubscribe_token(secret, "user-1", 60)
     assert domain.user_of_unsubscribe_token(secret, token) == "user-1"
     assert domain.user_of_unsubscribe_token("t" * 40, token) is None
-    forged = domain.unsubscribe_token(secret, "user-2").split(".")[0] + "." + token.split(".")[1]
-    assert domain.user_of_unsubscribe_token(secret, forged) is None
+    header, _, signature = token.split(".")
+    other_payload = domain.unsubscribe_token(secret, "user-2", 60).split(".")[1]
+    assert domain.user_of_unsubscribe_token(secret, f"{header}.{other_payload}.{signature}") is None
     assert domain.user_of_unsubscribe_token(secret, "garbage") is None
+    # The old scheme's tokens never expired; these do.
+    assert (
+        domain.user_of_unsubscribe_token(secret, domain.unsubscribe_token(secret, "u", -1)) is None
+    )
 
 
 SLOT = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)

@@ -26,7 +26,7 @@ def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
     settings = ServiceSettings(_env_file=None)
     assert settings.mongo_uri == "memory://"
-    assert settings.jwt_ttl_seconds == 86_400
+    assert not hasattr(settings, "jwt_ttl_seconds")  # ACCESS_TOKEN_TTL_SECONDS (user service)
     assert settings.admin_email_set == frozenset()
 
 
