@@ -1,32 +1,44 @@
-# The project's commands. Everything installs into .venv from pyproject.toml; nothing else is
-# needed on the machine but Python 3.11.
+# The project's commands. Everything installs into .venv from uv.lock (the versions the tests
+# ran with); nothing else is needed on the machine but Python 3.11: uv itself is installed
+# into .tools/ from PyPI at the version pinned here (and in pyproject.toml's [tool.uv]).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-from-pyproject
+STAMP := $(VENV)/.installed-from-lock
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+LOCK_ARGS ?=
 SERVICES := graphql_gateway user_service notification_service order_service \
 	recommendation_service scheduler_service kafka_admin_service
 PYTEST_ARGS ?=
 
 NODE_STAMP := clients/node_modules/.installed-from-lock
 
-.PHONY: help install run test lint format compose-check clean node-tools browser audit bench wrk
+.PHONY: help install lock run test lint format compose-check clean node-tools browser audit bench wrk
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet uv==$(UV_VERSION)
 
-# Reinstalled only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Every group (runtime, local, ops, dev), exactly the lock's versions; refuses a lock that no
+# longer matches pyproject.toml (then: make lock). Again only when either is newer than the stamp.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --all-groups --python $(PYTHON)
 	@touch $(STAMP)
 
 install: $(STAMP) node-tools ## create .venv and install the project with its dev tools
+
+# After editing the dependencies in pyproject.toml. Keeps every other locked version;
+# `make lock LOCK_ARGS=--upgrade` (or --upgrade-package NAME) moves them to the newest allowed.
+lock: $(UV) ## update uv.lock from pyproject.toml (the one lock of every install and image)
+	$(UV) lock --python $(PYTHON) $(LOCK_ARGS)
 
 # GraphiQL's scripts (served by the gateway, no CDN), newman and the AsyncAPI parser, from
 # clients/package-lock.json.
@@ -59,8 +71,9 @@ wrk: ## install Debian wrk for make bench (root, apt)
 bench: $(STAMP) wrk ## measure the fleet with wrk (gateway vs bare FastAPI, memory, start time)
 	$(BIN)/python -m bench.run
 
-run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it)
-	$(BIN)/python -m shared.stack
+# ARGS go to the launcher: make run ARGS="--free-ports" (see python -m shared.stack --help).
+run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it; ARGS=...)
+	$(BIN)/python -m shared.stack $(ARGS)
 
 test: $(STAMP) node-tools browser ## run every test: compose check, unit, integration, end to end, fault injection, security
 	@$(MAKE) --no-print-directory compose-check
@@ -79,20 +92,11 @@ format: $(STAMP) ## rewrite the code in the house format
 	$(BIN)/ruff format shared tests $(SERVICES)
 	$(BIN)/ruff check --fix shared tests $(SERVICES)
 
-# Schema: `docker compose config` when the plugin works, else Debian's docker-compose (apt-get
-# install docker-compose; not installed from here: it pulls in the Docker engine). House rules
-# (healthchecks, env files, scalable services, start order, volumes, one network): always, by
-# shared/stack/compose_check.py. Compose refuses to render without JWT_SECRET: a placeholder will do.
-compose-check: export JWT_SECRET ?= compose-check-placeholder-secret-0123456789
-compose-check: $(STAMP) ## validate docker-compose.yml (schema if docker compose is here, house rules)
-	@if docker compose version >/dev/null 2>&1; then \
-		docker compose -f docker-compose.yml config --quiet && echo "docker compose config: valid"; \
-	elif command -v docker-compose >/dev/null 2>&1; then \
-		docker-compose -f docker-compose.yml config --quiet && echo "docker-compose config: valid"; \
-	else \
-		echo "compose-check: no docker compose here; house rules only (schema not checked)"; \
-	fi
-	@$(BIN)/python -m shared.stack.compose_check docker-compose.yml
+# Offline, no Docker: the Compose Specification's JSON schema (deploy/compose-spec, committed
+# with its source named) and the house rules (healthchecks, env files, build targets, scalable
+# services, start order, volumes, one network), by shared/stack/compose_check.py.
+compose-check: $(STAMP) ## validate docker-compose.yml (Compose Specification schema, house rules)
+	$(BIN)/python -m shared.stack.compose_check docker-compose.yml
 
 clean: ## remove caches and the local mail folder (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache var

@@ -24,6 +24,7 @@ from notification_service import domain, emails, tracking
 from notification_service.mailer import Mailer, MailError
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
+from shared.links import LinkSigner
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -36,7 +37,7 @@ class MailSender:
     settings: NotificationSettings
     repository: NotificationRepository
     mailer: Mailer
-    tracking_key: bytes
+    links: LinkSigner
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
@@ -134,11 +135,19 @@ class MailSender:
     def compose(self, notification: dict[str, Any]) -> EmailMessage:
         """The email of a stored notification, with its read-tracking pixel."""
         notification_id = notification["_id"]
-        token = tracking.sign(self.tracking_key, notification_id, notification["user_id"])
+        token = tracking.sign(
+            self.links,
+            notification_id,
+            notification["user_id"],
+            self.settings.tracking_link_ttl_seconds,
+        )
         pixel = emails.pixel_url(self.settings.public_base_url, token)
         welcome_name = notification.get("welcome_name")
+        link = notification.get("link")
         if welcome_name is not None:
-            content = emails.welcome_email(welcome_name, pixel)
+            content = emails.welcome_email(welcome_name, pixel, link)
+        elif link is not None and notification.get("link_kind") in emails.LINK_EMAILS:
+            content = emails.link_email(notification["link_kind"], link, pixel)
         else:
             content = emails.notification_email(
                 notification["type"], notification["content"], notification.get("subject"), pixel

@@ -6,7 +6,9 @@ Out, through the outbox of the request document: `purchase-history.requested`, t
 `recommendation.generated` and `notification.requested` (type `recommendation`, emailed only
 if the user has the `recommendations` preference).
 
-A catalog outage leaves the request with its history; the retry loop scores it later.
+A catalog outage leaves the request with its history; the retry loop scores it later. A
+result is stored (with its events) before it becomes the user's latest list; if that second
+write fails, a redelivery of the history or the retry loop finishes it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared.events.models import (
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.times import as_utc
 
 log = get_logger(__name__)
 
@@ -134,7 +137,9 @@ class RecommendationFlow:
         if not await self.repository.store_history(
             event.request_id, event.user_id, history, now, expires_at=self._expiry(now)
         ):
-            log.info("recommendation already done", request_id=event.request_id)
+            # Done already; a redelivery after a half-done result finishes it.
+            if not await self.finish(event.request_id):
+                log.info("recommendation already done", request_id=event.request_id)
             return
         await self.score(event.request_id)
 
@@ -193,10 +198,28 @@ class RecommendationFlow:
         ]
         if not await self.repository.complete(request_id, lines, now, outbox):
             return False
-        await self.repository.set_latest(event.user_id, request_id, lines, now)
-        await self.relay.flush_document(self.repository.requests, request_id)
+        await self._make_latest(request_id, event.user_id, lines, now)
         log.info("recommendation generated", request_id=request_id, products=len(lines))
         return True
+
+    async def finish(self, request_id: str) -> bool:
+        """Make a stored result the user's latest list if that step failed; False if there was
+        nothing to finish."""
+        doc = await self.repository.half_done(request_id)
+        if doc is None:
+            return False
+        await self._make_latest(
+            request_id, doc["user_id"], list(doc["products"]), as_utc(doc["generated_at"])
+        )
+        log.info("half-done recommendation finished", request_id=request_id)
+        return True
+
+    async def _make_latest(
+        self, request_id: str, user_id: str, lines: list[dict[str, Any]], generated_at: datetime
+    ) -> None:
+        await self.repository.set_latest(user_id, request_id, lines, generated_at)
+        await self.repository.latest_written(request_id)
+        await self.relay.flush_document(self.repository.requests, request_id)
 
     async def retry_due(self) -> int:
         """Score every request whose earlier attempt failed or stalled."""
@@ -204,7 +227,7 @@ class RecommendationFlow:
         for request_id in await self.repository.due(
             datetime.now(UTC), self.settings.recommendation_retry_batch
         ):
-            scored += await self.score(request_id)
+            scored += await self.score(request_id) or await self.finish(request_id)
         return scored
 
     async def run_retries(self) -> None:

@@ -2,7 +2,8 @@
 
 - `requests`: one document per recommendation request (`_id` = request id): status
   `requested` -> `history_received` -> `done`, the history the user service sent, the result, a
-  lease while being scored, and the pending events (`outbox`).
+  lease while being scored, the pending events (`outbox`), and `latest_pending` from `done`
+  until the result is also the user's latest list (a redelivery or the retry pass finishes it).
 - `recommendations`: the latest list per user (`_id` = user id).
   A TTL index removes a request at its `expires_at`.
 - `co_purchases`: one document per product (`_id` = product id): `top`, the partners most
@@ -206,9 +207,14 @@ class RecommendationRepository:
         )
 
     async def due(self, now: datetime, limit: int) -> list[str]:
-        """Requests with a history whose scoring failed or stalled."""
+        """Requests with a history whose scoring failed or stalled, or whose result is not yet
+        the user's latest list."""
         cursor = self.requests.find(
-            {"status": HISTORY_RECEIVED, "lease_until": {"$lte": now}}, {"_id": 1}
+            {
+                "$or": [{"status": HISTORY_RECEIVED}, {"status": DONE, "latest_pending": True}],
+                "lease_until": {"$lte": now},
+            },
+            {"_id": 1},
         ).limit(limit)
         return [doc["_id"] for doc in await cursor.to_list(None)]
 
@@ -219,15 +225,32 @@ class RecommendationRepository:
         now: datetime,
         outbox: list[dict[str, Any]],
     ) -> bool:
-        """Store the result and queue its events in one write; False if already done."""
+        """Store the result and queue its events in one write; False if already done. The
+        result stays `latest_pending` until `latest_written`."""
         result = await self.requests.update_one(
             {"_id": request_id, "status": HISTORY_RECEIVED},
             {
-                "$set": {"status": DONE, "products": products, "generated_at": now},
+                "$set": {
+                    "status": DONE,
+                    "products": products,
+                    "generated_at": now,
+                    "latest_pending": True,
+                },
                 "$push": {OUTBOX_FIELD: {"$each": outbox}},
             },
         )
         return bool(result.modified_count)
+
+    async def half_done(self, request_id: str) -> dict[str, Any] | None:
+        """A done request whose result is not yet the user's latest list (else None)."""
+        found: dict[str, Any] | None = await self.requests.find_one(
+            {"_id": request_id, "status": DONE, "latest_pending": True}, {OUTBOX_FIELD: 0}
+        )
+        return found
+
+    async def latest_written(self, request_id: str) -> None:
+        """The request's result is the user's latest list (or a newer one is)."""
+        await self.requests.update_one({"_id": request_id}, {"$unset": {"latest_pending": ""}})
 
     async def set_latest(
         self, user_id: str, request_id: str, products: list[dict[str, Any]], now: datetime

@@ -51,9 +51,16 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             else None
         )
         lock: SlotLock = (
-            RedisSlotLock(redis, settings.promotion_lock_ttl_seconds)
+            RedisSlotLock(
+                redis,
+                settings.promotion_job_name,
+                settings.promotion_lock_ttl_seconds,
+                settings.promotion_lease_seconds,
+            )
             if redis is not None
-            else MongoSlotLock(repository.job_runs)
+            else MongoSlotLock(
+                repository.job_runs, settings.promotion_job_name, settings.promotion_lease_seconds
+            )
         )
         job = PromotionJob(settings, repository, runtime.publisher, relay, catalog, lock)
         runtime.consume(CONSUMER_GROUP, job.handlers())
@@ -72,6 +79,13 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             coalesce=True,
             max_instances=1,
             misfire_grace_time=settings.promotion_misfire_grace_seconds,
+        )
+        scheduler.add_job(
+            job.catch_up,
+            IntervalTrigger(seconds=settings.promotion_retry_seconds, timezone=UTC),
+            id=f"{settings.promotion_job_name}-catch-up",
+            coalesce=True,
+            max_instances=1,
         )
         app.state.scheduler = scheduler
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,10 +37,15 @@ _RELAY_BATCH = 500
 Pending = Mapping[Any, Sequence[dict[str, Any]]]
 
 
-def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
-    """The pending-event record to embed in a document's `outbox` array; MessageTooLarge if
-    it could never be published (refused before anything is stored)."""
+def outbox_entry(
+    publisher: EventPublisher, event: Event, event_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The pending-event record to embed in a document's `outbox` array (`event_id`: an id
+    derived from what the event is about, so that writing it twice publishes the same event);
+    MessageTooLarge if it could never be published (refused before anything is stored)."""
     envelope = publisher.envelope_for(event)
+    if event_id is not None:
+        envelope = envelope.model_copy(update={"id": event_id})
     value = envelope.to_bytes()
     publisher.check_size(event.topic, event.key.encode(), value, headers_of(envelope))
     return {

@@ -13,9 +13,17 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from shared.auth import ROLE_CUSTOMER
 from shared.errors import Conflict
 from shared.events.models import Preference
 from shared.outbox import OUTBOX_FIELD
+from user_service.domain import (
+    AUTH_VERSION_FIELD,
+    ROLES_FIELD,
+    SESSIONS_FIELD,
+    VERIFIED_FIELD,
+    NewSession,
+)
 from user_service.purchases import LATEST_FIELD, STATUSES_FIELD, VERSION_FIELD
 
 USERS = "users"
@@ -37,6 +45,16 @@ class UserRepository:
         """The unique email index is what makes registration race-free."""
         await self.users.create_index([("email", ASCENDING)], unique=True, name="email_unique")
         await self.purchases.ensure_indexes()
+
+    async def migrate_identity(self) -> int:
+        """Users stored before verified email and stored roles get them once: not verified,
+        customer only (an ADMIN_EMAILS address becomes admin when it verifies, or an operator
+        grants it). Idempotent; answers how many users were changed."""
+        result = await self.users.update_many(
+            {ROLES_FIELD: {"$exists": False}},
+            {"$set": {ROLES_FIELD: [ROLE_CUSTOMER], VERIFIED_FIELD: False, SESSIONS_FIELD: {}}},
+        )
+        return int(result.modified_count)
 
     async def insert(self, user: dict[str, Any], outbox: list[dict[str, Any]]) -> None:
         """Store a new user together with the events it announces; a taken email conflicts."""
@@ -60,6 +78,98 @@ class UserRepository:
         return await self.users.find_one_and_update(
             {"_id": user_id},
             {"$set": {"preferences": preferences}, "$push": {OUTBOX_FIELD: outbox_entry}},
+            projection={OUTBOX_FIELD: 0},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def set_fields(
+        self,
+        user_id: str,
+        fields: dict[str, Any],
+        *,
+        when: dict[str, Any] | None = None,
+        outbox: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """Set fields (and queue events) in one write if the user still matches `when`; the
+        user after the write, or None when no user matched."""
+        update: dict[str, Any] = {"$set": fields}
+        if outbox:
+            update["$push"] = {OUTBOX_FIELD: {"$each": outbox}}
+        return await self.users.find_one_and_update(
+            {"_id": user_id, **(when or {})},
+            update,
+            projection={OUTBOX_FIELD: 0},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def open_session(
+        self,
+        user_id: str,
+        session: NewSession,
+        drop: list[str],
+        outbox: list[dict[str, Any]],
+    ) -> None:
+        """Add a session, drop others and queue events (their revocation) in one write."""
+        update: dict[str, Any] = {
+            "$set": {f"{SESSIONS_FIELD}.{session.session_id}": session.document},
+            "$inc": {AUTH_VERSION_FIELD: 1},
+        }
+        if drop:
+            update["$unset"] = {f"{SESSIONS_FIELD}.{sid}": "" for sid in drop}
+        if outbox:
+            update["$push"] = {OUTBOX_FIELD: {"$each": outbox}}
+        await self.users.update_one({"_id": user_id}, update)
+
+    async def rotate_session(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        old_hash: str,
+        new_hash: str,
+        expires_at: Any,
+        keep: int,
+    ) -> bool:
+        """Replace a session's refresh hash if it is still `old_hash` (kept among the used
+        ones, the newest `keep`); False when another refresh got there first."""
+        path = f"{SESSIONS_FIELD}.{session_id}"
+        result = await self.users.update_one(
+            {"_id": user_id, f"{path}.hash": old_hash},
+            {
+                "$set": {f"{path}.hash": new_hash, f"{path}.expires_at": expires_at},
+                "$push": {f"{path}.used": {"$each": [old_hash], "$slice": -keep}},
+            },
+        )
+        return bool(result.matched_count)
+
+    async def replace_sessions(
+        self,
+        user_id: str,
+        *,
+        version: int | None,
+        ended: list[str],
+        new: NewSession | None,
+        fields: dict[str, Any],
+        unset: list[str],
+        outbox: list[dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """End sessions, maybe open one, set fields and queue events in one write, only if
+        the session set is still at `version`; the user after it, or None if it changed."""
+        set_fields = dict(fields)
+        if new is not None:
+            set_fields[f"{SESSIONS_FIELD}.{new.session_id}"] = new.document
+        update: dict[str, Any] = {"$inc": {AUTH_VERSION_FIELD: 1}}
+        if set_fields:
+            update["$set"] = set_fields
+        removed = {f"{SESSIONS_FIELD}.{sid}": "" for sid in ended} | dict.fromkeys(unset, "")
+        if removed:
+            update["$unset"] = removed
+        if outbox:
+            update["$push"] = {OUTBOX_FIELD: {"$each": outbox}}
+        # A missing version matches None: users stored before sessions existed.
+        return await self.users.find_one_and_update(
+            {"_id": user_id, AUTH_VERSION_FIELD: version},
+            update,
             projection={OUTBOX_FIELD: 0},
             return_document=ReturnDocument.AFTER,
         )

@@ -65,6 +65,7 @@ class Mutation:
     ) -> Order:
         ctx = info.context
         credentials = ctx.credentials()
+        await ctx.limits.place_order(credentials.caller.user_id)
         try:
             raw = await ctx.clients.orders.place(
                 credentials, [p.to_json() for p in products], idempotencyKey
@@ -111,3 +112,64 @@ class Mutation:
         finally:
             await ctx.cache.forget_user(credentials.caller.user_id)
         return Notification.from_json(orjson.loads(raw))
+
+    # --- sessions, verification and passwords (issue 13) ---
+
+    @strawberry.mutation(
+        description="A new token pair for a refresh token (no access token needed). The refresh "
+        "token is rotated: use the new one next time; reusing an old one ends the session."
+    )
+    async def refreshSession(self, info: GatewayInfo, refreshToken: str) -> AuthPayload:
+        raw = await info.context.clients.users.refresh(refreshToken)
+        return AuthPayload.from_json(orjson.loads(raw))
+
+    @strawberry.mutation(description="End the session of the caller's token (and its refresh).")
+    async def logout(self, info: GatewayInfo) -> bool:
+        ctx = info.context
+        credentials = ctx.credentials()
+        answer = orjson.loads(await ctx.clients.users.logout(credentials))
+        caller = credentials.caller
+        if caller.session_id is not None and caller.expires_at is not None:
+            # At once here; `user.sessions-revoked` tells the same to every gateway.
+            await ctx.cache.revoke_sessions([caller.session_id], caller.expires_at)
+        return bool(answer["loggedOut"])
+
+    @strawberry.mutation(
+        description="Confirm an email address with the token of the emailed link (no access "
+        "token needed); answers the user, now verified."
+    )
+    async def verifyEmail(self, info: GatewayInfo, token: str) -> User:
+        ctx = info.context
+        user = User.from_json(orjson.loads(await ctx.clients.users.verify_email(token)))
+        await ctx.cache.forget_user(str(user.id))
+        return user
+
+    @strawberry.mutation(description="Email the caller a new verification link.")
+    async def resendVerification(self, info: GatewayInfo) -> str:
+        ctx = info.context
+        return message_of(await ctx.clients.users.resend_verification(ctx.credentials()))
+
+    @strawberry.mutation(
+        description="Email a password reset link to the address if it has an account (no "
+        "access token needed); the answer is the same either way."
+    )
+    async def requestPasswordReset(self, info: GatewayInfo, email: str) -> str:
+        return message_of(await info.context.clients.users.request_password_reset(email))
+
+    @strawberry.mutation(
+        description="Set a new password with the token of the emailed reset link (no access "
+        "token needed); every earlier session ends."
+    )
+    async def resetPassword(self, info: GatewayInfo, token: str, newPassword: str) -> AuthPayload:
+        raw = await info.context.clients.users.reset_password(token, newPassword)
+        return AuthPayload.from_json(orjson.loads(raw))
+
+    @strawberry.mutation(description="Change the caller's password; every earlier session ends.")
+    async def changePassword(
+        self, info: GatewayInfo, currentPassword: str, newPassword: str
+    ) -> AuthPayload:
+        ctx = info.context
+        raw = await ctx.clients.users.change_password(
+            ctx.credentials(), currentPassword, newPassword
+        )
+        return AuthPayload.from_json(orjson.loads(raw))

@@ -80,7 +80,9 @@ class Query:
     @strawberry.field(description="Start computing recommendations for the caller.")
     async def productRecommendation(self, info: GatewayInfo) -> str:
         ctx = info.context
-        return message_of(await ctx.clients.recommendations.request(ctx.credentials()))
+        credentials = ctx.credentials()
+        await ctx.limits.recommendation(credentials.caller.user_id)
+        return message_of(await ctx.clients.recommendations.request(credentials))
 
     @strawberry.field(
         description="A page of the catalog (public: no token), optionally of one category "

@@ -166,6 +166,8 @@ class User:
     # The Authorization a nested read of this user uses: the request's, or (in the answer of
     # registerUser and login, asked without one) the token just issued.
     authorization: strawberry.Private[str | None] = None
+    # A resolver rather than a field, so that it follows purchase_history as in the contract.
+    email_verified: strawberry.Private[bool] = False
 
     @strawberry.field(description="The newest purchases (first: how many, at most 100).")
     async def purchase_history(
@@ -185,6 +187,12 @@ class User:
         )
         return [PurchaseHistory.from_json(item) for item in orjson.loads(raw)]
 
+    @strawberry.field(
+        description="Whether the user confirmed the address through the emailed link."
+    )
+    def emailVerified(self) -> bool:
+        return self.email_verified
+
     @classmethod
     def from_json(cls, data: dict[str, Any], authorization: str | None = None) -> User:
         """From the user service's user JSON."""
@@ -192,6 +200,7 @@ class User:
             id=strawberry.ID(str(data["id"])),
             name=str(data["name"]),
             email=str(data["email"]),
+            email_verified=bool(data.get("emailVerified", False)),
             preferences=[Preference(p) for p in data.get("preferences", [])],
             order_status=str(data.get("order_status") or "none"),
             orders=[Product.from_json(p) for p in data.get("orders", [])],
@@ -272,13 +281,21 @@ class Notification:
         )
 
 
-@strawberry.type(description="A token for the Authorization header, and its user.")
+@strawberry.type(
+    description="A short-lived access token for the Authorization header, the refresh token "
+    "that gets the next one (refreshSession), and the user."
+)
 class AuthPayload:
     token: str
     user: User
+    refreshToken: str
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuthPayload:
-        """From `{token, user}`."""
+        """From `{token, refreshToken, user}`."""
         token = str(data["token"])
-        return cls(token=token, user=User.from_json(data["user"], f"Bearer {token}"))
+        return cls(
+            token=token,
+            refreshToken=str(data["refreshToken"]),
+            user=User.from_json(data["user"], f"Bearer {token}"),
+        )

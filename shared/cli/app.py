@@ -33,6 +33,11 @@ dlq_app = typer.Typer(
     help="Dead-letter topics: their depth, and replaying them.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+users_app = typer.Typer(
+    help="Accounts: grant or revoke the admin role (FLEET_TOKEN: an admin's token).",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
 
 T = TypeVar("T")
 console = Console(highlight=False)
@@ -313,6 +318,44 @@ def dlq_replay(
         _print_json(answer)
         return
     console.print(f"replayed {answer.get('replayed', 0)} message(s) from {dlq_name(topic)}")
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+def _set_admin(
+    email: str, state_file: Path | None, host: str, http_timeout: float, *, granted: bool
+) -> None:
+    targets = _targets(state_file, host)
+    try:
+        with AdminClient(targets.user_url, os.environ.get(TOKEN_ENV), http_timeout) as users:
+            user = users.set_admin(email, granted=granted)
+    except AdminApiError as exc:
+        raise _fail(exc) from None
+    done = "is now an admin" if granted else "is no longer an admin"
+    console.print(f"{user.get('email', email)} {done}; their sessions were ended.")
+
+
+@users_app.command("grant-admin")
+def grant_admin(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    state_file: StateFileOpt = None,
+    host: HostOpt = DEFAULT_HOST,
+    http_timeout: HttpTimeoutOpt = 5.0,
+) -> None:
+    """Give an account the admin role; its sessions end (the next login carries the role)."""
+    _set_admin(email, state_file, host, http_timeout, granted=True)
+
+
+@users_app.command("revoke-admin")
+def revoke_admin(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    state_file: StateFileOpt = None,
+    host: HostOpt = DEFAULT_HOST,
+    http_timeout: HttpTimeoutOpt = 5.0,
+) -> None:
+    """Take the admin role away; the account's sessions end at once."""
+    _set_admin(email, state_file, host, http_timeout, granted=False)
 
 
 # -- tail ---------------------------------------------------------------------------------------

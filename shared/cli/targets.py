@@ -11,11 +11,12 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BROKER = "127.0.0.1:9092"
 ADMIN_SERVICE = "kafka_admin_service"
+USER_SERVICE = "user_service"
 # The contract's ports (DESIGN section 2), in the launcher's start order. Written here because
 # images leave shared/stack out; tests/integration/test_fleet_cli.py checks they agree with it.
 DEFAULT_PORTS: dict[str, int] = {
     ADMIN_SERVICE: 3000,
-    "user_service": 5000,
+    USER_SERVICE: 5000,
     "notification_service": 6000,
     "order_service": 7000,
     "recommendation_service": 8000,
@@ -35,6 +36,11 @@ class Targets:
     def admin_url(self) -> str:
         """The kafka admin service's base URL."""
         return self.services[ADMIN_SERVICE]
+
+    @property
+    def user_url(self) -> str:
+        """The user service's base URL (role grants)."""
+        return self.services[USER_SERVICE]
 
 
 def default_targets(host: str = DEFAULT_HOST) -> Targets:

@@ -22,6 +22,9 @@ SCHEMAS = "#/components/schemas/"
 # Who publishes each event (the registry lists consumers; producers are written here once).
 PUBLISHERS: dict[str, tuple[str, ...]] = {
     "UserRegistered": ("user_service",),
+    "EmailVerificationRequested": ("user_service",),
+    "PasswordResetRequested": ("user_service",),
+    "SessionsRevoked": ("user_service",),
     "UserPreferencesUpdated": ("user_service",),
     "UserPurchaseHistoryUpdated": ("user_service",),
     "PurchaseHistoryProvided": ("user_service",),
@@ -45,6 +48,10 @@ SERVICES = (
 )
 DLQ_HEADERS = {
     "dlq_error": "The last error: its type and message.",
+    "dlq_failure": (
+        "Why: poison (not an envelope, or invalid), permanent (refused for good) or transient"
+        " (kept failing past the retry horizon)."
+    ),
     "dlq_attempts": "How many times the handler ran (0: the bytes were not an envelope).",
     "dlq_original_topic": "The topic the message came from.",
     "dlq_original_partition": "Its partition there.",

@@ -40,6 +40,46 @@ class UserRegistered(Event):
     name: str
     email: EmailStr
     preferences: list[Preference]
+    # `{PUBLIC_BASE_URL}/verify-email/{token}`, carried by the welcome email (absent in events
+    # published before email verification existed).
+    verification_url: str | None = None
+
+
+class EmailVerificationRequested(Event):
+    """A user asked for a new email verification link (`resendVerification`)."""
+
+    event_type = "EmailVerificationRequested"
+    topic = "user.email-verification-requested"
+
+    user_id: str
+    name: str
+    email: EmailStr
+    verification_url: str
+
+
+class PasswordResetRequested(Event):
+    """Someone asked to reset the password of a known address (`requestPasswordReset`)."""
+
+    event_type = "PasswordResetRequested"
+    topic = "user.password-reset-requested"
+
+    user_id: str
+    name: str
+    email: EmailStr
+    reset_url: str
+
+
+class SessionsRevoked(Event):
+    """Sessions of a user ended (logout, password change or reset, a reused refresh token, an
+    operator changing roles): their access tokens are refused until `expires_at`, when the
+    last of them expires anyway."""
+
+    event_type = "SessionsRevoked"
+    topic = "user.sessions-revoked"
+
+    user_id: str
+    session_ids: list[str]
+    expires_at: datetime
 
 
 class UserPreferencesUpdated(Event):
@@ -211,6 +251,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
         UserRegistered,
+        EmailVerificationRequested,
+        PasswordResetRequested,
+        SessionsRevoked,
         UserPreferencesUpdated,
         OrderPlaced,
         OrderStatusChanged,

@@ -1,15 +1,16 @@
-"""A structural check of docker-compose.yml: the house rules `docker compose config` does not know.
+"""A check of docker-compose.yml, offline: the Compose Specification's JSON schema
+(deploy/compose-spec, no Docker needed) and the house rules the schema does not know.
 
 python -m shared.stack.compose_check docker-compose.yml
 
-`make compose-check` runs it after the schema validation of `docker compose config` (or Debian's
-`docker-compose config`) when one is installed, and alone when none is. It checks:
+`make compose-check` (part of `make test`) runs it. Besides the schema, it checks:
 every service has an image or a build, and a healthcheck; every service built from this
 repository is built from the one shared Dockerfile (deploy/docker/service.Dockerfile, existing)
-with a SERVICE build arg naming its own package (in the build context) and a PORT build arg
-equal to its contract port (shared/stack/config.py; and to its PORT variable when set), has an
-existing env_file and no container_name (so it can be scaled), and every one but the admin
-service waits for the admin service to be healthy;
+with a SERVICE build arg naming its own package (in the build context), a PORT build arg
+equal to its contract port (shared/stack/config.py; and to its PORT variable when set) and as
+target the Dockerfile's stage named after it if there is one, else `service`; has env_files
+that exist (but those marked `required: false`) and no container_name (so it can be scaled),
+and every one but the admin service waits for the admin service to be healthy;
 every `depends_on` names a service of the file; every named volume a service mounts is
 declared; there is exactly one network and every service is on it.
 """
@@ -17,10 +18,15 @@ declared; there is exactly one network and every service is on it.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from shared.stack.config import ADMIN, FLEET
@@ -29,6 +35,10 @@ ADMIN_SERVICE = ADMIN.name
 # The one Dockerfile of every service, relative to the build context (the repository root).
 SERVICE_DOCKERFILE = "deploy/docker/service.Dockerfile"
 CONTRACT_PORTS = {spec.name: spec.port for spec in FLEET}
+# The target of a service without a stage of its own in that Dockerfile.
+DEFAULT_TARGET = "service"
+SCHEMA = Path(__file__).resolve().parents[2] / "deploy" / "compose-spec" / "compose-spec.json"
+_STAGE = re.compile(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -43,6 +53,39 @@ def env_files(service: dict[str, Any]) -> list[str]:
         item["path"] if isinstance(item, dict) else str(item)
         for item in _as_list(service.get("env_file"))
     ]
+
+
+def required_env_files(service: dict[str, Any]) -> list[str]:
+    """The env_file entries compose refuses to start without (not `required: false`)."""
+    return [
+        item["path"] if isinstance(item, dict) else str(item)
+        for item in _as_list(service.get("env_file"))
+        if not (isinstance(item, dict) and item.get("required") is False)
+    ]
+
+
+@cache
+def _validator() -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+
+
+def schema_problems(document: Any) -> list[str]:
+    """Where a compose document breaks the Compose Specification's JSON schema."""
+    return [
+        f"schema: {error.json_path}: {error.message}"
+        for error in sorted(_validator().iter_errors(document), key=lambda error: error.json_path)
+    ]
+
+
+def stages(dockerfile: Path) -> list[str]:
+    """The named stages (`FROM ... AS name`) of a Dockerfile."""
+    return _STAGE.findall(dockerfile.read_text())
+
+
+def build_target(service: dict[str, Any]) -> str | None:
+    """The Dockerfile stage a service with `build` is built to (None: the last one)."""
+    build = service["build"]
+    return None if isinstance(build, str) else build.get("target")
 
 
 def build_context(service: dict[str, Any], root: Path) -> Path:
@@ -109,12 +152,18 @@ def _check_build(name: str, service: dict[str, Any], root: Path) -> list[str]:
     dockerfile = dockerfile_path(service, root)
     if not dockerfile.is_file():
         problems.append(f"{name}: Dockerfile {dockerfile} does not exist")
+    else:
+        named = stages(dockerfile)
+        wanted = name if name in named else DEFAULT_TARGET
+        if build_target(service) != wanted:
+            problems.append(f"{name}: must be built with target {wanted!r}")
     problems += _check_image_args(name, service, root)
-    files = env_files(service)
-    if not files:
+    if not env_files(service):
         problems.append(f"{name}: no env_file")
     problems += [
-        f"{name}: env_file {path} does not exist" for path in files if not (root / path).is_file()
+        f"{name}: env_file {path} does not exist"
+        for path in required_env_files(service)
+        if not (root / path).is_file()
     ]
     if "container_name" in service:
         problems.append(f"{name}: container_name prevents scaling; remove it")
@@ -175,12 +224,58 @@ def _check_service(
     return problems
 
 
+# `$$`, `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, `${NAME:+other}`,
+# `$NAME`: compose's interpolation (without nesting, which the file does not use).
+_VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?+])([^}]*))?\}|(\w+))")
+
+
+class RenderError(ValueError):
+    """A `${NAME:?error}` whose variable is unset or empty."""
+
+
+def _interpolate(text: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match[1]:
+            return "$"
+        name = match[2] or match[5]
+        operator, argument = match[3], match[4] or ""
+        value = environ.get(name)
+        if operator is None:
+            return value or ""
+        missing = value is None or (operator.startswith(":") and value == "")
+        kind = operator[-1]
+        if kind == "?" and missing:
+            raise RenderError(f"{name}: {argument}")
+        if kind == "+":
+            return "" if missing else argument
+        return argument if missing and kind == "-" else (value or "")
+
+    return _VARIABLE.sub(replace, text)
+
+
+def _interpolated(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _interpolate(value, environ)
+    if isinstance(value, dict):
+        return {key: _interpolated(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(item, environ) for item in value]
+    return value
+
+
+def render(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The compose file as compose sees it with `environ`: anchors and merge keys resolved, and
+    every variable replaced (RenderError for a required one that is missing)."""
+    document: dict[str, Any] = _interpolated(yaml.safe_load(path.read_text()), environ)
+    return document
+
+
 def check(path: Path) -> list[str]:
     """Every problem found in the compose file (empty when it is fine)."""
     document = yaml.safe_load(path.read_text())
     if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
         return [f"{path}: no services mapping"]
-    problems: list[str] = []
+    problems = schema_problems(document)
     networks = document.get("networks") or {}
     if len(networks) != 1:
         problems.append(f"{path}: expected exactly one network, found {len(networks)}")
@@ -201,7 +296,9 @@ def main() -> None:
         print(f"compose check: {problem}", file=sys.stderr)
     if problems:
         sys.exit(1)
-    print(f"compose check: {args.file} follows the house rules")
+    print(
+        f"compose check: {args.file} is valid (Compose Specification) and follows the house rules"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
-from shared.auth import issue_token, roles_for
+from shared.auth import ROLE_CUSTOMER, issue_token
 from shared.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from shared.events import NotificationCreated, NotificationRead
 from shared.http import CallerDep, install_common
@@ -50,7 +50,7 @@ def token_for(user_id: str, email: str, *, secret: str = TEST_JWT_SECRET, ttl: i
     return issue_token(
         user_id=user_id,
         email=email,
-        roles=roles_for(email, frozenset()),
+        roles=[ROLE_CUSTOMER],
         secret=secret,
         issuer=ISSUER,
         ttl_seconds=ttl,
@@ -124,7 +124,7 @@ def user_service_app(store: UserStore) -> FastAPI:
         }
         store.users[user["id"]] = user
         store.passwords[user["id"]] = body.password
-        return {"token": token_for(user["id"], body.email), "user": user}
+        return {"token": token_for(user["id"], body.email), "refreshToken": "r", "user": user}
 
     @app.post("/auth/login")
     async def login(body: Credentials, request: Request) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def user_service_app(store: UserStore) -> FastAPI:
         user = store.by_email(body.email)
         if user is None or store.passwords[user["id"]] != body.password:
             raise Unauthenticated("The email or password is not right.")
-        return {"token": token_for(user["id"], user["email"]), "user": user}
+        return {"token": token_for(user["id"], user["email"]), "refreshToken": "r", "user": user}
 
     @app.get("/users/me")
     async def me(caller: CallerDep, request: Request) -> dict[str, Any]:

@@ -340,6 +340,13 @@ async def gateway(
         cache_ttl_seconds=300,
         subscription_queue_size=8,
     )
+    async with serve_gateway(settings) as live:
+        yield live
+
+
+@asynccontextmanager
+async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[LiveGateway]:
+    """A gateway under uvicorn on a free loopback port, in this event loop."""
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(

@@ -27,6 +27,7 @@ from notification_service.settings import NotificationSettings
 from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationRequested, UserRegistered
 from shared.events.topics import partitions_of
+from shared.links import LinkSigner
 from shared.mongo import MongoStore
 from shared.publisher import EventPublisher
 from shared.stack.parts import LOOPBACK, free_port
@@ -221,7 +222,9 @@ async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -
             sent_at=now,
         )
         assert await repository.insert_new(notification, [])
-    senders = [MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in range(2)]
+    senders = [
+        MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in range(2)
+    ]
 
     async def drain(sender: MailSender) -> int:
         sent = 0
@@ -314,3 +317,97 @@ async def test_smtp_down_30_s_every_mail_delivered_once_afterwards(
         assert duplicated == 0
         assert sorted(received) == sorted(addresses)
         assert max(d["attempts"] for d in found) >= 2
+
+
+class SlowFirstExchange(SmtpRecorder):
+    """An SMTP server whose first session answers every command just inside the per-step
+    timeout: no step times out, the whole exchange takes longer than the mail's lease."""
+
+    step_seconds: float = 0.0
+    slow_session: Any = None
+
+    async def _stall(self, session: Any) -> None:
+        if self.slow_session is None:
+            self.slow_session = session
+        if session is self.slow_session:
+            await asyncio.sleep(self.step_seconds)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        await self._stall(session)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._stall(session)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._stall(session)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._stall(session)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_slow_smtp_exchange_ends_inside_its_lease_so_no_other_sender_repeats_it() -> None:
+    """Per-step timeouts alone let a slow server stretch one send past its lease, and a second
+    replica sends the same mail; the overall send timeout ends it first."""
+    step, lease = 0.7, 2.0  # four stalled steps (2.8 s), each inside the 1 s step timeout
+    smtp = SlowFirstExchange(LOOPBACK, free_port())
+    smtp.step_seconds = step
+    controller = Controller(smtp, hostname=LOOPBACK, port=smtp.port)
+    controller.start()
+    run = uuid.uuid4().hex[:8]
+    settings = mail_settings(
+        "127.0.0.1:1",
+        smtp,
+        smtp_timeout_seconds=1.0,
+        smtp_send_timeout_seconds=1.5,
+        mail_lease_seconds=lease,
+        mail_retry_base_seconds=0.1,
+    )
+    store = MongoStore(settings.mongo_uri, settings.database_name)
+    repository = NotificationRepository(store.db)
+    address = f"slow-{run}@example.com"
+    now = datetime.now(UTC)
+    notification = domain.new_notification(
+        notification_id=f"slow-{run}",
+        user_id=f"user-{run}",
+        kind="promotion",
+        content="Offer",
+        email=address,
+        subject=None,
+        delivery=domain.initial_delivery(wants=True, mail_enabled=True, now=now),
+        sent_at=now,
+    )
+    try:
+        await repository.ensure_indexes()
+        assert await repository.insert_new(notification, [])
+        first, second = (
+            MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in "ab"
+        )
+        slow = asyncio.create_task(first.send_one())  # claims the mail, meets the slow server
+        await eventually(lambda: smtp.slow_session is not None, what="the slow exchange")
+        # The other replica claims the mail once the first gives it back or its lease expires.
+        await eventually(second.send_one, timeout=10, what="the second sender's claim")
+        await slow
+        stored = await repository.get(f"slow-{run}")
+    finally:
+        controller.stop()
+        await store.close()
+    received = Counter({address: len(smtp.to(address))})
+    duplicated = tally("slow smtp", sent=1, stored=1, received=received)
+    assert stored is not None and stored["delivery"]["status"] == "sent"
+    assert duplicated == 0, "the mail was sent again while the first exchange still ran"
+    assert received[address] == 1

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 import copy
-import importlib.util
 import json
 import re
 import shlex
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -68,14 +65,20 @@ def test_compose_service_has_a_dockerfile_healthcheck_and_env_file(name: str) ->
         "PORT": str(default_port(name)),
     }
     assert "/ready" in " ".join(service["healthcheck"]["test"])
-    assert compose_check.env_files(service) == [f"./{name}/.env.example"]
+    assert compose_check.build_target(service) == (
+        "graphql_gateway" if name == "graphql_gateway" else "service"
+    )
+    # Its example's values, then its own .env (secrets) when there is one: nothing to copy.
+    assert compose_check.env_files(service) == [f"./{name}/.env.example", f"./{name}/.env"]
+    assert compose_check.required_env_files(service) == [f"./{name}/.env.example"]
     assert (ROOT / name / ".env.example").is_file()
     assert "container_name" not in service
     environment = service["environment"]
     assert environment["PORT"] == str(default_port(name))
     assert environment["HOST"] == "0.0.0.0"  # noqa: S104 - inside the container network
     assert environment["KAFKA_BROKER"] == "kafka:9092"
-    assert environment["JWT_SECRET"].startswith("${JWT_SECRET:?")
+    # A secret set here would override the service's own .env.
+    assert "JWT_SECRET" not in environment
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -119,6 +122,9 @@ def test_the_house_rules_catch_each_kind_of_mistake(tmp_path: Path) -> None:
     services["order_service"]["depends_on"] = {"mongo": {"condition": "service_healthy"}}
     services["redis"]["volumes"] = ["redis-data:/data"]
     services["kafka-ui"]["networks"] = ["elsewhere"]
+    services["user_service"]["build"]["target"] = "graphql_gateway"
+    services["redis"]["healthcheck"]["retries"] = [6]
+    services["mongo"]["healthcheck"]["intervall"] = "10s"
     document["networks"]["second"] = None
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(yaml.safe_dump(document))
@@ -139,7 +145,29 @@ def test_the_house_rules_catch_each_kind_of_mistake(tmp_path: Path) -> None:
     assert "kafka_admin_service: environment PORT '3001' differs" in problems
     assert "payment_service: no package payment_service" in problems
     assert "payment_service: not a service of the fleet" in problems
-    assert len(compose_check.check(broken)) == 13
+    assert "user_service: must be built with target 'service'" in problems
+    assert "schema: $.services.mongo.healthcheck: 'intervall' does not match" in problems
+    assert "schema: $.services.redis.healthcheck.retries: [6] is not of type" in problems
+    assert len(compose_check.check(broken)) == 16
+
+
+def test_a_service_may_go_without_its_optional_env_file_only(tmp_path: Path) -> None:
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = document["services"]["order_service"]
+    service["build"]["context"] = str(ROOT)
+    service["env_file"] = [
+        str(ROOT / "order_service" / ".env.example"),
+        {"path": str(tmp_path / "absent.env"), "required": False},
+    ]
+    copied = tmp_path / "docker-compose.yml"
+
+    def problems() -> list[str]:
+        copied.write_text(yaml.safe_dump(document))
+        return [item for item in compose_check.check(copied) if item.startswith("order_service")]
+
+    assert problems() == []
+    service["env_file"][1]["required"] = True
+    assert problems() == [f"order_service: env_file {tmp_path / 'absent.env'} does not exist"]
 
 
 def test_kafka_runs_kraft_without_auto_created_topics() -> None:
@@ -176,18 +204,60 @@ def substitute(text: str, values: dict[str, str], unknown: str | None = None) ->
     )
 
 
-def runtime_stage(text: str, args: dict[str, str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """The last stage's instructions as built with `--build-arg`s `args`, and the image's ENV.
+def stages(steps: list[tuple[str, str]]) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each stage by name (unnamed: its index): its base and its instructions after FROM."""
+    found: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []
+    for name, arguments in steps:
+        if name == "FROM":
+            words = arguments.split()
+            label = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(found))
+            current = []
+            found[label] = (words[0], current)
+        elif found:
+            current.append((name, arguments))
+    return found
+
+
+def chain_labels(
+    named: dict[str, tuple[str, list[tuple[str, str]]]], target: str | None
+) -> list[str]:
+    """The stages an image built to `target` (None: the last stage) goes through, first first."""
+    label = target if target is not None else list(named)[-1]
+    labels: list[str] = []
+    while label in named:
+        labels.insert(0, label)
+        label = named[label][0]
+    return labels
+
+
+def stage_chain(steps: list[tuple[str, str]], target: str | None) -> list[tuple[str, str]]:
+    """The instructions an image built to `target` (None: the last stage) runs, from the first
+    stage of its `FROM <stage>` chain on (each stage's own ARGs only, as Docker scopes them)."""
+    named = stages(steps)
+    chain: list[tuple[str, str]] = []
+    for label in chain_labels(named, target):
+        base, own = named[label]
+        chain += [("FROM", base), *own]
+    return chain
+
+
+def runtime_stage(
+    text: str, args: dict[str, str], target: str | None = None
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The instructions of the image built to `target` (None: the last stage) with
+    `--build-arg`s `args`, and the image's ENV.
 
     Like Docker, only an ARG declared in the stage itself is visible there (one declared before
     the first FROM is not), and ENV values are variables for the instructions after them.
     """
-    steps = instructions(text)
-    last_from = max(index for index, (name, _) in enumerate(steps) if name == "FROM")
     variables: dict[str, str] = {}
     environment: dict[str, str] = {}
     resolved = []
-    for name, arguments in steps[last_from + 1 :]:
+    for name, arguments in stage_chain(instructions(text), target):
+        if name == "FROM":  # a new stage: ARGs end, ENV goes on
+            variables = dict(environment)
+            continue
         if name in SUBSTITUTED:
             arguments = substitute(arguments, variables)
         if name == "ARG":
@@ -201,35 +271,49 @@ def runtime_stage(text: str, args: dict[str, str]) -> tuple[list[tuple[str, str]
     return resolved, environment
 
 
+# What an image copies beyond the venv, shared and its own package.
+EXTRA_COPIES = {"graphql_gateway": ["--from=graphiql-assets /graphiql /app/graphiql"]}
+
+
 def dockerfile_problems(text: str) -> list[str]:
     """What is wrong with a service Dockerfile, built as compose builds each service."""
     problems = []
     steps = instructions(text)
-    froms = [arguments for name, arguments in steps if name == "FROM"]
-    if len(froms) < 2 or not all(item.startswith("python:3.11-slim") for item in froms):
-        problems.append("not a multi-stage build on python:3.11-slim")
-    last_from = max(index for index, (name, _) in enumerate(steps) if name == "FROM")
-    if any(re.search(r"\b(SERVICE|PORT)\b", arguments) for _, arguments in steps[:last_from]):
+    named = stages(steps)
+    python_bases = [base for base, _ in named.values() if base.startswith("python:")]
+    if len(named) < 2 or not all(base.startswith("python:3.11.") for base in python_bases):
+        problems.append("not a multi-stage build on python:3.11")
+    # The stages before the one every service's image starts from: shared by all services.
+    first = chain_labels(named, compose_check.DEFAULT_TARGET)[0]
+    shared_steps = []
+    for label, (base, own) in named.items():
+        if label == first:
+            break
+        shared_steps += [("FROM", base), *own]
+    if any(re.search(r"\b(SERVICE|PORT)\b", arguments) for _, arguments in shared_steps):
         problems.append("the builder stage depends on the service: its layers are not shared")
-    users = [arguments for name, arguments in steps[last_from:] if name == "USER"]
-    if not users or users[-1].split(":")[0] in {"root", "0"}:
-        problems.append("runs as root")
     healthchecks = [arguments for name, arguments in steps if name == "HEALTHCHECK"]
     if len(healthchecks) != 1 or "/ready" not in healthchecks[0]:
         problems.append("no HEALTHCHECK on /ready")
     for service in SERVICES:
         port = str(default_port(service))
-        stage, environment = runtime_stage(text, {"SERVICE": service, "PORT": port})
+        target = compose_check.build_target(COMPOSE["services"][service])
+        stage, environment = runtime_stage(text, {"SERVICE": service, "PORT": port}, target)
+        users = [arguments for name, arguments in stage if name == "USER"]
+        if not users or users[-1].split(":")[0] in {"root", "0"}:
+            problems.append(f"{service}: runs as root")
         copies = [arguments for name, arguments in stage if name == "COPY"]
         if copies != [
             "--from=builder /opt/venv /opt/venv",
             "shared ./shared",
             f"{service} ./{service}",
+            *EXTRA_COPIES.get(service, []),
         ]:
             problems.append(f"{service}: copies {copies}, not the venv, shared and {service}")
         if ("EXPOSE", port) not in stage or environment.get("PORT") != port:
             problems.append(f"{service}: does not expose and set PORT {port}")
-        command = json.loads(stage[-1][1]) if stage[-1][0] == "CMD" else []
+        commands = [arguments for name, arguments in stage if name == "CMD"]
+        command = json.loads(commands[-1]) if commands else []
         if command[:2] == ["/bin/sh", "-c"]:  # what the shell runs, with the image's ENV
             command = shlex.split(substitute(command[2], environment, unknown=""))
             command = command[1:] if command[:1] == ["exec"] else ["sh", *command]
@@ -245,9 +329,11 @@ def test_the_service_dockerfile_follows_the_image_rules() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "problem"),
     [
-        ("FROM python:3.11-slim AS builder", "FROM python:3.11 AS builder", "not a multi-stage"),
+        ("FROM python:3.11.14-slim-bookworm@", "FROM python:3.12-slim@", "not a multi-stage"),
         ("WORKDIR /build", "ARG SERVICE\nWORKDIR /build/${SERVICE}", "the builder stage"),
-        ("USER 10001:10001", "USER root", "runs as root"),
+        ("USER 10001:10001", "USER root", "order_service: runs as root"),
+        ("ENV GRAPHIQL_ASSETS_DIR=/app/graphiql", "USER root", "graphql_gateway: runs as root"),
+        ("FROM runtime AS service", "FROM runtime AS service\nCOPY . .", "user_service: copies"),
         ("/ready", "/health", "no HEALTHCHECK on /ready"),
         ("EXPOSE ${PORT}", "EXPOSE 7000", "user_service: does not expose and set PORT 5000"),
         ("COPY shared ./shared", "COPY . .", "user_service: copies"),
@@ -283,48 +369,6 @@ def test_dockerignore_keeps_secrets_and_clutter_out_of_images() -> None:
     assert {".pytest_cache", ".mypy_cache", ".ruff_cache", "shared/stack"} <= ignored
 
 
-def _runtime_requirements() -> ModuleType:
-    path = DEPLOY / "docker" / "runtime_requirements.py"
-    spec = importlib.util.spec_from_file_location("runtime_requirements", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_images_leave_out_only_the_local_launchers_dependencies() -> None:
-    module = _runtime_requirements()
-    wanted = module.runtime_requirements(ROOT / "pyproject.toml")
-    names = {module.distribution_name(item) for item in wanted}
-    assert {"fastapi", "uvicorn", "aiokafka", "pymongo", "mongomock-motor"} <= names
-    assert names.isdisjoint(module.LOCAL_ONLY)
-    assert module.distribution_name("pwdlib[argon2]>=0.2") == "pwdlib"
-    assert module.distribution_name("typing_extensions>=4.12") == "typing-extensions"
-
-
-def test_no_code_in_an_image_imports_a_local_only_dependency() -> None:
-    module = _runtime_requirements()
-    local_only = {name.replace("-", "_") for name in module.LOCAL_ONLY}
-    offenders = []
-    for package in ["shared", *SERVICES]:
-        for path in (ROOT / package).rglob("*.py"):
-            if path.is_relative_to(ROOT / "shared" / "stack"):
-                continue
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    imported = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    imported = [node.module]
-                else:
-                    continue
-                offenders += [
-                    f"{path.relative_to(ROOT)}: {name}"
-                    for name in imported
-                    if name.split(".")[0] in local_only or name.startswith("shared.stack")
-                ]
-    assert offenders == []
-
-
 # --- Prometheus and Grafana -----------------------------------------------------------------
 
 
@@ -340,7 +384,11 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
                 host, port = target.rsplit(":", 1)
                 targets.setdefault(host, set()).add(int(port))
     for service in BUILT:
-        assert targets.get(service) == {default_port(service)}, service
+        # The gateway serves /metrics on a port of its own (issue 13).
+        port = COMPOSE["services"][service]["environment"].get(
+            "METRICS_PORT", default_port(service)
+        )
+        assert targets.get(service) == {int(port)}, service
     assert "kafka-exporter" in targets
     mounted = COMPOSE["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounted
@@ -435,7 +483,11 @@ def test_k8s_runs_each_service_like_compose(service: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = pod["containers"][0]
     assert container["image"].startswith(f"fleet/{service}:")
-    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert container["ports"][0] == {"name": "http", "containerPort": port}
+    # The gateway's /metrics has a port of its own (issue 13).
+    assert [p["name"] for p in container["ports"][1:]] == (
+        ["metrics"] if service == "graphql_gateway" else []
+    )
     assert {"name": "PORT", "value": str(port)} in container["env"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     waits = [step["name"] for step in pod.get("initContainers", [])]

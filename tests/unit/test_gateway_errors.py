@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from graphql_gateway.auth import authenticate
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import ServiceClient, error_from_response
+from graphql_gateway.limits import ConnectionSlots, UserLimits
 from graphql_gateway.schema import schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.schema.errors import to_client_error
@@ -118,6 +119,8 @@ def context_for(users: StubUsers, authorization: str | None) -> GatewayContext:
         clients=StubClients(users),  # type: ignore[arg-type]
         cache=cache,
         hub=SubscriptionHub(max_queued=10),
+        limits=UserLimits.from_settings(settings),
+        connections=ConnectionSlots(per_user=1),
     )
     return GatewayContext(gateway=gateway, authorization=authorization)
 

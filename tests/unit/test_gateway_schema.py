@@ -1,5 +1,6 @@
 """The printed schema is exactly the contract of DESIGN section 4, plus the Subscription type
-(real-time order tracking, orders issue; documented in graphql_gateway/README.md)."""
+(real-time order tracking, orders issue; documented in graphql_gateway/README.md) and the
+identity additions of issue 13 (verified email, sessions, password reset and change)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,21 @@ type Mutation {
   markNotificationRead(id: ID!): Notification!
 }
 """  # noqa: E501
+
+# Issue 13's additions, with its exact names.
+IDENTITY_SDL = """
+extend type User { emailVerified: Boolean! }
+extend type AuthPayload { refreshToken: String! }
+extend type Mutation {
+  refreshSession(refreshToken: String!): AuthPayload!
+  logout: Boolean!
+  verifyEmail(token: String!): User!
+  resendVerification: String!
+  requestPasswordReset(email: String!): String!
+  resetPassword(token: String!, newPassword: String!): AuthPayload!
+  changePassword(currentPassword: String!, newPassword: String!): AuthPayload!
+}
+"""
 
 # The addition to section 4 (over WebSocket, graphql-transport-ws).
 SUBSCRIPTION_SDL = """
@@ -159,13 +175,13 @@ def public_types(built: GraphQLSchema) -> dict[str, Any]:
 
 def test_printed_schema_is_the_contract_plus_subscriptions_and_later_issues() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(current_sdl() + SUBSCRIPTION_SDL)
+    contract = graphql.build_schema(current_sdl() + SUBSCRIPTION_SDL + IDENTITY_SDL)
     assert public_types(ours) == public_types(contract)
 
 
 def test_additions_keep_every_contract_request_valid() -> None:
     ours = public_types(graphql.build_schema(schema.as_str()))
-    contract = public_types(graphql.build_schema(CONTRACT_SDL))
+    contract = public_types(graphql.build_schema(CONTRACT_SDL + IDENTITY_SDL))
     assert set(ours) - set(contract) == {"Subscription", "Rating", "CatalogProduct", "ProductPage"}
     for name, described in contract.items():
         kind = described[0]
@@ -185,7 +201,7 @@ def test_additions_keep_every_contract_request_valid() -> None:
 
 def test_contract_field_order_is_kept() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(current_sdl() + SUBSCRIPTION_SDL)
+    contract = graphql.build_schema(current_sdl() + SUBSCRIPTION_SDL + IDENTITY_SDL)
     for root in ("Query", "Mutation", "Subscription", "User"):
         ours_type, contract_type = ours.get_type(root), contract.get_type(root)
         assert isinstance(ours_type, GraphQLObjectType)

@@ -115,3 +115,33 @@ def test_the_admin_service_always_starts_first() -> None:
     assert FLEET[0] == ADMIN
     assert fleet_named(["scheduler_service"])[0] == ADMIN
     assert len({spec.port for spec in FLEET}) == len(FLEET)
+
+
+class _Terminal:
+    """A stream that says a person is reading it."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_on_a_terminal_the_services_log_readable_lines_unless_told_otherwise() -> None:
+    from shared.stack.output import Console
+
+    def environment_on_terminal(environ: dict[str, str]) -> dict[str, str]:
+        supervisor = Supervisor(StackOptions(environ=environ), Console(["stack"], _Terminal()))
+        supervisor._service_ports = {spec.name: spec.port for spec in FLEET}
+        return supervisor._child_environment()
+
+    assert environment_on_terminal({})["LOG_FORMAT"] == "console"
+    assert environment_on_terminal({"LOG_FORMAT": "json"})["LOG_FORMAT"] == "json"
+    # Piped (CI, a file): the services decide for themselves, which means JSON.
+    assert "LOG_FORMAT" not in environment_of({})
