@@ -24,7 +24,7 @@ from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
 from shared.runtime import ServiceRuntime
 from shared.stack.parts import LOOPBACK, free_port
 from shared.times import as_utc
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
+from tests.fixtures.parts import TEST_JWT_SECRET, enveloped, eventually, read_all, signed_token
 from user_service.purchase_history import PurchaseHistoryHandler
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -220,9 +220,8 @@ async def test_a_request_asks_for_a_bounded_window_and_expires(flow: Flow) -> No
     assert response.status_code == 202
 
     async def asked() -> list[Envelope]:
-        records = await read_all(flow.broker, PurchaseHistoryRequested.topic)
-        envelopes = [Envelope.from_bytes(r.value) for r in records]
-        return [e for e in envelopes if e.data["user_id"] == user_id]
+        found = await enveloped(flow.broker, PurchaseHistoryRequested.topic)
+        return [e for _, e in found if e.data.get("user_id") == user_id]
 
     [request] = await eventually(asked, what="the history request")
     assert request.data["max_orders"] == flow.flow.settings.recommendation_history_orders == 20

@@ -32,7 +32,12 @@ from shared.events.models import OrderStatus, ProductLine
 from shared.publisher import message_size
 from shared.runtime import ServiceRuntime
 from shared.times import stored_now
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+from tests.fixtures.parts import (
+    TEST_JWT_SECRET,
+    TEST_MONGO_URI,
+    enveloped,
+    eventually,
+)
 from user_service.main import create_app
 from user_service.migrate_purchases import migrate
 from user_service.order_events import OrderEventHandlers
@@ -89,8 +94,8 @@ class UserServiceUnderTest:
         return [p["_id"] for p in await self.purchases(user_id)]
 
     async def published(self, topic: str, user_id: str) -> list[Envelope]:
-        envelopes = [Envelope.from_bytes(r.value) for r in await read_all(self.broker, topic)]
-        return [e for e in envelopes if e.data.get("user_id") == user_id]
+        found = await enveloped(self.broker, topic)
+        return [e for _, e in found if e.data.get("user_id") == user_id]
 
     async def wait_applied(self, user_id: str, order_id: str, status: str) -> None:
         async def applied() -> bool:
@@ -305,10 +310,8 @@ async def test_events_of_unknown_users_are_skipped_not_dead_lettered(
 
     assert await service.published(NotificationRequested.topic, ghost) == []
     assert await service.repository.count({"_id": ghost}) == 0
-    dead = [
-        Envelope.from_bytes(r.value) for r in await read_all(service.broker, "order.placed.dlq")
-    ]
-    assert envelope.id not in {e.id for e in dead}
+    dead = await enveloped(service.broker, "order.placed.dlq")
+    assert envelope.id not in {e.id for _, e in dead}
 
 
 async def test_a_batch_of_order_events_is_one_summary_write_per_user_in_arrival_order(
@@ -392,8 +395,8 @@ async def token_of(service: UserServiceUnderTest, user: dict[str, Any]) -> dict[
 
 
 async def provided(service: UserServiceUnderTest, request_id: str) -> list[Any]:
-    records = await read_all(service.broker, PurchaseHistoryProvided.topic)
-    return [r for r in records if Envelope.from_bytes(r.value).data["request_id"] == request_id]
+    found = await enveloped(service.broker, PurchaseHistoryProvided.topic)
+    return [r for r, envelope in found if envelope.data.get("request_id") == request_id]
 
 
 async def test_purchases_are_their_own_documents_indexed_by_user_and_date(
