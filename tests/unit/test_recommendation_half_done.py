@@ -4,7 +4,7 @@ write fails, a redelivery of the history (or the retry pass) finishes it (issue 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -66,7 +66,10 @@ def answer(request_id: str, user_id: str) -> tuple[Envelope, PurchaseHistoryProv
 async def test_a_redelivered_history_finishes_a_half_done_result() -> None:
     recommendations, repository = flow()
     request_id, user_id = uuid.uuid4().hex, f"user-{uuid.uuid4().hex}"
-    await repository.insert_request(request_id, user_id, datetime.now(UTC), [])
+    now = datetime.now(UTC)
+    await repository.insert_request(
+        request_id, user_id, now, [], expires_at=now + timedelta(days=1)
+    )
     repository.failures = 1
     with pytest.raises(ConnectionResetError):  # the bus retries the message
         await recommendations.on_history_provided(*answer(request_id, user_id))
@@ -83,10 +86,17 @@ async def test_a_redelivered_history_finishes_a_half_done_result() -> None:
 async def test_the_retry_pass_finishes_a_half_done_result_too() -> None:
     recommendations, repository = flow()
     request_id, user_id = uuid.uuid4().hex, f"user-{uuid.uuid4().hex}"
-    await repository.insert_request(request_id, user_id, datetime.now(UTC), [])
+    now = datetime.now(UTC)
+    await repository.insert_request(
+        request_id, user_id, now, [], expires_at=now + timedelta(days=1)
+    )
     _, event = answer(request_id, user_id)
     await repository.store_history(
-        request_id, user_id, event.model_dump(mode="python"), datetime.now(UTC)
+        request_id,
+        user_id,
+        event.model_dump(mode="python"),
+        now,
+        expires_at=now + timedelta(days=1),
     )
     repository.failures = 1
     with pytest.raises(ConnectionResetError):  # scored by the retry pass, not a handler
