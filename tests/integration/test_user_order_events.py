@@ -32,7 +32,13 @@ from shared.events.models import OrderStatus, ProductLine
 from shared.publisher import message_size
 from shared.runtime import ServiceRuntime
 from shared.times import stored_now
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+from tests.fixtures.parts import (
+    TEST_JWT_SECRET,
+    TEST_MONGO_URI,
+    envelope_or_none,
+    eventually,
+    read_all,
+)
 from user_service.main import create_app
 from user_service.migrate_purchases import migrate
 from user_service.order_events import OrderEventHandlers
@@ -89,7 +95,8 @@ class UserServiceUnderTest:
         return [p["_id"] for p in await self.purchases(user_id)]
 
     async def published(self, topic: str, user_id: str) -> list[Envelope]:
-        envelopes = [Envelope.from_bytes(r.value) for r in await read_all(self.broker, topic)]
+        records = await read_all(self.broker, topic)
+        envelopes = [e for r in records if (e := envelope_or_none(r.value)) is not None]
         return [e for e in envelopes if e.data.get("user_id") == user_id]
 
     async def wait_applied(self, user_id: str, order_id: str, status: str) -> None:
@@ -393,7 +400,11 @@ async def token_of(service: UserServiceUnderTest, user: dict[str, Any]) -> dict[
 
 async def provided(service: UserServiceUnderTest, request_id: str) -> list[Any]:
     records = await read_all(service.broker, PurchaseHistoryProvided.topic)
-    return [r for r in records if Envelope.from_bytes(r.value).data["request_id"] == request_id]
+    return [
+        r
+        for r in records
+        if (e := envelope_or_none(r.value)) is not None and e.data.get("request_id") == request_id
+    ]
 
 
 async def test_purchases_are_their_own_documents_indexed_by_user_and_date(
