@@ -395,7 +395,7 @@ async def test_a_slow_smtp_exchange_ends_inside_its_lease_so_no_other_sender_rep
         await repository.ensure_indexes()
         assert await repository.insert_new(notification, [])
         first, second = (
-            MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in "ab"
+            MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in "ab"
         )
         slow = asyncio.create_task(first.send_one())  # claims the mail, meets the slow server
         await eventually(lambda: smtp.slow_session is not None, what="the slow exchange")
