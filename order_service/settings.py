@@ -13,6 +13,13 @@ class OrderSettings(CatalogServiceSettings):
     service_name: str = "order_service"
     port: int = Field(default=7000, ge=1, le=65535)
 
+    # A placeOrder waits for the catalog: every attempt and backoff together must end well
+    # inside the gateway's DOWNSTREAM_TIMEOUT_SECONDS (5), or a client could see
+    # SERVICE_UNAVAILABLE for an order that is placed after all.
+    catalog_timeout_seconds: float = Field(default=1.5, gt=0)
+    catalog_retry_attempts: int = Field(default=2, ge=1)
+    catalog_retry_backoff_max_seconds: float = Field(default=0.5, gt=0)
+
     # How many products one order may hold, and how many of each.
     order_max_products: int = Field(default=50, ge=1)
     order_max_quantity: int = Field(default=99, ge=1)

@@ -32,6 +32,7 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.events.envelope import EnvelopeError
+from shared.publisher import MessageTooLarge
 
 _RETRYABLE_LABEL = "RetryableWriteError"
 # HTTP answers that say "later", not "never".
@@ -69,6 +70,8 @@ _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     InvalidDocument,
     MessageSizeTooLargeError,
     RecordTooLargeError,
+    # Over KAFKA_MAX_MESSAGE_BYTES: the same message is as large the next time.
+    MessageTooLarge,
 )
 
 

@@ -19,6 +19,7 @@ from shared.catalog import CatalogUnavailable
 from shared.errors import BadUserInput, NotFound, RateLimited, ServiceUnavailable
 from shared.events.envelope import EnvelopeError
 from shared.failures import Failure, PermanentFailure, TransientFailure, classify
+from shared.publisher import MessageTooLarge
 
 
 class _Strict(BaseModel):
@@ -76,6 +77,7 @@ def test_outages_and_unknown_errors_are_transient(error: BaseException) -> None:
         DocumentTooLarge("over 16 MB"),
         WriteError("document failed validation", code=121),
         MessageSizeTooLargeError(),
+        MessageTooLarge("a 600000-byte message exceeds KAFKA_MAX_MESSAGE_BYTES"),
         _status_error(404),
     ],
     ids=lambda e: type(e).__name__,

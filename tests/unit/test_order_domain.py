@@ -222,3 +222,15 @@ def test_settings_defaults_and_page_bounds() -> None:
         OrderSettings(
             _env_file=None, jwt_secret=TEST_JWT_SECRET, orders_page_default=5, orders_page_max=4
         )
+
+
+def test_a_catalog_outage_answers_inside_the_gateways_patience() -> None:
+    from graphql_gateway.settings import GatewaySettings
+
+    settings = OrderSettings(_env_file=None, jwt_secret=TEST_JWT_SECRET)
+    worst = (
+        settings.catalog_retry_attempts * settings.catalog_timeout_seconds
+        + (settings.catalog_retry_attempts - 1) * settings.catalog_retry_backoff_max_seconds
+    )
+    patience = GatewaySettings.model_fields["downstream_timeout_seconds"].default
+    assert worst < patience

@@ -68,7 +68,7 @@ async def test_a_redelivered_history_finishes_a_half_done_result() -> None:
     request_id, user_id = uuid.uuid4().hex, f"user-{uuid.uuid4().hex}"
     now = datetime.now(UTC)
     await repository.insert_request(
-        request_id, user_id, now, [], expires_at=now + timedelta(days=1)
+        request_id, user_id, now, [], expires_at=now + timedelta(days=7)
     )
     repository.failures = 1
     with pytest.raises(ConnectionResetError):  # the bus retries the message
@@ -88,15 +88,15 @@ async def test_the_retry_pass_finishes_a_half_done_result_too() -> None:
     request_id, user_id = uuid.uuid4().hex, f"user-{uuid.uuid4().hex}"
     now = datetime.now(UTC)
     await repository.insert_request(
-        request_id, user_id, now, [], expires_at=now + timedelta(days=1)
+        request_id, user_id, now, [], expires_at=now + timedelta(days=7)
     )
     _, event = answer(request_id, user_id)
     await repository.store_history(
         request_id,
         user_id,
         event.model_dump(mode="python"),
-        now,
-        expires_at=now + timedelta(days=1),
+        datetime.now(UTC),
+        expires_at=now + timedelta(days=7),
     )
     repository.failures = 1
     with pytest.raises(ConnectionResetError):  # scored by the retry pass, not a handler
