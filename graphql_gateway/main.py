@@ -37,10 +37,11 @@ from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
+from graphql_gateway.tracing import tracing_extensions
 from shared.auth import EXPIRED_TOKEN_MESSAGE
 from shared.cache import redis_client
 from shared.errors import Unauthenticated
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import install_common, service_telemetry
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -164,7 +165,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        telemetry=NO_OPENTELEMETRY,
+        telemetry=service_telemetry(),
     )
     # Added first, so it runs last of the middleware: inside the request log, metrics and the
     # body size limit, and before any routing.
@@ -172,7 +173,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_common(app, settings)
     install_edge(app, settings)
     graphql_app = GatewayGraphQL(
-        build_schema(settings.graphql_document_cache_size, schema_extensions(settings)),
+        build_schema(
+            settings.graphql_document_cache_size,
+            [*schema_extensions(settings), *tracing_extensions()],
+        ),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

@@ -24,6 +24,7 @@ from notification_service import domain, emails, tracking
 from notification_service.mailer import Mailer, MailError
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
+from shared import tracing
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -96,7 +97,18 @@ class MailSender:
         notification_id = claimed["_id"]
         attempts = int(claimed["delivery"].get("attempts", 0)) + 1
         try:
-            await self.mailer.send(self.compose(claimed))
+            # The trace of the event that asked for this mail goes on here (when tracing is on).
+            with tracing.continued(
+                "smtp send",
+                claimed.get(tracing.TRACE_FIELD),
+                {
+                    "fleet.notification_id": notification_id,
+                    "fleet.notification_type": str(claimed["type"]),
+                    "fleet.mail_attempt": attempts,
+                    "server.address": self.mailer.endpoint.host if self.mailer.endpoint else "",
+                },
+            ):
+                await self.mailer.send(self.compose(claimed))
         except (MailError, ValueError) as exc:
             await self._record_failure(notification_id, lease, attempts, str(exc))
             return True

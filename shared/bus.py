@@ -25,6 +25,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from shared import tracing
 from shared.events.envelope import Envelope, EnvelopeError
 from shared.events.models import EVENT_TYPES
 from shared.events.topics import dead_letter_topic
@@ -207,7 +208,8 @@ class EventConsumer:
             return
         started = time.perf_counter()
         try:
-            await handler.handle([(envelope, payload) for _, envelope, payload in valid])
+            with tracing.processing(valid, self._group_id):
+                await handler.handle([(envelope, payload) for _, envelope, payload in valid])
         except Exception:
             log.warning(
                 "batch failed; handling its events one by one",
@@ -270,7 +272,10 @@ class EventConsumer:
         handler: Handler,
     ) -> None:
         """Run the handler with retries; dead-letter the record when they run out."""
-        with correlation_scope(envelope.correlation_id):
+        with (
+            correlation_scope(envelope.correlation_id),
+            tracing.processing([(record, envelope)], self._group_id),
+        ):
             first_failure: datetime | None = None
             attempts = 0
             started = time.perf_counter()

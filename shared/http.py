@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import tracing
 from shared.auth import Caller, bearer_token, verify_token
 from shared.errors import HTTP_STATUS, AppError, BadUserInput, ErrorCode, InternalError
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
@@ -23,10 +24,18 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-# `FastAPI(telemetry=NO_OPENTELEMETRY)` in every service: FastAPI's own OpenTelemetry hooks
-# look up the global providers (reading the environment) on every request, and the fleet
-# exports Prometheus metrics, not OpenTelemetry (issue 8: ~5% of a cached gateway read).
+# FastAPI's own OpenTelemetry hooks look up the global providers (reading the environment) on
+# every request, and the fleet exports Prometheus metrics, not OpenTelemetry metrics (issue 8:
+# ~5% of a cached gateway read): off unless tracing is (`service_telemetry`).
 NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def service_telemetry() -> TelemetryConfig:
+    """`FastAPI(telemetry=...)` of every service: request spans when this process traces
+    (shared.tracing), none otherwise."""
+    config: TelemetryConfig = tracing.server_telemetry() if tracing.enabled() else NO_OPENTELEMETRY
+    return config
+
 
 ReadinessCheck = Callable[[], Awaitable[bool] | bool]
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -58,6 +67,7 @@ class RequestContextMiddleware:
             await send(message)
 
         with correlation_scope(correlation_id):
+            tracing.tag_correlation(correlation_id)
             try:
                 await self.app(scope, receive, send_with_id)
             finally:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo import ASCENDING
 
+from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import get_logger
@@ -39,7 +40,7 @@ Pending = Mapping[Any, Sequence[dict[str, Any]]]
 def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
     """The pending-event record to embed in a document's `outbox` array."""
     envelope = publisher.envelope_for(event)
-    return {
+    entry = {
         "id": str(envelope.id),
         "topic": event.topic,
         "key": event.key,
@@ -48,6 +49,9 @@ def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
         # writer that is flushing them, instead of publishing them a second time.
         "queued_at": time.time(),
     }
+    # Whoever publishes it later (this request's flush or the relay) continues this trace.
+    tracing.remember(entry)
+    return entry
 
 
 class OutboxRelay:
@@ -206,6 +210,7 @@ class OutboxRelay:
         """Publish the entries together, then pull the acknowledged ones; returns how many were
         published and the documents left with entries the broker did not take."""
         messages: list[tuple[str, str | None, Envelope]] = []
+        traces: list[dict[str, str] | None] = []
         owners: list[tuple[Any, str]] = []
         for document_id, entries in pending.items():
             for entry in entries:
@@ -221,10 +226,11 @@ class OutboxRelay:
                     )
                     continue
                 messages.append((entry["topic"], entry["key"], envelope))
+                traces.append(entry.get(tracing.TRACE_FIELD))
                 owners.append((document_id, entry["id"]))
         if not messages:
             return 0, set()
-        outcomes = await self._publisher.publish_envelopes(messages)
+        outcomes = await self._publisher.publish_envelopes(messages, traces)
         failures = [error for error in outcomes if error is not None]
         if failures:
             log.warning("outbox publish deferred", count=len(failures), error=str(failures[0]))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import current_correlation_id, get_logger, new_correlation_id
@@ -106,21 +107,30 @@ class EventPublisher:
         extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Publish an envelope already built (outbox relay, dead letters)."""
-        await self.publish_raw(
-            topic,
-            key.encode() if key else None,
-            envelope.to_bytes(),
-            [*_headers_of(envelope), *(extra_headers or [])],
-        )
+        span, trace_headers = tracing.start_send(topic, envelope)
+        try:
+            await self.publish_raw(
+                topic,
+                key.encode() if key else None,
+                envelope.to_bytes(),
+                [*_headers_of(envelope), *(extra_headers or []), *trace_headers],
+            )
+        except BaseException as exc:
+            tracing.end_send(span, exc)
+            raise
+        tracing.end_send(span, None)
 
     async def publish_envelopes(
-        self, messages: Sequence[tuple[str, str | None, Envelope]]
+        self,
+        messages: Sequence[tuple[str, str | None, Envelope]],
+        traces: Sequence[Mapping[str, str] | None] | None = None,
     ) -> list[BaseException | None]:
         """Publish many (topic, key, envelope) at once: all are handed to the producer, which
         batches them, then every acknowledgement is awaited under one publish timeout.
 
         Returns, per message, None when the broker acknowledged it, else the error: the caller
         keeps those for later (one awaited round trip per event would cap a consumer's rate).
+        `traces`, per message, is the trace context stored with it (outbox), else the current.
         """
         if not self._started:
             return [KafkaConnectionError("the publisher is not connected to the broker")] * len(
@@ -130,15 +140,20 @@ class EventPublisher:
         results: list[BaseException | None] = [unacknowledged] * len(messages)
         timestamp_ms = int(time.time() * 1000)
         acks: list[asyncio.Future[Any]] = []
+        spans: list[Any] = []
         try:
             async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
-                for topic, key, envelope in messages:
+                for index, (topic, key, envelope) in enumerate(messages):
+                    span, trace_headers = tracing.start_send(
+                        topic, envelope, traces[index] if traces else None
+                    )
+                    spans.append(span)
                     acks.append(
                         await self._producer.send(
                             topic,
                             value=envelope.to_bytes(),
                             key=key.encode() if key else None,
-                            headers=_headers_of(envelope),
+                            headers=[*_headers_of(envelope), *trace_headers],
                             timestamp_ms=timestamp_ms,
                         )
                     )
@@ -151,6 +166,9 @@ class EventPublisher:
         for index, ack in enumerate(acks):
             if ack.done() and not ack.cancelled():
                 results[index] = ack.exception()
+        for index, span in enumerate(spans):
+            if span is not None:
+                tracing.end_send(span, results[index] or acks[index].result())
         for (topic, _key, _envelope), error in zip(messages, results, strict=True):
             metric = MESSAGES_PRODUCED if error is None else MESSAGES_PRODUCE_FAILED
             metric.labels(self._source, topic).inc()

@@ -22,9 +22,10 @@ from shared.events.models import (
     OrderStatusChanged,
     UserPurchaseHistoryUpdated,
 )
-from shared.logging import correlation_scope, get_logger
+from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.runtime import ServiceRuntime
+from shared.tracing import event_scope
 from user_service.purchases import (
     VERSION_FIELD,
     OrderFact,
@@ -139,8 +140,9 @@ class OrderEventHandlers:
                 continue
             view = after_update(view, plan)
             write.add(plan)
-            with correlation_scope(envelope.correlation_id):
-                # The requests carry the correlation id of the order event that caused them.
+            with event_scope(envelope):
+                # The requests carry the correlation id (and trace) of the order event that
+                # caused them.
                 outbox += self._outbox(user, fact)
         return write, outbox
 

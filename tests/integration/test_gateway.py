@@ -205,12 +205,15 @@ def notification_service_app(store: NotificationStore) -> FastAPI:
 
 
 class Served:
-    """An app served by uvicorn on a free loopback port, in this event loop."""
+    """An app served by uvicorn on a free loopback port, in this event loop (its lifespan
+    run when `lifespan="on"`)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, lifespan: str = "off") -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        config = uvicorn.Config(app, host=LOOPBACK, port=self.port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            app, host=LOOPBACK, port=self.port, log_config=None, lifespan=lifespan
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
