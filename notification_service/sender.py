@@ -26,6 +26,7 @@ from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
 from shared import tracing
 from shared.logging import get_logger
+from shared.metrics import MAIL_DELIVERIES
 
 log = get_logger(__name__)
 
@@ -112,6 +113,7 @@ class MailSender:
         except (MailError, ValueError) as exc:
             await self._record_failure(notification_id, lease, attempts, str(exc))
             return True
+        MAIL_DELIVERIES.labels(self.settings.service_name, "sent").inc()
         if await self.repository.mark_sent(notification_id, lease, datetime.now(UTC)):
             log.info("email sent", notification_id=notification_id, attempts=attempts)
         else:
@@ -122,11 +124,13 @@ class MailSender:
         self, notification_id: str, lease: str, attempts: int, error: str
     ) -> None:
         if attempts >= self.settings.mail_max_attempts:
+            MAIL_DELIVERIES.labels(self.settings.service_name, "failed").inc()
             log.warning(
                 "email failed; giving up", notification_id=notification_id, attempts=attempts
             )
             await self.repository.mark_failed(notification_id, lease, error)
             return
+        MAIL_DELIVERIES.labels(self.settings.service_name, "retrying").inc()
         delay = domain.retry_delay(
             attempts,
             base_seconds=self.settings.mail_retry_base_seconds,

@@ -19,7 +19,7 @@ from shared import tracing
 from shared.auth import Caller, bearer_token, verify_token
 from shared.errors import HTTP_STATUS, AppError, BadUserInput, ErrorCode, InternalError
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, SERVICE_READY
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -169,6 +169,7 @@ def install_common(
             except Exception:
                 results[name] = False
         is_ready = bool(results) and all(results.values())
+        SERVICE_READY.labels(settings.service_name).set(1 if is_ready else 0)
         return JSONResponse(
             {"ready": is_ready, "checks": results, "service": settings.service_name},
             status_code=200 if is_ready else 503,

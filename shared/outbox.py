@@ -23,6 +23,7 @@ from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import get_logger
+from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PENDING
 from shared.publisher import EventPublisher
 
 log = get_logger(__name__)
@@ -71,7 +72,9 @@ class OutboxRelay:
         interval_seconds: float,
         flush_timeout_seconds: float | None = None,
         sweep_interval_seconds: float | None = None,
+        service: str = "",
     ) -> None:
+        self._service = service
         self._publisher = publisher
         self._collections = collections
         self._interval = interval_seconds
@@ -258,10 +261,29 @@ class OutboxRelay:
         except Exception:
             log.exception("final outbox pass failed; events stay pending")
 
+    async def measure(self) -> None:
+        """Export, per collection, how many documents hold pending events and the age of the
+        oldest (the first entry of a document is its oldest); two indexed reads."""
+        pending = {_FIRST_PENDING: {"$exists": True}}
+        for collection in self._collections:
+            count = await collection.count_documents(pending)
+            oldest = await (
+                collection.find(pending, {OUTBOX_FIELD: 1})
+                .sort(f"{_FIRST_PENDING}.queued_at", ASCENDING)
+                .limit(1)
+                .to_list(None)
+            )
+            queued = [e.get("queued_at", 0) for d in oldest for e in d.get(OUTBOX_FIELD, [])]
+            age = max(0.0, time.time() - min(queued)) if queued else 0.0
+            labels = (self._service, collection.name)
+            OUTBOX_PENDING.labels(*labels).set(count)
+            OUTBOX_OLDEST_AGE.labels(*labels).set(age)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.relay_once()
+                await self.measure()
             except Exception:
                 log.exception("outbox relay pass failed")

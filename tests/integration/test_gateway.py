@@ -651,6 +651,9 @@ async def test_redis_outage_still_answers(kafka_broker: str, fleet: Fleet) -> No
         ready = await without_redis.http.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["redis"] is False
+        # What the ServiceNotReady alert reads.
+        metrics = await without_redis.http.get("/metrics")
+        assert 'service_ready{service="graphql_gateway"} 0.0' in metrics.text
 
 
 async def test_readiness_and_metrics(gateway: RunningGateway) -> None:
@@ -660,3 +663,4 @@ async def test_readiness_and_metrics(gateway: RunningGateway) -> None:
     assert ready.json()["checks"] == {"redis": True, "events": True}
     metrics = await gateway.http.get("/metrics")
     assert 'route="/graphql"' in metrics.text
+    assert 'service_ready{service="graphql_gateway"} 1.0' in metrics.text
