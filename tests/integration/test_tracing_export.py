@@ -1,0 +1,43 @@
+"""With only the standard variables set, a service's spans leave over OTLP/HTTP: what compose
+(to Jaeger) and `make run` (to a collector the user runs) rely on. The collector here is the
+bench's stand-in."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.trace_sink import TraceSink
+from shared import tracing
+from shared.stack.parts import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_spans_are_exported_to_the_endpoint_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = TraceSink(free_port()).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    try:
+        assert tracing.configure("export-test")
+        assert tracing.server_telemetry()["tracing"] is True
+        with tracing.span("work", {"fleet.correlation_id": "c-1"}) as span:
+            assert span is not None and span.is_recording()
+    finally:
+        tracing.shutdown()  # flushes the batch
+        sink.stop()
+    assert not tracing.enabled()
+    assert sink.exports >= 1 and sink.received_bytes > 0
+
+
+def test_sampling_follows_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    try:
+        assert tracing.configure("sampling-test")
+        with tracing.span("never sampled") as span:
+            assert span is not None and not span.is_recording()
+    finally:
+        tracing.shutdown()
