@@ -76,8 +76,9 @@ class MailSender:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                while not self._stopping.is_set() and await self.send_one():
-                    pass
+                with tracing.untraced():  # polling is not a trace; each send continues one
+                    while not self._stopping.is_set() and await self.send_one():
+                        pass
             except Exception:
                 log.exception("mail sender pass failed")
             self._wake.clear()

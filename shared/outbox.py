@@ -283,7 +283,8 @@ class OutboxRelay:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self.relay_once()
-                await self.measure()
+                with tracing.untraced():
+                    await self.relay_once()
+                    await self.measure()
             except Exception:
                 log.exception("outbox relay pass failed")

@@ -194,6 +194,20 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
         yield current
 
 
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Background passes (the outbox relay's sweep, the mail sender's polling): their own
+    database and Redis calls would each start a trace every few seconds. The work they carry on
+    for a request (a publish, a send) still continues that request's trace."""
+    if _tracer is None:
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
 # --- work that goes on later: stored contexts ---------------------------------------------------
 
 

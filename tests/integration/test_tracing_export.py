@@ -41,3 +41,23 @@ def test_sampling_follows_the_standard_variables(monkeypatch: pytest.MonkeyPatch
             assert span is not None and not span.is_recording()
     finally:
         tracing.shutdown()
+
+
+def test_background_passes_start_no_trace_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+    with tracing.untraced():
+        assert is_instrumentation_enabled()  # off: nothing to suppress
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    try:
+        assert tracing.configure("background-test")
+        with tracing.untraced():
+            # Redis and PyMongo calls of a relay sweep or a mail poll make no spans...
+            assert not is_instrumentation_enabled()
+            # ...while a publish it carries on for a request still continues that trace.
+            parent = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+            with tracing.continued("smtp send", parent) as span:
+                assert span.is_recording()
+                assert f"{span.get_span_context().trace_id:032x}" == parent["traceparent"][3:35]
+    finally:
+        tracing.shutdown()
