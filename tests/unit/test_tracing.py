@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from shared import tracing
+from shared.events.envelope import Envelope
 
 
 @pytest.mark.parametrize(
@@ -80,3 +87,65 @@ def test_off_imports_neither_the_sdk_nor_an_instrumentation() -> None:
         [sys.executable, "-c", _OFF_PROBE], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def exported() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for one test, spans kept in memory."""
+    exporter = InMemorySpanExporter()
+    assert tracing.configure("unit", SimpleSpanProcessor(exporter))
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown()
+
+
+def _record(topic: str, offset: int, headers: list[tuple[str, bytes]]) -> SimpleNamespace:
+    return SimpleNamespace(topic=topic, partition=2, offset=offset, headers=headers)
+
+
+def test_a_batch_links_its_events_and_each_event_continues_its_own_trace(
+    exported: InMemorySpanExporter,
+) -> None:
+    envelopes = [
+        Envelope(type="OrderPlaced", source="test", correlation_id=f"c-{n}", data={})
+        for n in range(2)
+    ]
+    sent = [tracing.start_send("order.placed", envelope) for envelope in envelopes]
+    records = [_record("order.placed", n, headers) for n, (_, headers) in enumerate(sent)]
+    for producer, _ in sent:
+        tracing.end_send(producer, SimpleNamespace(partition=2, offset=0))
+
+    carriers = []
+    with tracing.processing(list(zip(records, envelopes, strict=True)), "user_service"):
+        for envelope in envelopes:
+            with tracing.event_scope(envelope):
+                queued: dict[str, Any] = {}  # an outbox entry written for this event
+                tracing.remember(queued)
+                carriers.append(queued.get(tracing.TRACE_FIELD))
+
+    spans = exported.get_finished_spans()
+    processed = [s for s in spans if s.name == "process order.placed" and not s.links]
+    [batch] = [s for s in spans if s.links]
+    assert batch.kind == SpanKind.CONSUMER and len(batch.links) == 2
+    for (producer, _), span, carrier in zip(sent, processed, carriers, strict=True):
+        assert span.parent is not None
+        assert span.parent.span_id == producer.get_span_context().span_id
+        assert (span.attributes or {})["messaging.destination.partition.id"] == "2"
+        assert (span.attributes or {})["messaging.consumer.group.name"] == "user_service"
+        assert carrier is not None
+        assert f"{span.context.span_id:016x}" in carrier["traceparent"]
+        assert (
+            carrier[tracing.CORRELATION_ATTRIBUTE]
+            == (span.attributes or {})[tracing.CORRELATION_ATTRIBUTE]
+        )
+
+
+def test_a_graphql_operation_is_named_by_its_name_or_its_root_fields() -> None:
+    from graphql import parse
+
+    from graphql_gateway.tracing import root_fields
+
+    document = parse("query A { me { id } } mutation B { placeOrder(x: 1) { id } other }")
+    assert root_fields(document, "B") == ["placeOrder", "other"]
+    assert root_fields(parse("{ getUserDetails { id } }"), None) == ["getUserDetails"]
