@@ -25,6 +25,7 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_gateway.auth import authenticate
 from graphql_gateway.cache import Epoch, answer_field
+from graphql_gateway.tracing import mark_cached_answer
 from shared.errors import Unauthenticated
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class AnswerCache:
         answer, epoch = await cache.lookup(user_id, field)
         if answer is not None:
             scope["route"] = self._graphql_route(scope)
+            mark_cached_answer(body)
             await _send_json(send, answer)
             return
         if epoch is None:

@@ -4,13 +4,17 @@ password is in one or the other)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from graphql import OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
 from shared import tracing
+
+_OPERATION_NAME = re.compile(r"\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
 def root_fields(document: Any, operation_name: str | None) -> list[str]:
@@ -43,6 +47,26 @@ class OperationSpan(SchemaExtension):
         }
         with tracing.span(f"{operation_type} {name or ','.join(fields)}".strip(), attributes):
             yield
+
+
+def mark_cached_answer(body: bytes) -> None:
+    """On the request's span, an answer from the answer cache (no operation ran, so no
+    operation span): flagged, with the operation's name when the request gives one."""
+    if not tracing.enabled():
+        return
+    try:
+        request = orjson.loads(body)
+        name = request.get("operationName")
+        if not name and isinstance(request.get("query"), str):
+            # The first operation's name, without parsing the whole document.
+            named = _OPERATION_NAME.match(request["query"])
+            name = named.group(1) if named else None
+    except (orjson.JSONDecodeError, AttributeError):
+        name = None
+    attributes: dict[str, Any] = {"fleet.graphql.cached_answer": True}
+    if isinstance(name, str) and name:
+        attributes["graphql.operation.name"] = name
+    tracing.annotate(attributes)
 
 
 def tracing_extensions() -> list[Callable[[], Any]]:

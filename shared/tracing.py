@@ -177,11 +177,16 @@ def server_telemetry() -> Any:
 def tag_correlation(correlation_id: str) -> None:
     """Put the correlation id on the current span (a request's server span starts before the
     id is known)."""
+    annotate({CORRELATION_ATTRIBUTE: correlation_id})
+
+
+def annotate(attributes: Mapping[str, Any]) -> None:
+    """Add attributes to the current span (nothing when tracing is off)."""
     if _tracer is None:
         return
     from opentelemetry import trace
 
-    trace.get_current_span().set_attribute(CORRELATION_ATTRIBUTE, correlation_id)
+    trace.get_current_span().set_attributes(attributes)
 
 
 @contextlib.contextmanager
@@ -377,6 +382,8 @@ def processing(received: Sequence[tuple[Any, ...]], group: str | None) -> Iterat
                 "messaging.batch.message_count": len(spans),
             },
         )
+    # Each record's span, then the batch's (when there is one), in a stable order.
+    every = [*spans.values(), *([] if len(spans) == 1 else [current])]
     token = _event_spans.set(spans)
     try:
         with trace.use_span(
@@ -384,12 +391,12 @@ def processing(received: Sequence[tuple[Any, ...]], group: str | None) -> Iterat
         ):
             yield
     except BaseException as exc:
-        for each in {*spans.values(), current}:
+        for each in every:
             _failed(each, exc)
         raise
     finally:
         _event_spans.reset(token)
-        for each in {*spans.values(), current}:
+        for each in every:
             each.end()
 
 

@@ -76,6 +76,14 @@ class TracedFleet:
         assert "errors" not in response.json(), response.text
         return response
 
+    async def register(self, name: str) -> tuple[str, str]:
+        """A new user's email and token."""
+        email = f"{name.lower()}-{uuid.uuid4().hex}@example.com"
+        registered = await self.graphql(
+            REGISTER, {"name": name, "email": email, "password": PASSWORD}
+        )
+        return email, registered.json()["data"]["registerUser"]["token"]
+
 
 @pytest.fixture(scope="module")
 async def fleet(
@@ -158,11 +166,7 @@ def one(spans: list[ReadableSpan], name: str, kind: SpanKind) -> ReadableSpan:
 async def test_a_placed_order_is_one_trace_from_the_gateway_to_the_smtp_send(
     fleet: TracedFleet,
 ) -> None:
-    email = f"trace-{uuid.uuid4().hex}@example.com"
-    registered = await fleet.graphql(
-        REGISTER, {"name": "Tracy", "email": email, "password": PASSWORD}
-    )
-    token = registered.json()["data"]["registerUser"]["token"]
+    email, token = await fleet.register("Tracy")
     placed = await fleet.graphql(PLACE, {"products": [LAMP]}, token)
     correlation_id = placed.headers["x-correlation-id"]
     order_id = placed.json()["data"]["placeOrder"]["id"]
@@ -232,15 +236,38 @@ async def test_a_placed_order_is_one_trace_from_the_gateway_to_the_smtp_send(
     assert smtp.end_time is not None and smtp.status.is_ok
 
 
+DETAILS = "query Me { getUserDetails { id name } }"
+
+
+async def test_a_read_answered_from_the_cache_still_names_its_operation(
+    fleet: TracedFleet,
+) -> None:
+    _email, token = await fleet.register("Cass")
+
+    async def answered_from_the_cache() -> ReadableSpan | None:
+        # The first read fills the cache (stored once its answer is sent); a later one hits it.
+        answered = await fleet.graphql(DETAILS, {}, token)
+        correlation_id = answered.headers["x-correlation-id"]
+        return next(
+            (
+                s
+                for s in fleet.exporter.get_finished_spans()
+                if s.kind == SpanKind.SERVER
+                and (s.attributes or {}).get("fleet.correlation_id") == correlation_id
+                and (s.attributes or {}).get("fleet.graphql.cached_answer")
+            ),
+            None,
+        )
+
+    span = await eventually(answered_from_the_cache, what="a read answered from the cache")
+    assert (span.attributes or {})["graphql.operation.name"] == "Me"
+
+
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 
 
 async def test_no_span_carries_a_token_password_or_email_body(fleet: TracedFleet) -> None:
-    email = f"secret-{uuid.uuid4().hex}@example.com"
-    registered = await fleet.graphql(
-        REGISTER, {"name": "Sid", "email": email, "password": PASSWORD}
-    )
-    token = registered.json()["data"]["registerUser"]["token"]
+    email, token = await fleet.register("Sid")
     await fleet.graphql(PLACE, {"products": [LAMP]}, token)
     mails = await eventually(lambda: fleet.smtp.to(email), timeout=60, what="a mail")
     body = "\n".join(

@@ -125,7 +125,12 @@ def test_a_batch_links_its_events_and_each_event_continues_its_own_trace(
                 carriers.append(queued.get(tracing.TRACE_FIELD))
 
     spans = exported.get_finished_spans()
-    processed = [s for s in spans if s.name == "process order.placed" and not s.links]
+    by_event = {
+        (s.attributes or {})["messaging.message.id"]: s
+        for s in spans
+        if s.name == "process order.placed" and not s.links
+    }
+    processed = [by_event[str(envelope.id)] for envelope in envelopes]
     [batch] = [s for s in spans if s.links]
     assert batch.kind == SpanKind.CONSUMER and len(batch.links) == 2
     for (producer, _), span, carrier in zip(sent, processed, carriers, strict=True):
