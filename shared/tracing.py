@@ -177,7 +177,8 @@ def server_telemetry() -> Any:
 def tag_correlation(correlation_id: str) -> None:
     """Put the correlation id on the current span (a request's server span starts before the
     id is known)."""
-    annotate({CORRELATION_ATTRIBUTE: correlation_id})
+    if _tracer is not None:  # on every request: not even a dict when off
+        annotate({CORRELATION_ATTRIBUTE: correlation_id})
 
 
 def annotate(attributes: Mapping[str, Any]) -> None:
