@@ -48,10 +48,12 @@ def demo_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFlee
 
 def run_demo(fleet: RunningFleet, *args: str) -> subprocess.CompletedProcess[str]:
     state_file = Path(fleet.log_path).parent / "stack-state.json"
+    # The state file names the fleet: no URL of the caller's environment may win over it.
+    environment = {k: v for k, v in os.environ.items() if k not in ("FLEET_URL", "FLEET_MAIL_URL")}
     return subprocess.run(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "shared.cli", "demo", "--state-file", str(state_file), *args],
         cwd=REPO_ROOT,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**environment, "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=DEMO_TIMEOUT_SECONDS,
