@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 NODE_STAMP := clients/node_modules/.installed-from-lock
 
-.PHONY: help install lock run test lint format compose-check clean node-tools browser audit bench wrk promtool
+.PHONY: help install lock run demo test lint format compose-check clean node-tools browser audit bench wrk promtool
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,12 @@ bench: $(STAMP) wrk ## measure the fleet with wrk (gateway vs bare FastAPI, memo
 # ARGS go to the launcher: make run ARGS="--free-ports" (see python -m shared.stack --help).
 run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it; ARGS=...)
 	$(BIN)/python -m shared.stack $(ARGS)
+
+# Against a running fleet (make run in another terminal): users with orders, notifications and
+# recommendations, a verified admin; prints logins, tokens and `export FLEET_TOKEN=...`
+# (docs/demo.md). ARGS go to `fleet demo`: make demo ARGS="--url http://127.0.0.1:4000".
+demo: $(STAMP) ## create demo users, orders and an admin on the running fleet (ARGS=...)
+	$(BIN)/python -m shared.cli demo $(ARGS)
 
 test: $(STAMP) node-tools browser promtool ## run every test: compose check, unit, integration, end to end, fault injection, security
 	@$(MAKE) --no-print-directory compose-check
