@@ -15,8 +15,9 @@ DEFAULT_MAIL_PAGE_PORT = 8025
 GATEWAY_SERVICE = "graphql_gateway"
 ADMIN_SERVICE = "kafka_admin_service"
 USER_SERVICE = "user_service"
-# The contract's ports (DESIGN section 2), in the launcher's start order. Written here because
-# images leave shared/stack out; tests/integration/test_fleet_cli.py checks they agree with it.
+# The contract's ports (docs/contract.md section 2), in the launcher's start order. Written
+# here because images leave shared/stack out; tests/integration/test_fleet_cli.py checks they
+# agree with it.
 DEFAULT_PORTS: dict[str, int] = {
     ADMIN_SERVICE: 3000,
     USER_SERVICE: 5000,
