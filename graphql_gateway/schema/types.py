@@ -1,4 +1,5 @@
-"""The types of the public API (DESIGN section 4), and how each is read from a service's JSON."""
+"""The types of the public API (docs/contract.md section 4), and how each is read from a
+service's JSON."""
 
 from __future__ import annotations
 

@@ -461,3 +461,11 @@ def test_k8s_config_sets_only_variables_a_service_reads() -> None:
         if key.endswith("_SERVICE_URL"):
             service = key.removesuffix("_URL").lower()
             assert url == f"http://{service.replace('_', '-')}:{default_port(service)}"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_services_log_json_lines_in_compose_and_k8s(name: str) -> None:
+    # Containers' output goes to a log collector, not a person: one JSON object a line.
+    assert COMPOSE["services"][name]["environment"]["LOG_FORMAT"] == "${LOG_FORMAT:-json}"
+    k8s_config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text())
+    assert k8s_config["data"]["LOG_FORMAT"] == "json"
