@@ -6,8 +6,10 @@ persisted query by GET: hash only, issue 20), uncached (a second gateway with
 CACHE_ENABLED=false) and `placeOrder`, (b) a bare FastAPI route doing the
 same JWT check and Redis GET (bench/bare_app.py) and the gateway/bare ratio, (c) end-to-end
 placeOrder -> notification latency at a fixed order rate (bench/e2e.py), (e) fleet
-start-to-ready time and idle resident memory per service. Servers are pinned to core 0, wrk to
-core 1, fixed concurrency (BENCH_CONNECTIONS, default 50), BENCH_DURATION seconds (default 10).
+start-to-ready time and idle resident memory per service, (f) the cached read on a gateway
+tracing 10% of requests (BENCH_TRACE_SAMPLING) beside the untraced one. Servers are pinned to
+core 0, wrk to core 1, fixed concurrency (BENCH_CONNECTIONS, default 50), BENCH_DURATION seconds
+(default 10).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import redis
 
 from bench.consumer import measure_consumer
 from bench.e2e import measure_e2e
+from bench.trace_sink import TraceSink
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from graphql_gateway.persisted import document_hash
 from shared.stack.config import environment_without_parts, new_jwt_secret
@@ -60,6 +63,15 @@ E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
 E2E_USERS = int(os.environ.get("BENCH_E2E_USERS", "10"))
 E2E_DRAIN_SECONDS = float(os.environ.get("BENCH_E2E_DRAIN", "30"))
 CONSUMER_EVENTS = int(os.environ.get("BENCH_CONSUMER_EVENTS", "50000"))
+# (f) the cached read with tracing on at this sampling ratio (issue 19).
+TRACE_SAMPLING = float(os.environ.get("BENCH_TRACE_SAMPLING", "0.1"))
+TRACING_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
 MAIL_QUIET_SECONDS = 3.0
 MAIL_SETTLE_TIMEOUT_SECONDS = 120.0
 ALL_CORES = ",".join(str(n) for n in range(os.cpu_count() or 1))
@@ -254,7 +266,7 @@ def start_fleet(
         "--state-file", str(state_file), "--mail-dir", str(workdir / "mail"),
         "--ready-timeout", str(READY_TIMEOUT_SECONDS),
     ]  # fmt: skip
-    env = environment_without_parts()
+    env = untraced_environment()
     env["JWT_SECRET"] = secret
     # The gateway's per-user limits would answer RATE_LIMITED to the benchmark's one user.
     env.update(BENCH_USER_LIMITS)
@@ -274,13 +286,22 @@ def start_fleet(
     return process, json.loads(state_file.read_text()), ready_seconds
 
 
-def start_uncached_gateway(
-    state: dict[str, Any], secret: str, workdir: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """A second gateway on the running fleet with CACHE_ENABLED=false, pinned to the server
-    core from its start: every getUserDetails goes to the user service."""
-    port = free_port()
+def untraced_environment() -> dict[str, str]:
+    """The environment without parts nor tracing: the fleet measured is the untraced one."""
     env = environment_without_parts()
+    for name in TRACING_VARIABLES:
+        env.pop(name, None)
+    return env
+
+
+def start_gateway(
+    state: dict[str, Any], secret: str, workdir: Path, name: str, settings: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Another gateway on the running fleet with `settings` in its environment, pinned to the
+    server core from its start: CACHE_ENABLED=false (every getUserDetails goes to the user
+    service), or tracing on."""
+    port = free_port()
+    env = untraced_environment()
     env.update(
         {
             "JWT_SECRET": secret,
@@ -288,14 +309,14 @@ def start_uncached_gateway(
             "REDIS_URL": state["redis"],
             "HOST": "127.0.0.1",
             "PORT": str(port),
-            "CACHE_ENABLED": "false",
             **BENCH_USER_LIMITS,
             "PYTHONUNBUFFERED": "1",
+            **settings,
         }
     )
-    for name, base_url in state["services"].items():
-        env[f"{name.upper()}_URL"] = base_url
-    with (workdir / "uncached-gateway.log").open("wb") as out:
+    for service, base_url in state["services"].items():
+        env[f"{service.upper()}_URL"] = base_url
+    with (workdir / f"{name}-gateway.log").open("wb") as out:
         process = subprocess.Popen(  # noqa: S603
             ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "graphql_gateway"],  # noqa: S607
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -315,7 +336,45 @@ def start_uncached_gateway(
             break
         time.sleep(POLL_SECONDS)
     stop(process)
-    raise RuntimeError("the uncached gateway did not become ready")
+    raise RuntimeError(f"the {name} gateway did not become ready")
+
+
+def measure_tracing(
+    state: dict[str, Any], secret: str, workdir: Path, token: str, gw: dict[str, Any]
+) -> dict[str, Any]:
+    """The cached read on a gateway tracing at TRACE_SAMPLING (spans exported over OTLP/HTTP
+    to a stand-in collector), beside the untraced gateway's figures of the same run."""
+    sink = TraceSink(free_port()).start()
+    traced, traced_url = start_gateway(
+        state,
+        secret,
+        workdir,
+        "traced",
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(TRACE_SAMPLING),
+        },
+    )
+    try:
+        on = measure(
+            f"gateway cached getUserDetails, tracing {TRACE_SAMPLING:.0%}",
+            traced_url,
+            {"query": DETAILS},
+            token,
+        )
+    finally:
+        stop(traced)
+        sink.stop()
+    off = gw["cached_getUserDetails"]
+    return {
+        "sampling": TRACE_SAMPLING,
+        "cached_getUserDetails_traced": on,
+        "rps_traced_over_untraced": round(on["rps"] / off["rps"], 3),
+        "p99_traced_over_untraced": round(on["p99_ms"] / off["p99_ms"], 3),
+        "otlp_exports": sink.exports,
+        "otlp_bytes": sink.received_bytes,
+    }
 
 
 def wait_for_mail_to_settle(mail_dir: Path) -> float:
@@ -407,7 +466,9 @@ def run() -> dict[str, Any]:
             if cache.hget(user_key(reader_id), DETAILS_VIEW) is None:
                 raise RuntimeError("the cache entry vanished during the run (not all cached)")
 
-            uncached, uncached_url = start_uncached_gateway(state, secret, workdir)
+            uncached, uncached_url = start_gateway(
+                state, secret, workdir, "uncached", {"CACHE_ENABLED": "false"}
+            )
             try:
                 gw["uncached_getUserDetails"] = measure(
                     "gateway uncached getUserDetails", uncached_url, {"query": DETAILS},
@@ -415,6 +476,7 @@ def run() -> dict[str, Any]:
                 )  # fmt: skip
             finally:
                 stop(uncached)
+            results["tracing"] = measure_tracing(state, secret, workdir, reader_token, gw)
 
             port = free_port()
             bare_env = {**os.environ, "REDIS_URL": state["redis"], "JWT_SECRET": secret}
@@ -512,6 +574,19 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{name:34} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
             f"{r['non2xx']:>7} {r['graphql_errors']:>7} {r['socket_errors']:>7}"
+        )
+    traced = results.get("tracing")
+    if traced:
+        r = traced["cached_getUserDetails_traced"]
+        name = f"  same, tracing {traced['sampling']:.0%}"
+        lines.append(
+            f"{name:34} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            f"{r['non2xx']:>7} {r['graphql_errors']:>7} {r['socket_errors']:>7}"
+        )
+        lines.append(
+            f"tracing {traced['sampling']:.0%} / off: throughput "
+            f"{traced['rps_traced_over_untraced']}x, p99 {traced['p99_traced_over_untraced']}x "
+            f"({traced['otlp_exports']} OTLP exports)"
         )
     ratios = results["ratios"]
     lines.append(

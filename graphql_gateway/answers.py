@@ -28,6 +28,7 @@ from strawberry.extensions import SchemaExtension
 from graphql_gateway.auth import authenticate
 from graphql_gateway.cache import Epoch, answer_field
 from graphql_gateway.http_transport import REQUEST_KEY, ParsedRequest
+from graphql_gateway.tracing import mark_cached_answer
 from shared.errors import Unauthenticated
 
 if TYPE_CHECKING:
@@ -109,6 +110,9 @@ class AnswerCache:
             return
         if answer is not None:
             scope["route"] = self._graphql_route(scope)
+            operation = parsed.single()
+            if operation is not None:
+                mark_cached_answer(operation.query, operation.operation_name)
             await _send_answer(send, answer, parsed.answer_headers())
             return
         if epoch is None:

@@ -47,10 +47,11 @@ from graphql_gateway.schema import build_schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import SubscriptionHub
+from graphql_gateway.tracing import tracing_extensions
 from shared.auth import EXPIRED_TOKEN_MESSAGE
 from shared.cache import redis_client
 from shared.errors import RateLimited, Unauthenticated
-from shared.http import NO_OPENTELEMETRY, install_common, serve_metrics
+from shared.http import install_common, serve_metrics, service_telemetry
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -227,7 +228,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        telemetry=NO_OPENTELEMETRY,
+        telemetry=service_telemetry(),
     )
     # Added first, so it runs last of the middleware: inside the request log, metrics and the
     # body size limit, and before any routing.
@@ -241,7 +242,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     graphql_app = GatewayGraphQL(
         build_schema(
             settings.graphql_document_cache_size,
-            [*schema_extensions(settings), MarkPublicAnswers],
+            [*schema_extensions(settings), MarkPublicAnswers, *tracing_extensions()],
         ),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

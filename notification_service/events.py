@@ -23,6 +23,7 @@ from notification_service.domain import DeliveryStatus
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
+from shared import tracing
 from shared.bus import Handler, Received, batched
 from shared.events.envelope import Envelope
 from shared.events.models import (
@@ -33,9 +34,10 @@ from shared.events.models import (
     PasswordResetRequested,
     UserRegistered,
 )
-from shared.logging import correlation_scope, get_logger
+from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.tracing import event_scope
 
 log = get_logger(__name__)
 
@@ -199,9 +201,11 @@ class NotificationHandlers:
             content=incoming.content,
             sent_at=notification["sent_at"],
         )
-        with correlation_scope(envelope.correlation_id):
-            # The announcement carries the correlation id of the event that caused it.
+        with event_scope(envelope):
+            # The announcement carries the correlation id of the event that caused it, and the
+            # mail the trace of that event (the sender continues it).
             entry = outbox_entry(self.publisher, created)
+            tracing.remember(notification)
         return notification, entry
 
 

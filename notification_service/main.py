@@ -13,7 +13,7 @@ from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.sender import MailSender
 from notification_service.settings import NotificationSettings
-from shared.http import install_common
+from shared.http import install_common, service_telemetry
 from shared.links import LinkSigner
 from shared.runtime import ServiceRuntime
 
@@ -52,7 +52,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
                 # The mail in hand is finished (or left leased) while the database is open.
                 await sender.stop()
 
-    app = FastAPI(title="notification_service", lifespan=lifespan)
+    app = FastAPI(title="notification_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     app.state.links = LinkSigner(settings.jwt_secret.get_secret_value())
     app.include_router(api.router)

@@ -12,7 +12,7 @@ from order_service.repository import OrderRepository
 from order_service.service import Orders
 from order_service.settings import OrderSettings
 from shared.catalog import CatalogClient
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import install_common, service_telemetry
 from shared.runtime import ServiceRuntime
 
 
@@ -38,7 +38,7 @@ def create_app(settings: OrderSettings | None = None) -> FastAPI:
         finally:
             await catalog.aclose()
 
-    app = FastAPI(title="order_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="order_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     app.include_router(api.router)
     return app

@@ -1,4 +1,4 @@
-"""The recommendation flow (DESIGN section 3) and the co-purchase learning.
+"""The recommendation flow (docs/contract.md section 3) and the co-purchase learning.
 
 In (group `recommendation_service`): `order.placed` (co-purchase counts, once per order id),
 `purchase-history.provided` (the user service's answer: score and publish).

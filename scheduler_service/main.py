@@ -20,7 +20,7 @@ from scheduler_service.repository import SchedulerRepository
 from scheduler_service.settings import SchedulerSettings
 from shared.cache import redis_client, redis_ready
 from shared.catalog import CatalogClient
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import install_common, service_telemetry
 from shared.runtime import ServiceRuntime
 
 
@@ -100,7 +100,7 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             if redis is not None:
                 await redis.aclose()
 
-    app = FastAPI(title="scheduler_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="scheduler_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     app.include_router(api.router)
     return app

@@ -27,6 +27,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from shared import tracing
 from shared.events.envelope import Envelope, EnvelopeError
 from shared.events.models import EVENT_TYPES
 from shared.events.topics import dead_letter_topic
@@ -256,7 +257,8 @@ class EventConsumer:
         if valid:
             started = time.perf_counter()
             try:
-                await handler.handle([(envelope, payload) for _, envelope, payload in valid])
+                with tracing.processing(valid, self._group_id):
+                    await handler.handle([(envelope, payload) for _, envelope, payload in valid])
             except Exception:
                 log.warning(
                     "batch failed; handling its events one by one",
@@ -338,7 +340,10 @@ class EventConsumer:
     ) -> bool:
         """Run the handler once; on failure dead-letter the record (permanent, or failing past
         the horizon) or park its partition. False when parked."""
-        with correlation_scope(envelope.correlation_id):
+        with (
+            correlation_scope(envelope.correlation_id),
+            tracing.processing([(record, envelope)], self._group_id),
+        ):
             started = time.perf_counter()
             try:
                 await handler(envelope, payload)

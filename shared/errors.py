@@ -7,7 +7,7 @@ from typing import ClassVar
 
 
 class ErrorCode(StrEnum):
-    """The `extensions.code` values of the public API (DESIGN section 4)."""
+    """The `extensions.code` values of the public API (docs/contract.md section 4)."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"

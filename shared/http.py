@@ -17,18 +17,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from shared import tracing
 from shared.auth import Caller, bearer_token, verify_token
 from shared.errors import CODE_FOR_STATUS, AppError, BadUserInput, ErrorCode, InternalError
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, SERVICE_READY
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-# `FastAPI(telemetry=NO_OPENTELEMETRY)` in every service: FastAPI's own OpenTelemetry hooks
-# look up the global providers (reading the environment) on every request, and the fleet
-# exports Prometheus metrics, not OpenTelemetry (issue 8: ~5% of a cached gateway read).
+# FastAPI's own OpenTelemetry hooks look up the global providers (reading the environment) on
+# every request, and the fleet exports Prometheus metrics, not OpenTelemetry metrics (issue 8:
+# ~5% of a cached gateway read): off unless tracing is (`service_telemetry`).
 NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def service_telemetry() -> TelemetryConfig:
+    """`FastAPI(telemetry=...)` of every service: request spans when this process traces
+    (shared.tracing), none otherwise."""
+    config: TelemetryConfig = tracing.server_telemetry() if tracing.enabled() else NO_OPENTELEMETRY
+    return config
+
 
 ReadinessCheck = Callable[[], Awaitable[bool] | bool]
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -60,6 +69,7 @@ class RequestContextMiddleware:
             await send(message)
 
         with correlation_scope(correlation_id):
+            tracing.tag_correlation(correlation_id)
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -165,6 +175,7 @@ def install_common(
             except Exception:
                 results[name] = False
         is_ready = bool(results) and all(results.values())
+        SERVICE_READY.labels(settings.service_name).set(1 if is_ready else 0)
         return JSONResponse(
             {"ready": is_ready, "checks": results, "service": settings.service_name},
             status_code=200 if is_ready else 503,

@@ -20,9 +20,11 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo import ASCENDING
 
+from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import get_logger
+from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PENDING
 from shared.publisher import EventPublisher, MessageTooLarge, headers_of
 
 log = get_logger(__name__)
@@ -48,7 +50,7 @@ def outbox_entry(
         envelope = envelope.model_copy(update={"id": event_id})
     value = envelope.to_bytes()
     publisher.check_size(event.topic, event.key.encode(), value, headers_of(envelope))
-    return {
+    entry = {
         "id": str(envelope.id),
         "topic": event.topic,
         "key": event.key,
@@ -57,6 +59,9 @@ def outbox_entry(
         # writer that is flushing them, instead of publishing them a second time.
         "queued_at": time.time(),
     }
+    # Whoever publishes it later (this request's flush or the relay) continues this trace.
+    tracing.remember(entry)
+    return entry
 
 
 class OutboxRelay:
@@ -76,7 +81,9 @@ class OutboxRelay:
         interval_seconds: float,
         flush_timeout_seconds: float | None = None,
         sweep_interval_seconds: float | None = None,
+        service: str = "",
     ) -> None:
+        self._service = service
         self._publisher = publisher
         self._collections = collections
         self._interval = interval_seconds
@@ -215,6 +222,7 @@ class OutboxRelay:
         """Publish the entries together, then pull the acknowledged ones; returns how many were
         published and the documents left with entries the broker did not take."""
         messages: list[tuple[str, str | None, Envelope]] = []
+        traces: list[dict[str, str] | None] = []
         owners: list[tuple[Any, str]] = []
         kept: list[dict[str, Any]] = []
         for document_id, entries in pending.items():
@@ -228,11 +236,12 @@ class OutboxRelay:
                     await self._set_aside(collection, document_id, entry)
                     continue
                 messages.append((entry["topic"], entry["key"], envelope))
+                traces.append(entry.get(tracing.TRACE_FIELD))
                 owners.append((document_id, entry["id"]))
                 kept.append(entry)
         if not messages:
             return 0, set()
-        outcomes = await self._publisher.publish_envelopes(messages)
+        outcomes = await self._publisher.publish_envelopes(messages, traces)
         for (document_id, _), entry, error in zip(owners, kept, outcomes, strict=True):
             if isinstance(error, MessageTooLarge):
                 # Queued under a larger KAFKA_MAX_MESSAGE_BYTES: it will never fit.
@@ -271,10 +280,30 @@ class OutboxRelay:
         except Exception:
             log.exception("final outbox pass failed; events stay pending")
 
+    async def measure(self) -> None:
+        """Export, per collection, how many documents hold pending events and the age of the
+        oldest (the first entry of a document is its oldest); two indexed reads."""
+        pending = {_FIRST_PENDING: {"$exists": True}}
+        for collection in self._collections:
+            count = await collection.count_documents(pending)
+            oldest = await (
+                collection.find(pending, {OUTBOX_FIELD: 1})
+                .sort(f"{_FIRST_PENDING}.queued_at", ASCENDING)
+                .limit(1)
+                .to_list(None)
+            )
+            queued = [e.get("queued_at", 0) for d in oldest for e in d.get(OUTBOX_FIELD, [])]
+            age = max(0.0, time.time() - min(queued)) if queued else 0.0
+            labels = (self._service, collection.name)
+            OUTBOX_PENDING.labels(*labels).set(count)
+            OUTBOX_OLDEST_AGE.labels(*labels).set(age)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self.relay_once()
+                with tracing.untraced():
+                    await self.relay_once()
+                    await self.measure()
             except Exception:
                 log.exception("outbox relay pass failed")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import current_correlation_id, get_logger, new_correlation_id
@@ -142,22 +143,31 @@ class EventPublisher:
         extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Publish an envelope already built (outbox relay, dead letters)."""
-        await self.publish_raw(
-            topic,
-            key.encode() if key else None,
-            envelope.to_bytes(),
-            [*headers_of(envelope), *(extra_headers or [])],
-        )
+        span, trace_headers = tracing.start_send(topic, envelope)
+        try:
+            await self.publish_raw(
+                topic,
+                key.encode() if key else None,
+                envelope.to_bytes(),
+                [*headers_of(envelope), *(extra_headers or []), *trace_headers],
+            )
+        except BaseException as exc:
+            tracing.end_send(span, exc)
+            raise
+        tracing.end_send(span, None)
 
     async def publish_envelopes(
-        self, messages: Sequence[tuple[str, str | None, Envelope]]
+        self,
+        messages: Sequence[tuple[str, str | None, Envelope]],
+        traces: Sequence[Mapping[str, str] | None] | None = None,
     ) -> list[BaseException | None]:
         """Publish many (topic, key, envelope) at once: all are handed to the producer, which
         batches them, then every acknowledgement is awaited under one publish timeout.
 
         Returns, per message, None when the broker acknowledged it, else the error (a
         MessageTooLarge one is never sent): the caller keeps those for later (one awaited
-        round trip per event would cap a consumer's rate).
+        round trip per event would cap a consumer's rate). `traces`, per message, is the trace
+        context stored with it (outbox), else the current.
         """
         if not self._started:
             return [KafkaConnectionError("the publisher is not connected to the broker")] * len(
@@ -170,11 +180,16 @@ class EventPublisher:
         # Which message each ack belongs to (one refused for its size is never sent).
         sent_indexes: list[int] = []
         too_large: dict[int, BaseException] = {}
+        spans: dict[int, Any] = {}
         try:
             async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
                 for index, (topic, key, envelope) in enumerate(messages):
                     value, encoded_key = envelope.to_bytes(), key.encode() if key else None
-                    headers = headers_of(envelope)
+                    span, trace_headers = tracing.start_send(
+                        topic, envelope, traces[index] if traces else None
+                    )
+                    spans[index] = span
+                    headers = [*headers_of(envelope), *trace_headers]
                     try:
                         self.check_size(topic, encoded_key, value, headers)
                     except MessageTooLarge as exc:
@@ -201,6 +216,11 @@ class EventPublisher:
                 results[index] = ack.exception()
         for index, refused in too_large.items():
             results[index] = refused
+        acked = dict(zip(sent_indexes, acks, strict=True))
+        for index, span in spans.items():
+            if span is not None:
+                error = results[index]
+                tracing.end_send(span, error if error is not None else acked[index].result())
         for (topic, _key, _envelope), error in zip(messages, results, strict=True):
             metric = MESSAGES_PRODUCED if error is None else MESSAGES_PRODUCE_FAILED
             metric.labels(self._source, topic).inc()

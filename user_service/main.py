@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shared.auth import configure_hashing
-from shared.http import NO_OPENTELEMETRY, install_common, trust_forwarded_for
+from shared.http import install_common, service_telemetry, trust_forwarded_for
 from shared.runtime import ServiceRuntime
 from user_service import api
 from user_service.events import CONSUMER_GROUP, consumer_handlers
@@ -48,7 +48,7 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
         async with runtime.running():
             yield
 
-    app = FastAPI(title="user_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="user_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     # The client address of a request relayed by a trusted proxy (the gateway) is the one its
     # X-Forwarded-For names; anyone else's header is ignored (rate limits per address).

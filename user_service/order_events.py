@@ -24,9 +24,10 @@ from shared.events.models import (
     OrderStatusChanged,
     UserPurchaseHistoryUpdated,
 )
-from shared.logging import correlation_scope, get_logger
+from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.runtime import ServiceRuntime
+from shared.tracing import event_scope
 from user_service.purchases import (
     VERSION_FIELD,
     BatchPlan,
@@ -136,8 +137,9 @@ class OrderEventHandlers:
             outbox: list[dict[str, Any]] = []
             for position in write.facts:
                 envelope, fact = arrived[position]
-                with correlation_scope(envelope.correlation_id):
-                    # The requests carry the correlation id of the order event that caused them.
+                with event_scope(envelope):
+                    # The requests carry the correlation id (and trace) of the order event
+                    # that caused them.
                     outbox += self._outbox(user, fact)
             if await self.repository.purchases.apply(
                 order_id,

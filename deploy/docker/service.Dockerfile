@@ -23,7 +23,8 @@ WORKDIR /build
 COPY pyproject.toml uv.lock ./
 # The runtime set alone (no local, ops or dev group), at the lock's versions with its hashes;
 # `--locked` stops the build when the lock no longer matches pyproject.toml (make lock).
-RUN uv export --locked --no-default-groups --no-emit-project --format requirements.txt --output-file requirements.txt \
+RUN uv export --quiet --locked --no-default-groups --no-emit-project --format requirements.txt \
+        --output-file requirements.txt \
     && pip --python /opt/venv/bin/python install --no-deps --require-hashes --only-binary=:all: \
         -r requirements.txt
 

@@ -108,6 +108,14 @@ def _message(model: type[Event]) -> dict[str, Any]:
             "properties": {
                 CORRELATION_HEADER: {"type": "string", "description": "The correlation id."},
                 EVENT_TYPE_HEADER: {"type": "string", "const": model.event_type},
+                "traceparent": {
+                    "type": "string",
+                    "description": "W3C trace context of the publish, when tracing is on.",
+                },
+                "tracestate": {
+                    "type": "string",
+                    "description": "W3C trace state, when tracing is on and there is some.",
+                },
             },
         },
         "payload": {"$ref": f"{SCHEMAS}{model.event_type}Envelope"},

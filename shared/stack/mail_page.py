@@ -190,8 +190,13 @@ def _message_page(mail: StoredMail) -> str:
     text_body = mail.body("plain")
     if html_body is not None:
         # srcdoc in a sandbox without allow-scripts or allow-same-origin: the mail's HTML shows,
-        # its scripts do not run, and it cannot reach this page.
-        shown = f"<iframe sandbox srcdoc='{html.escape(html_body, quote=True)}'></iframe>"
+        # its scripts do not run, and it cannot reach this page. Its links (verify, reset,
+        # unsubscribe: pages that refuse to be framed) open in a tab of their own.
+        framed = f"<base target='_blank'>{html_body}"
+        shown = (
+            "<iframe sandbox='allow-popups allow-popups-to-escape-sandbox' "
+            f"srcdoc='{html.escape(framed, quote=True)}'></iframe>"
+        )
     elif text_body is not None:
         shown = f"<pre>{html.escape(text_body)}</pre>"
     else:

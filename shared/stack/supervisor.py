@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import httpx
 
+from shared.cli.demo import DEMO_ADMIN_EMAIL
 from shared.settings import placeholder_marker
 from shared.stack.config import (
     ADMIN,
@@ -274,6 +275,9 @@ class Supervisor:
             env[spec.url_env] = f"http://{LOOPBACK}:{self._service_ports[spec.name]}"
         if GATEWAY.name in self._service_ports and not env.get("PUBLIC_BASE_URL"):
             env["PUBLIC_BASE_URL"] = env[GATEWAY.url_env]
+        if not env.get("ADMIN_EMAILS"):
+            # `make demo`'s admin becomes admin once it follows its welcome link (docs/demo.md).
+            env["ADMIN_EMAILS"] = DEMO_ADMIN_EMAIL
         env["HOST"] = LOOPBACK
         env["PYTHONUNBUFFERED"] = "1"
         if self.console.is_terminal and not env.get("LOG_FORMAT"):

@@ -8,11 +8,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from shared.bus import EventConsumer, Received, batched
+from shared.bus import Received
 from shared.events import Envelope
 from shared.failures import PermanentFailure
 from shared.publisher import EventPublisher
-from tests.fixtures.bus import TOPIC, bus_publisher, created, started_consumer  # noqa: F401
+from tests.fixtures.bus import (  # noqa: F401
+    TOPIC,
+    bus_publisher,
+    created,
+    started_batch_consumer,
+    started_consumer,
+)
 from tests.fixtures.parts import eventually, read_all
 
 
@@ -26,12 +32,7 @@ async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[
     return [e.notification_id for e in events]
 
 
-async def consume(
-    broker: str, publisher: EventPublisher, handle: Any, group: str, **extra: Any
-) -> EventConsumer:
-    return await started_consumer(
-        broker, publisher, batched(handle, max_records=500), group, **extra
-    )
+consume = started_batch_consumer
 
 
 def mine(user: str, received: Sequence[Received]) -> list[str]:

@@ -28,6 +28,7 @@ from tests.fixtures.bus import (  # noqa: F401
     bus_publisher,
     bus_settings,
     created,
+    started_batch_consumer,
     started_consumer,
 )
 from tests.fixtures.parts import (  # noqa: F401
@@ -37,7 +38,6 @@ from tests.fixtures.parts import (  # noqa: F401
     eventually,
     read_all,
 )
-from tests.integration.test_bus_batches import consume
 
 
 def users_on_two_partitions() -> tuple[str, str]:
@@ -154,7 +154,9 @@ async def test_a_batch_that_fails_in_an_outage_is_retried_whole_and_in_order(
     events = [created(user) for _ in range(4)]
     for event in events:
         await publisher.publish(event)
-    consumer = await consume(kafka_broker, publisher, handle, f"group-{uuid.uuid4().hex}")
+    consumer = await started_batch_consumer(
+        kafka_broker, publisher, handle, f"group-{uuid.uuid4().hex}"
+    )
     try:
         await eventually(lambda: len(handled) == len(events), what="the batch after the outage")
     finally:

@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 
 from shared.auth import issue_token, verify_token
 from shared.cli.app import app
-from shared.cli.targets import DEFAULT_PORTS
+from shared.cli.targets import DEFAULT_MAIL_PAGE_PORT, DEFAULT_PORTS
 from shared.events.envelope import Envelope
 from shared.events.models import PurchaseHistoryProvided, UserRegistered
 from shared.events.topics import dead_letter_topic
 from shared.publisher import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from shared.stack import config as stack_config
 from shared.stack.config import ADMIN, GATEWAY, SERVICES
 from tests.fixtures.fleet import RunningFleet, launch_fleet
 from tests.fixtures.parts import eventually, read_all
@@ -116,6 +117,7 @@ def test_the_default_ports_are_the_launchers() -> None:
     launched = {spec.name: spec.port for spec in (ADMIN, *SERVICES, GATEWAY)}
     assert launched == DEFAULT_PORTS
     assert list(DEFAULT_PORTS) == list(launched)
+    assert DEFAULT_MAIL_PAGE_PORT == stack_config.DEFAULT_MAIL_PAGE_PORT
 
 
 def test_status_fails_when_a_service_does_not_answer(tmp_path: Path) -> None:

@@ -210,12 +210,15 @@ def notification_service_app(store: NotificationStore) -> FastAPI:
 
 
 class Served:
-    """An app served by uvicorn on a free loopback port, in this event loop."""
+    """An app served by uvicorn on a free loopback port, in this event loop (its lifespan
+    run when `lifespan="on"`)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, lifespan: str = "off") -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        config = uvicorn.Config(app, host=LOOPBACK, port=self.port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            app, host=LOOPBACK, port=self.port, log_config=None, lifespan=lifespan
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -653,6 +656,9 @@ async def test_redis_outage_still_answers(kafka_broker: str, fleet: Fleet) -> No
         ready = await without_redis.http.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["redis"] is False
+        # What the ServiceNotReady alert reads.
+        metrics = await without_redis.http.get("/metrics")
+        assert 'service_ready{service="graphql_gateway"} 0.0' in metrics.text
 
 
 async def test_readiness_and_metrics(gateway: RunningGateway) -> None:
@@ -662,3 +668,4 @@ async def test_readiness_and_metrics(gateway: RunningGateway) -> None:
     assert ready.json()["checks"] == {"redis": True, "events": True}
     metrics = await gateway.http.get("/metrics")
     assert 'route="/graphql"' in metrics.text
+    assert 'service_ready{service="graphql_gateway"} 1.0' in metrics.text

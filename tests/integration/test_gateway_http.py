@@ -27,7 +27,7 @@ from graphql_gateway.persisted import KEY_PREFIX, MANIFEST_FORMAT, document_hash
 from graphql_gateway.settings import GatewaySettings
 from tests.integration import test_gateway_answers, test_gateway_orders
 from tests.integration.test_gateway import running_gateway
-from tests.integration.test_gateway_answers import answers
+from tests.integration.test_gateway_answers import answers, kept_answers
 from tests.integration.test_gateway_orders import (
     LiveGateway,
     Services,
@@ -138,7 +138,7 @@ async def test_persisted_reads_share_the_answer_cache_and_the_limits(
     user_id, token = new_user(services.users)
     query = unique_details()
     await post(gateway, {"query": query, "extensions": persisted(query)}, bearer(token))
-    kept = await answers(store, user_id)
+    kept = await kept_answers(store, user_id)
     assert len(kept) == 1
     # The same operation by hash, by POST or GET, is the same answer: rewrite it, and the
     # rewrite comes back without GraphQL running.

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
+from prometheus_client import REGISTRY
 
 from notification_service import domain
 from notification_service.mailer import Mailer
@@ -143,6 +144,7 @@ async def test_refused_mail_is_retried_and_delivered_exactly_once(
     run = uuid.uuid4().hex[:8]
     addresses = [f"retry-{run}-{i}@example.com" for i in range(EVENTS)]
     async with notification_service(mail_settings(kafka_broker, smtp_server)) as running:
+        sent_before = counted("sent")
         smtp_server.refuse = True
         try:
             envelopes = await publish_requests(running, addresses, run)
@@ -167,6 +169,7 @@ async def test_refused_mail_is_retried_and_delivered_exactly_once(
             return len(found) == EVENTS and all(d["status"] == "sent" for d in found)
 
         await eventually(all_sent, timeout=30, what="every mail to be sent once SMTP is back")
+        assert counted("sent") - sent_before == EVENTS
         found = await deliveries(running, envelopes)
         # `sent` is final: nothing sends it again, so these counts are the end state.
         received = Counter({a: len(smtp_server.to(a)) for a in addresses if smtp_server.to(a)})
@@ -182,6 +185,7 @@ async def test_mail_is_given_up_after_the_last_attempt(
     run = uuid.uuid4().hex[:8]
     address = f"give-up-{run}@example.com"
     settings = mail_settings(kafka_broker, smtp_server, mail_max_attempts=3)
+    before = {outcome: counted(outcome) for outcome in ("retrying", "failed")}
     async with notification_service(settings) as running:
         smtp_server.refuse = True
         try:
@@ -198,6 +202,14 @@ async def test_mail_is_given_up_after_the_last_attempt(
     assert "451" in delivery["last_error"]
     assert delivery["next_attempt_at"] is None
     assert smtp_server.to(address) == []
+    # The dashboard's and the MailFailing alert's counters.
+    assert counted("retrying") - before["retrying"] == 2
+    assert counted("failed") - before["failed"] == 1
+
+
+def counted(outcome: str) -> float:
+    labels = {"service": "notification_service", "outcome": outcome}
+    return REGISTRY.get_sample_value("mail_deliveries_total", labels) or 0.0
 
 
 async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -> None:
@@ -395,7 +407,7 @@ async def test_a_slow_smtp_exchange_ends_inside_its_lease_so_no_other_sender_rep
         await repository.ensure_indexes()
         assert await repository.insert_new(notification, [])
         first, second = (
-            MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in "ab"
+            MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in "ab"
         )
         slow = asyncio.create_task(first.send_one())  # claims the mail, meets the slow server
         await eventually(lambda: smtp.slow_session is not None, what="the slow exchange")

@@ -73,7 +73,8 @@ async def test_the_page_lists_each_message_and_shows_its_headers_and_html(
         assert shown.status_code == 200
         assert "no-reply@fleet.test" in shown.text  # the headers table
         # The HTML body in a sandboxed frame: shown, its script never runs.
-        assert "<iframe sandbox srcdoc=" in shown.text
+        assert "<iframe sandbox='allow-popups allow-popups-to-escape-sandbox' srcdoc=" in shown.text
+        assert "&lt;base target=&#x27;_blank&#x27;&gt;" in shown.text  # links open a tab
         assert "&lt;b&gt;o-1&lt;/b&gt;" in shown.text
 
         details = (await page.get(f"/api/messages/{newest['id']}")).json()

@@ -13,7 +13,7 @@ from shared.events import NotificationCreated
 from shared.outbox import outbox_entry
 from shared.publisher import EventPublisher, MessageTooLarge, headers_of, message_size
 from tests.fixtures.bus import TOPIC, bus_settings, created
-from tests.fixtures.parts import enveloped, eventually
+from tests.fixtures.parts import envelope_or_none, eventually, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,8 @@ def sized(user_id: str, size: int, publisher: EventPublisher) -> NotificationCre
 
 
 async def published_contents(broker: str, user_id: str) -> list[str]:
-    found = [envelope.data for _, envelope in await enveloped(broker, TOPIC)]
+    records = await read_all(broker, TOPIC)
+    found = [e.data for r in records if (e := envelope_or_none(r.value)) is not None]
     return [d["content"] for d in found if d.get("user_id") == user_id]
 
 

@@ -24,7 +24,13 @@ from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
 from shared.runtime import ServiceRuntime
 from shared.stack.parts import LOOPBACK, free_port
 from shared.times import as_utc
-from tests.fixtures.parts import TEST_JWT_SECRET, enveloped, eventually, read_all, signed_token
+from tests.fixtures.parts import (
+    TEST_JWT_SECRET,
+    envelope_or_none,
+    eventually,
+    read_all,
+    signed_token,
+)
 from user_service.purchase_history import PurchaseHistoryHandler
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -220,8 +226,9 @@ async def test_a_request_asks_for_a_bounded_window_and_expires(flow: Flow) -> No
     assert response.status_code == 202
 
     async def asked() -> list[Envelope]:
-        found = await enveloped(flow.broker, PurchaseHistoryRequested.topic)
-        return [e for _, e in found if e.data.get("user_id") == user_id]
+        records = await read_all(flow.broker, PurchaseHistoryRequested.topic)
+        found = [e for r in records if (e := envelope_or_none(r.value)) is not None]
+        return [e for e in found if e.data.get("user_id") == user_id]
 
     [request] = await eventually(asked, what="the history request")
     assert request.data["max_orders"] == flow.flow.settings.recommendation_history_orders == 20

@@ -35,8 +35,9 @@ from shared.times import stored_now
 from tests.fixtures.parts import (
     TEST_JWT_SECRET,
     TEST_MONGO_URI,
-    enveloped,
+    envelope_or_none,
     eventually,
+    read_all,
 )
 from user_service.main import create_app
 from user_service.migrate_purchases import migrate
@@ -94,8 +95,9 @@ class UserServiceUnderTest:
         return [p["_id"] for p in await self.purchases(user_id)]
 
     async def published(self, topic: str, user_id: str) -> list[Envelope]:
-        found = await enveloped(self.broker, topic)
-        return [e for _, e in found if e.data.get("user_id") == user_id]
+        records = await read_all(self.broker, topic)
+        envelopes = [e for r in records if (e := envelope_or_none(r.value)) is not None]
+        return [e for e in envelopes if e.data.get("user_id") == user_id]
 
     async def wait_applied(self, user_id: str, order_id: str, status: str) -> None:
         async def applied() -> bool:
@@ -310,8 +312,10 @@ async def test_events_of_unknown_users_are_skipped_not_dead_lettered(
 
     assert await service.published(NotificationRequested.topic, ghost) == []
     assert await service.repository.count({"_id": ghost}) == 0
-    dead = await enveloped(service.broker, "order.placed.dlq")
-    assert envelope.id not in {e.id for _, e in dead}
+    dead = [
+        Envelope.from_bytes(r.value) for r in await read_all(service.broker, "order.placed.dlq")
+    ]
+    assert envelope.id not in {e.id for e in dead}
 
 
 async def test_a_batch_of_order_events_is_one_summary_write_per_user_in_arrival_order(
@@ -395,8 +399,12 @@ async def token_of(service: UserServiceUnderTest, user: dict[str, Any]) -> dict[
 
 
 async def provided(service: UserServiceUnderTest, request_id: str) -> list[Any]:
-    found = await enveloped(service.broker, PurchaseHistoryProvided.topic)
-    return [r for r, envelope in found if envelope.data.get("request_id") == request_id]
+    records = await read_all(service.broker, PurchaseHistoryProvided.topic)
+    return [
+        r
+        for r in records
+        if (e := envelope_or_none(r.value)) is not None and e.data.get("request_id") == request_id
+    ]
 
 
 async def test_purchases_are_their_own_documents_indexed_by_user_and_date(

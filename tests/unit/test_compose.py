@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import yaml
 
-from shared import metrics
 from shared.stack import compose_check
 from tests.unit.test_env_examples import SERVICES, settings_class
 
@@ -20,12 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 BUILT = sorted(name for name, service in COMPOSE["services"].items() if "build" in service)
 DEPLOY = ROOT / "deploy"
-# Metrics of danielqsj/kafka-exporter the dashboard may use.
-EXPORTER_METRICS = {
-    "kafka_consumergroup_lag",
-    "kafka_topic_partition_current_offset",
-    "kafka_topic_partition_oldest_offset",
-}
 
 
 def default_port(service: str) -> int:
@@ -394,42 +387,7 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounted
 
 
-def _dashboard_expressions() -> list[str]:
-    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "fleet.json").read_text())
-    datasource = yaml.safe_load(
-        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
-    )["datasources"][0]
-    expressions = []
-    for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            continue
-        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
-        expressions += [target["expr"] for target in panel["targets"]]
-    return expressions
-
-
-def test_dashboard_uses_only_metrics_that_exist() -> None:
-    ours = {collector._name for collector in vars(metrics).values() if hasattr(collector, "_name")}
-    known = {f"{name}_total" for name in ours} | {f"{name}_bucket" for name in ours}
-    known |= ours | EXPORTER_METRICS
-    functions = {"sum", "by", "rate", "increase", "histogram_quantile", "le"}
-    for expression in _dashboard_expressions():
-        stripped = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\([a-z_, ]*\)\s*\(", "(", expression)
-        for word in re.findall(r"[a-z_][a-z0-9_]*", stripped):
-            assert word in known | functions, f"{word!r} in {expression}"
-
-
-def test_dashboard_shows_what_the_issue_asks_for() -> None:
-    text = "\n".join(_dashboard_expressions())
-    for needed in (
-        "http_requests_total",
-        "http_request_duration_seconds_bucket",
-        "kafka_consumergroup_lag",
-        'kafka_topic_partition_current_offset{topic=~".+[.]dlq"}',
-        'kafka_messages_produced_total{service="notification_service"',
-        "kafka_messages_consumed_total",
-    ):
-        assert needed in text
+# The dashboard's expressions are checked in tests/unit/test_observability.py.
 
 
 def test_grafana_is_provisioned_from_the_repository() -> None:
@@ -503,3 +461,11 @@ def test_k8s_config_sets_only_variables_a_service_reads() -> None:
         if key.endswith("_SERVICE_URL"):
             service = key.removesuffix("_URL").lower()
             assert url == f"http://{service.replace('_', '-')}:{default_port(service)}"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_services_log_json_lines_in_compose_and_k8s(name: str) -> None:
+    # Containers' output goes to a log collector, not a person: one JSON object a line.
+    assert COMPOSE["services"][name]["environment"]["LOG_FORMAT"] == "${LOG_FORMAT:-json}"
+    k8s_config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text())
+    assert k8s_config["data"]["LOG_FORMAT"] == "json"

@@ -1,4 +1,4 @@
-"""The printed schema is exactly the contract of DESIGN section 4, plus the Subscription type
+"""The printed schema is exactly the founding contract's section 4, plus the Subscription type
 (real-time order tracking, orders issue; documented in graphql_gateway/README.md) and the
 identity additions of issue 13 (verified email, sessions, password reset and change)."""
 
@@ -20,7 +20,7 @@ from graphql import (
 
 from graphql_gateway.schema import schema
 
-# DESIGN.md section 4, verbatim (plus the DateTime scalar it names).
+# The founding design's section 4, verbatim (plus the DateTime scalar it names).
 CONTRACT_SDL = """
 scalar DateTime
 

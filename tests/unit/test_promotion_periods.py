@@ -10,11 +10,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import fakeredis
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 from scheduler_service.events import PromotionJob
-from scheduler_service.locks import MongoSlotLock
+from scheduler_service.locks import MongoSlotLock, RedisSlotLock, SlotLock
 from scheduler_service.repository import SchedulerRepository
 from scheduler_service.settings import SchedulerSettings
 from shared.catalog import CatalogUnavailable, shipped_products
@@ -60,7 +61,9 @@ class CrashingRepository(SchedulerRepository):
         return await super().record_promotion(*args, **kwargs)
 
 
-def replica(db: Any, lease_seconds: float = 60) -> tuple[PromotionJob, CrashingRepository, Catalog]:
+def replica(
+    db: Any, lease_seconds: float = 60, redis_server: fakeredis.FakeServer | None = None
+) -> tuple[PromotionJob, CrashingRepository, Catalog]:
     settings = SchedulerSettings(
         _env_file=None,
         jwt_secret=TEST_JWT_SECRET,
@@ -69,7 +72,16 @@ def replica(db: Any, lease_seconds: float = 60) -> tuple[PromotionJob, CrashingR
     )
     repository = CrashingRepository(db)
     catalog = Catalog()
-    lock = MongoSlotLock(repository.job_runs, settings.promotion_job_name, lease_seconds)
+    lock: SlotLock = (
+        RedisSlotLock(
+            fakeredis.FakeAsyncRedis(server=redis_server),
+            settings.promotion_job_name,
+            settings.promotion_lock_ttl_seconds,
+            lease_seconds,
+        )
+        if redis_server is not None
+        else MongoSlotLock(repository.job_runs, settings.promotion_job_name, lease_seconds)
+    )
     job = PromotionJob(
         settings,
         repository,
@@ -106,11 +118,13 @@ def db() -> Any:
     return AsyncMongoMockClient(tz_aware=True)[f"test_{uuid.uuid4().hex}"]
 
 
+@pytest.mark.parametrize("lock_store", ["mongo", "redis"])
 async def test_a_crash_mid_period_is_finished_by_another_replica_without_double_sends(
-    db: Any,
+    db: Any, lock_store: str
 ) -> None:
-    first, repository, _ = replica(db)
-    second, _, _ = replica(db)
+    server = fakeredis.FakeServer() if lock_store == "redis" else None
+    first, repository, _ = replica(db, redis_server=server)
+    second, _, _ = replica(db, redis_server=server)
     users = await subscribed(repository)
     now = datetime(2026, 3, 1, 10, 2, tzinfo=UTC)
     repository.crash_at = 2  # two users served, then the replica dies
