@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 NODE_STAMP := clients/node_modules/.installed-from-lock
 
-.PHONY: help install lock run test lint format compose-check clean node-tools browser audit bench wrk
+.PHONY: help install lock run demo test lint format compose-check clean node-tools browser audit bench wrk promtool
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -66,15 +66,30 @@ wrk: ## install Debian wrk for make bench (root, apt)
 		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
 	fi
 
+# Debian's prometheus package for its promtool: the alert rules' checks and unit tests
+# (tests/unit/test_observability.py). Its server is not started (nor wanted).
+promtool: ## install Debian's promtool for the alert rule tests (root, apt)
+	@if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; \
+	fi
+
 # Starts its own fleet on free ports (loopback), about a minute; not part of test. Prints a table,
 # writes bench/results.json. BENCH_DURATION, BENCH_CONNECTIONS, BENCH_PYSPY: see bench/run.py.
 bench: $(STAMP) wrk ## measure the fleet with wrk (gateway vs bare FastAPI, memory, start time)
 	$(BIN)/python -m bench.run
 
-run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it)
-	$(BIN)/python -m shared.stack
+# ARGS go to the launcher: make run ARGS="--free-ports" (see python -m shared.stack --help).
+run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it; ARGS=...)
+	$(BIN)/python -m shared.stack $(ARGS)
 
-test: $(STAMP) node-tools browser ## run every test: compose check, unit, integration, end to end, fault injection, security
+# Against a running fleet (make run in another terminal): users with orders, notifications and
+# recommendations, a verified admin; prints logins, tokens and `export FLEET_TOKEN=...`
+# (docs/demo.md). ARGS go to `fleet demo`: make demo ARGS="--url http://127.0.0.1:4000".
+demo: $(STAMP) ## create demo users, orders and an admin on the running fleet (ARGS=...)
+	$(BIN)/python -m shared.cli demo $(ARGS)
+
+test: $(STAMP) node-tools browser promtool ## run every test: compose check, unit, integration, end to end, fault injection, security
 	@$(MAKE) --no-print-directory compose-check
 	$(BIN)/pytest -q tests/unit tests/integration tests/e2e tests/fault tests/security $(PYTEST_ARGS)
 

@@ -31,7 +31,8 @@ PROTOCOL = websockets.Subprotocol("graphql-transport-ws")
 SUBSCRIPTION = "subscription { notificationAdded { type content sentAt } }"
 PLACE = """mutation Place($products: [ProductInput!]!) {
   placeOrder(products: $products) { id } }"""
-PRODUCTS = [{"productId": "bench-e2e", "title": "Cup", "category": "kitchen"}]
+# A real id of the shipped catalog (orders of unknown ids are refused).
+PRODUCTS = [{"productId": "8"}]
 ACK_TIMEOUT_SECONDS = 10.0
 HTTP_TIMEOUT_SECONDS = 10.0
 _WORD = re.compile(r"[\w-]+")

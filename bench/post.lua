@@ -1,7 +1,13 @@
--- wrk script: POST a fixed JSON body with a bearer token; prints one BENCH_JSON line at the end.
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
+-- wrk script: POST a fixed JSON body (or, BENCH_METHOD=GET, GET the URL as given) with a bearer
+-- token; prints one BENCH_JSON line at the end.
+wrk.method = os.getenv("BENCH_METHOD") or "POST"
+if wrk.method == "POST" then
+  wrk.body = os.getenv("BENCH_BODY")
+  wrk.headers["Content-Type"] = "application/json"
+else
+  -- A GET has no Content-Type: the gateway's CSRF rule wants this header (as Apollo's).
+  wrk.headers["apollo-require-preflight"] = "true"
+end
 local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token

@@ -1,12 +1,15 @@
 """`make bench` (issue 8): start the fleet as `make run` does (embedded parts, free ports,
 loopback), measure it with wrk, print a table and write bench/results.json, stop everything.
 
-Measured: (a) gateway cached `getUserDetails`, uncached (a second gateway with
+Measured: (a) gateway cached `getUserDetails` (POST, and the same read as an automatic
+persisted query by GET: hash only, issue 20), uncached (a second gateway with
 CACHE_ENABLED=false) and `placeOrder`, (b) a bare FastAPI route doing the
 same JWT check and Redis GET (bench/bare_app.py) and the gateway/bare ratio, (c) end-to-end
 placeOrder -> notification latency at a fixed order rate (bench/e2e.py), (e) fleet
-start-to-ready time and idle resident memory per service. Servers are pinned to core 0, wrk to
-core 1, fixed concurrency (BENCH_CONNECTIONS, default 50), BENCH_DURATION seconds (default 10).
+start-to-ready time and idle resident memory per service, (f) the cached read on a gateway
+tracing 10% of requests (BENCH_TRACE_SAMPLING) beside the untraced one. Servers are pinned to
+core 0, wrk to core 1, fixed concurrency (BENCH_CONNECTIONS, default 50), BENCH_DURATION seconds
+(default 10).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import psutil
@@ -31,7 +35,9 @@ import redis
 
 from bench.consumer import measure_consumer
 from bench.e2e import measure_e2e
+from bench.trace_sink import TraceSink
 from graphql_gateway.cache import DETAILS_VIEW, user_key
+from graphql_gateway.persisted import document_hash
 from shared.stack.config import environment_without_parts, new_jwt_secret
 from shared.stack.parts import free_port
 
@@ -57,6 +63,15 @@ E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
 E2E_USERS = int(os.environ.get("BENCH_E2E_USERS", "10"))
 E2E_DRAIN_SECONDS = float(os.environ.get("BENCH_E2E_DRAIN", "30"))
 CONSUMER_EVENTS = int(os.environ.get("BENCH_CONSUMER_EVENTS", "50000"))
+# (f) the cached read with tracing on at this sampling ratio (issue 19).
+TRACE_SAMPLING = float(os.environ.get("BENCH_TRACE_SAMPLING", "0.1"))
+TRACING_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
 MAIL_QUIET_SECONDS = 3.0
 MAIL_SETTLE_TIMEOUT_SECONDS = 120.0
 ALL_CORES = ",".join(str(n) for n in range(os.cpu_count() or 1))
@@ -66,7 +81,8 @@ REGISTER = """mutation Register($name: String!, $email: String!, $password: Stri
 DETAILS = "query { getUserDetails { id name email order_status } }"
 PLACE = """mutation Place($products: [ProductInput!]!) {
   placeOrder(products: $products) { id status } }"""
-PRODUCTS = [{"productId": "bench-tea", "title": "Tea", "category": "food", "price": 3.5}]
+# A real id of the shipped catalog (orders of unknown ids are refused).
+PRODUCTS = [{"productId": "7"}]
 PASSWORD = "bench-Password-123!"  # noqa: S105 - a throwaway user of a throwaway fleet
 
 # Reference figures and targets from issue 8 (one server core, wrk -c 50 on the other).
@@ -83,6 +99,7 @@ TARGETS = {
     "gateway_cached_rps_min": 2000,
     "gateway_over_bare_rps_ratio_min": 0.8,
     "gateway_over_bare_p99_ratio_max": 2.0,
+    "persisted_get_over_post_rps_ratio_min": 0.9,
     "e2e_p99_ms_max": 250,
     "notification_consumer_events_per_s_min": 3000,
     "fleet_ready_s_max": 15,
@@ -132,9 +149,16 @@ def wait_port(port: int, timeout: float) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-def wrk(url: str, body: dict[str, Any] | None, token: str, duration: int) -> dict[str, Any]:
+def wrk(
+    url: str, body: dict[str, Any] | None, token: str, duration: int, method: str = "POST"
+) -> dict[str, Any]:
     """One wrk run on the load core; the numbers its Lua `done` prints."""
-    env = {**os.environ, "BENCH_BODY": json.dumps(body) if body else "", "BENCH_TOKEN": token}
+    env = {
+        **os.environ,
+        "BENCH_BODY": json.dumps(body) if body else "",
+        "BENCH_TOKEN": token,
+        "BENCH_METHOD": method,
+    }
     command = [
         "taskset", "-c", LOAD_CORE,
         "wrk", "-t", "1", "-c", str(CONNECTIONS), "-d", f"{duration}s", "--latency",
@@ -157,10 +181,12 @@ def wrk(url: str, body: dict[str, Any] | None, token: str, duration: int) -> dic
     }
 
 
-def measure(name: str, url: str, body: dict[str, Any] | None, token: str) -> dict[str, Any]:
+def measure(
+    name: str, url: str, body: dict[str, Any] | None, token: str, method: str = "POST"
+) -> dict[str, Any]:
     if WARMUP_SECONDS:
-        wrk(url, body, token, WARMUP_SECONDS)
-    result = wrk(url, body, token, DURATION_SECONDS)
+        wrk(url, body, token, WARMUP_SECONDS, method)
+    result = wrk(url, body, token, DURATION_SECONDS, method)
     log(f"{name}: {result['rps']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
     return result
 
@@ -205,10 +231,30 @@ def gql(client: httpx.Client, url: str, query: str, variables: Any = None, token
     return body["data"]
 
 
+def persisted_get_url(client: httpx.Client, url: str, query: str, token: str) -> str:
+    """Register `query` as an automatic persisted query (its text and hash once, by POST); the
+    URL that reads it by GET with the hash alone, as Apollo's persisted-query link does."""
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(query)}}
+    answer = client.post(
+        url,
+        json={"query": query, "extensions": extensions},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    answer.raise_for_status()
+    return f"{url}?{urlencode({'extensions': json.dumps(extensions)})}"
+
+
 def register(client: httpx.Client, url: str) -> tuple[str, str]:
     email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
     data = gql(client, url, REGISTER, {"name": "Bench", "email": email, "password": PASSWORD})
     return data["registerUser"]["user"]["id"], data["registerUser"]["token"]
+
+
+# Far above any rate wrk reaches: the benchmark measures the fleet, not its abuse limits.
+BENCH_USER_LIMITS = {
+    "PLACE_ORDER_LIMIT_PER_USER": "100000000/minute",
+    "RECOMMENDATION_LIMIT_PER_USER": "100000000/minute",
+}
 
 
 def start_fleet(
@@ -220,8 +266,10 @@ def start_fleet(
         "--state-file", str(state_file), "--mail-dir", str(workdir / "mail"),
         "--ready-timeout", str(READY_TIMEOUT_SECONDS),
     ]  # fmt: skip
-    env = environment_without_parts()
+    env = untraced_environment()
     env["JWT_SECRET"] = secret
+    # The gateway's per-user limits would answer RATE_LIMITED to the benchmark's one user.
+    env.update(BENCH_USER_LIMITS)
     started = time.monotonic()
     with (workdir / "stack.log").open("wb") as out:
         process = subprocess.Popen(  # noqa: S603
@@ -238,13 +286,22 @@ def start_fleet(
     return process, json.loads(state_file.read_text()), ready_seconds
 
 
-def start_uncached_gateway(
-    state: dict[str, Any], secret: str, workdir: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """A second gateway on the running fleet with CACHE_ENABLED=false, pinned to the server
-    core from its start: every getUserDetails goes to the user service."""
-    port = free_port()
+def untraced_environment() -> dict[str, str]:
+    """The environment without parts nor tracing: the fleet measured is the untraced one."""
     env = environment_without_parts()
+    for name in TRACING_VARIABLES:
+        env.pop(name, None)
+    return env
+
+
+def start_gateway(
+    state: dict[str, Any], secret: str, workdir: Path, name: str, settings: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Another gateway on the running fleet with `settings` in its environment, pinned to the
+    server core from its start: CACHE_ENABLED=false (every getUserDetails goes to the user
+    service), or tracing on."""
+    port = free_port()
+    env = untraced_environment()
     env.update(
         {
             "JWT_SECRET": secret,
@@ -252,13 +309,14 @@ def start_uncached_gateway(
             "REDIS_URL": state["redis"],
             "HOST": "127.0.0.1",
             "PORT": str(port),
-            "CACHE_ENABLED": "false",
+            **BENCH_USER_LIMITS,
             "PYTHONUNBUFFERED": "1",
+            **settings,
         }
     )
-    for name, base_url in state["services"].items():
-        env[f"{name.upper()}_URL"] = base_url
-    with (workdir / "uncached-gateway.log").open("wb") as out:
+    for service, base_url in state["services"].items():
+        env[f"{service.upper()}_URL"] = base_url
+    with (workdir / f"{name}-gateway.log").open("wb") as out:
         process = subprocess.Popen(  # noqa: S603
             ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "graphql_gateway"],  # noqa: S607
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -278,7 +336,45 @@ def start_uncached_gateway(
             break
         time.sleep(POLL_SECONDS)
     stop(process)
-    raise RuntimeError("the uncached gateway did not become ready")
+    raise RuntimeError(f"the {name} gateway did not become ready")
+
+
+def measure_tracing(
+    state: dict[str, Any], secret: str, workdir: Path, token: str, gw: dict[str, Any]
+) -> dict[str, Any]:
+    """The cached read on a gateway tracing at TRACE_SAMPLING (spans exported over OTLP/HTTP
+    to a stand-in collector), beside the untraced gateway's figures of the same run."""
+    sink = TraceSink(free_port()).start()
+    traced, traced_url = start_gateway(
+        state,
+        secret,
+        workdir,
+        "traced",
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(TRACE_SAMPLING),
+        },
+    )
+    try:
+        on = measure(
+            f"gateway cached getUserDetails, tracing {TRACE_SAMPLING:.0%}",
+            traced_url,
+            {"query": DETAILS},
+            token,
+        )
+    finally:
+        stop(traced)
+        sink.stop()
+    off = gw["cached_getUserDetails"]
+    return {
+        "sampling": TRACE_SAMPLING,
+        "cached_getUserDetails_traced": on,
+        "rps_traced_over_untraced": round(on["rps"] / off["rps"], 3),
+        "p99_traced_over_untraced": round(on["p99_ms"] / off["p99_ms"], 3),
+        "otlp_exports": sink.exports,
+        "otlp_bytes": sink.received_bytes,
+    }
 
 
 def wait_for_mail_to_settle(mail_dir: Path) -> float:
@@ -351,6 +447,7 @@ def run() -> dict[str, Any]:
                 reader_id, reader_token = register(client, url)
                 _buyer_id, buyer_token = register(client, url)
                 gql(client, url, DETAILS, token=reader_token)  # primes the cache
+                persisted_url = persisted_get_url(client, url, DETAILS, reader_token)
                 gql(client, url, PLACE, {"products": PRODUCTS}, token=buyer_token)
             cache = redis.Redis.from_url(state["redis"])
             if cache.hget(user_key(reader_id), DETAILS_VIEW) is None:
@@ -361,10 +458,17 @@ def run() -> dict[str, Any]:
             gw["cached_getUserDetails"] = measure(
                 "gateway cached getUserDetails", url, {"query": DETAILS}, reader_token
             )
+            # The same cached answer (one entry: the operation, whichever way it came).
+            gw["persisted_get_cached_getUserDetails"] = measure(
+                "gateway persisted GET cached getUserDetails", persisted_url, None, reader_token,
+                method="GET",
+            )  # fmt: skip
             if cache.hget(user_key(reader_id), DETAILS_VIEW) is None:
                 raise RuntimeError("the cache entry vanished during the run (not all cached)")
 
-            uncached, uncached_url = start_uncached_gateway(state, secret, workdir)
+            uncached, uncached_url = start_gateway(
+                state, secret, workdir, "uncached", {"CACHE_ENABLED": "false"}
+            )
             try:
                 gw["uncached_getUserDetails"] = measure(
                     "gateway uncached getUserDetails", uncached_url, {"query": DETAILS},
@@ -372,6 +476,7 @@ def run() -> dict[str, Any]:
                 )  # fmt: skip
             finally:
                 stop(uncached)
+            results["tracing"] = measure_tracing(state, secret, workdir, reader_token, gw)
 
             port = free_port()
             bare_env = {**os.environ, "REDIS_URL": state["redis"], "JWT_SECRET": secret}
@@ -420,6 +525,9 @@ def run() -> dict[str, Any]:
             results["ratios"] = {
                 "gateway_over_bare_rps": round(cached["rps"] / base["rps"], 3),
                 "gateway_over_bare_p99": round(cached["p99_ms"] / base["p99_ms"], 3),
+                "persisted_get_over_post_rps": round(
+                    gw["persisted_get_cached_getUserDetails"]["rps"] / cached["rps"], 3
+                ),
             }
             if CONSUMER_EVENTS > 0:
                 # (d) last: the 50,000 stored notifications stay in the store. The mail of the
@@ -454,6 +562,10 @@ def table(results: dict[str, Any]) -> str:
     ]
     rows = [
         ("gateway cached getUserDetails", results["gateway"]["cached_getUserDetails"]),
+        (
+            "  same, persisted query by GET",
+            results["gateway"]["persisted_get_cached_getUserDetails"],
+        ),
         ("gateway uncached getUserDetails", results["gateway"]["uncached_getUserDetails"]),
         ("bare FastAPI JWT + Redis GET", results["bare_jwt_redis"]),
         ("gateway placeOrder", results["gateway"]["placeOrder"]),
@@ -463,10 +575,27 @@ def table(results: dict[str, Any]) -> str:
             f"{name:34} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
             f"{r['non2xx']:>7} {r['graphql_errors']:>7} {r['socket_errors']:>7}"
         )
+    traced = results.get("tracing")
+    if traced:
+        r = traced["cached_getUserDetails_traced"]
+        name = f"  same, tracing {traced['sampling']:.0%}"
+        lines.append(
+            f"{name:34} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            f"{r['non2xx']:>7} {r['graphql_errors']:>7} {r['socket_errors']:>7}"
+        )
+        lines.append(
+            f"tracing {traced['sampling']:.0%} / off: throughput "
+            f"{traced['rps_traced_over_untraced']}x, p99 {traced['p99_traced_over_untraced']}x "
+            f"({traced['otlp_exports']} OTLP exports)"
+        )
     ratios = results["ratios"]
     lines.append(
         f"gateway/bare: throughput {ratios['gateway_over_bare_rps']}x (target >= 0.8), "
         f"p99 {ratios['gateway_over_bare_p99']}x (target <= 2)"
+    )
+    lines.append(
+        f"persisted GET/POST of the cached read: throughput "
+        f"{ratios['persisted_get_over_post_rps']}x (target >= 0.9: within noise)"
     )
     lines.append(f"fleet start-to-ready: {results['fleet_ready_s']} s (target < 15)")
     e2e = results.get("e2e_order_to_notification")

@@ -1,14 +1,16 @@
 """Whole GraphQL answers kept in the user's cache hash, so a repeated read skips GraphQL.
 
-A `POST /graphql` with a JSON body and a valid token is looked up by (user, roles, body): on a
-hit the stored bytes are the answer, after one Redis round trip and no parsing, validation or
-resolvers (profiled in issue 8: Strawberry's execution was over half of a cached read's cost).
+A single operation (POST, or GET; by text or by persisted hash) with a valid token is looked up
+by (user, roles, operation: document, variables, operation name, as the transport of
+graphql_gateway/http_transport.py read them): on a hit the stored bytes are the answer, after
+one Redis round trip and no parsing, validation or resolvers (profiled in issue 8:
+Strawberry's execution was over half of a cached read's cost).
 
 On a miss the request runs through Strawberry as usual, and its answer is kept when all of
 these hold: the operation is a query; it selects only fields whose data the cache invalidates
 (`CACHEABLE_FIELDS`, plus `__typename`), directly at its root; it answered 200 with no errors;
 and nothing invalidated the user since the request began (the epoch guard of
-graphql_gateway/cache.py). The same body from the same user can then only mean the same
+graphql_gateway/cache.py). The same operation from the same user can then only mean the same
 answer until one of the invalidations of cache.py drops it.
 """
 
@@ -25,6 +27,8 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_gateway.auth import authenticate
 from graphql_gateway.cache import Epoch, answer_field
+from graphql_gateway.http_transport import REQUEST_KEY, ParsedRequest
+from graphql_gateway.tracing import mark_cached_answer
 from shared.errors import Unauthenticated
 
 if TYPE_CHECKING:
@@ -34,7 +38,9 @@ CACHEABLE_FIELDS = frozenset({"getUserDetails", "getUserNotifications", "__typen
 # Where the middleware leaves the pending answer for the extension (in the ASGI scope, which
 # Strawberry's request object shares).
 SCOPE_KEY = "graphql_gateway.pending_answer"
-_JSON = b"application/json"
+# Where it leaves whether the token's session has ended (checked with the lookup), so the
+# context does not ask Redis again.
+SESSION_REVOKED_KEY = "graphql_gateway.session_revoked"
 _CACHEABLE_NAMES = tuple(name.encode() for name in CACHEABLE_FIELDS if not name.startswith("__"))
 
 
@@ -49,8 +55,8 @@ class PendingAnswer:
 
 
 def answer_digest(roles: tuple[str, ...], body: bytes) -> str:
-    """What identifies an answer within a user's hash: the caller's roles and the exact body
-    (operation, variables and operation name)."""
+    """What identifies an answer within a user's hash: the caller's roles and the operation
+    (`ParsedRequest.cache_key`: document, variables and operation name)."""
     digest = hashlib.blake2b(body, digest_size=16, person=b"gateway-answer")
     digest.update(",".join(roles).encode())
     return digest.hexdigest()
@@ -66,16 +72,19 @@ class AnswerCache:
         self._route: object = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+        if scope["type"] != "http" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
         gateway: Gateway | None = getattr(scope["app"].state, "gateway", None)
-        authorization, content_type = _headers(scope)
+        parsed: ParsedRequest | None = scope.get(REQUEST_KEY)
+        key = parsed.cache_key() if parsed is not None else None
+        authorization = _authorization(scope)
         if (
             gateway is None
+            or parsed is None
+            or key is None
             or not gateway.cache.available()
             or authorization is None
-            or not content_type.startswith(_JSON)
         ):
             await self.app(scope, receive, send)
             return
@@ -86,21 +95,30 @@ class AnswerCache:
             await self.app(scope, receive, send)
             return
         cache = gateway.cache
-        body, replay = await _read_body(receive)
-        if not _may_be_kept(body):
-            await self.app(scope, replay, send)
+        if not _may_be_kept(key):
+            await self.app(scope, receive, send)
             return
         user_id = credentials.caller.user_id
-        field = answer_field(answer_digest(credentials.caller.roles, body))
-        answer, epoch = await cache.lookup(user_id, field)
+        field = answer_field(answer_digest(credentials.caller.roles, key))
+        answer, epoch, revoked = await cache.lookup_checked(
+            user_id, field, credentials.caller.session_id
+        )
+        scope[SESSION_REVOKED_KEY] = revoked
+        if revoked:
+            # Strawberry answers it (UNAUTHENTICATED), and nothing is kept.
+            await self.app(scope, receive, send)
+            return
         if answer is not None:
             scope["route"] = self._graphql_route(scope)
-            await _send_json(send, answer)
+            operation = parsed.single()
+            if operation is not None:
+                mark_cached_answer(operation.query, operation.operation_name)
+            await _send_answer(send, answer, parsed.answer_headers())
             return
         if epoch is None:
             epoch = await cache.open_epoch(user_id)
         if epoch is None:
-            await self.app(scope, replay, send)
+            await self.app(scope, receive, send)
             return
         pending = scope[SCOPE_KEY] = PendingAnswer(user_id=user_id, field=field, epoch=epoch)
         status = 0
@@ -114,7 +132,7 @@ class AnswerCache:
                 chunks.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, replay, capture)
+        await self.app(scope, receive, capture)
         if pending.cacheable and status == 200:
             await cache.store(user_id, epoch, field, b"".join(chunks), is_answer=True)
 
@@ -152,58 +170,27 @@ class MarkCacheableAnswers(SchemaExtension):
         )
 
 
-def _may_be_kept(body: bytes) -> bool:
-    """Whether a body is worth a lookup: a JSON object (not a batch) naming a cacheable field
-    and no mutation. Only ever a shortcut past Redis: what is kept is decided after running."""
-    return (
-        body.lstrip().startswith(b"{")
-        and any(name in body for name in _CACHEABLE_NAMES)
-        and b"mutation" not in body
-    )
+def _may_be_kept(key: bytes) -> bool:
+    """Whether an operation is worth a lookup: it names a cacheable field and no mutation.
+    Only ever a shortcut past Redis: what is kept is decided after running."""
+    return any(name in key for name in _CACHEABLE_NAMES) and b"mutation" not in key
 
 
-def _headers(scope: Scope) -> tuple[str | None, bytes]:
-    """Authorization and Content-Type, each its first occurrence: the one Starlette's
-    `request.headers` gives GraphQL, so a request with two is not authenticated as another."""
-    authorization: str | None = None
-    content_type: bytes | None = None
+def _authorization(scope: Scope) -> str | None:
+    """The first Authorization header: the one Starlette's `request.headers` gives GraphQL,
+    so a request with two is not authenticated as another."""
     for name, value in scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"content-type" and content_type is None:
-            content_type = value
-    return authorization, (content_type or b"").lower()
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body (its size is already bounded by BodySizeLimit), and a `receive` that
-    hands it to the app behind as if unread."""
-    messages: list[Message] = []
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-
-    async def replay() -> Message:
-        return messages.pop(0) if messages else await receive()
-
-    return b"".join(chunks), replay
-
-
-async def _send_json(send: Send, body: bytes) -> None:
+async def _send_answer(send: Send, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [
-                (b"content-type", _JSON),
-                (b"content-length", str(len(body)).encode()),
-            ],
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

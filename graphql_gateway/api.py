@@ -1,5 +1,5 @@
-"""HTTP routes besides `/graphql`: what emails link to through the public URL (the tracking
-pixel, the promotions unsubscribe link)."""
+"""HTTP routes besides `/graphql`: the tracking pixel emails load through the public URL (the
+pages their links open are in `pages`)."""
 
 from __future__ import annotations
 
@@ -26,18 +26,4 @@ async def tracking_pixel(token: str, request: Request) -> Response:
         status_code=answer.status_code,
         media_type=answer.headers.get("content-type", "image/gif"),
         headers=headers,
-    )
-
-
-@router.api_route("/unsubscribe/{token}", methods=["GET", "POST"], include_in_schema=False)
-async def unsubscribe_link(token: str, request: Request) -> Response:
-    """Proxy a promotion email's unsubscribe link (GET) or one-click unsubscribe (POST,
-    RFC 8058) to the scheduler service, which checks the signed token."""
-    gateway: Gateway = request.app.state.gateway
-    answer = await gateway.clients.scheduler.unsubscribe_by_link(request.method, token)
-    return Response(
-        content=answer.content,
-        status_code=answer.status_code,
-        media_type=answer.headers.get("content-type", "application/json"),
-        headers={"cache-control": _NO_STORE},
     )

@@ -4,6 +4,7 @@ One hash per user, `gateway:v2:user:<user id>`, holds everything cached for that
 
     epoch                        a random value written when the hash is created
     data:details                 GET /users/me
+    data:purchases:<first>       GET /users/me/purchases?first=
     data:notifications:unread    GET /notifications?unread_only=true
     data:notifications:all       GET /notifications?unread_only=false
     answer:<digest>              a whole GraphQL answer (graphql_gateway/answers.py)
@@ -20,12 +21,24 @@ before an invalidation are never stored after it, even when the fetch and the in
 race. The hash expires `CACHE_TTL_SECONDS` after it was created and is never extended, so no
 entry is older than that, whatever was missed (Redis down during an invalidation).
 
+Public answers (the catalog, the same for every caller) are plain keys
+`gateway:v2:public:<name>`, each expiring `CATALOG_CACHE_TTL_SECONDS` after it was written;
+nothing invalidates them (the catalog changes outside the fleet).
+
+Revoked sessions (logout, password change or reset, a reused refresh token, new roles) are
+kept beside the cache: `gateway:v2:revoked-session:<session id>`, until the last access token
+of that session expires (`user.sessions-revoked` says when). A request's check is one EXISTS,
+pipelined with the answer-cache lookup on cached reads (no extra round trip there); other
+requests with a token pay that one EXISTS. Revocations do not depend on CACHE_ENABLED. When
+Redis fails, tokens are accepted (logged): they still expire within ACCESS_TOKEN_TTL_SECONDS.
+
 Redis is a cache, never a source of truth: any Redis failure is logged as a warning and the
 request goes to the service; after a failure, reads skip Redis for `CACHE_RETRY_AFTER_SECONDS`.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +65,21 @@ Epoch = bytes
 def user_key(user_id: str) -> str:
     """The hash holding everything cached for a user."""
     return f"{KEY_PREFIX}:user:{user_id}"
+
+
+def purchases_view(first: int) -> str:
+    """The field of a user's newest `first` purchases."""
+    return f"data:purchases:{first}"
+
+
+def public_key(name: str) -> str:
+    """The key of a public answer (the same for every caller)."""
+    return f"{KEY_PREFIX}:public:{name}"
+
+
+def revoked_session_key(session_id: str) -> str:
+    """The key whose presence says the session has ended."""
+    return f"{KEY_PREFIX}:revoked-session:{session_id}"
 
 
 def notifications_view(*, unread_only: bool) -> str:
@@ -104,6 +132,47 @@ class GatewayCache:
             self._failed("hmget", exc)
             return None, None
         return _as_bytes(value), _as_bytes(epoch)
+
+    async def lookup_checked(
+        self, user_id: str, field: str, session_id: str | None
+    ) -> tuple[bytes | None, Epoch | None, bool]:
+        """`lookup`, and whether the session has ended, in one round trip (a pipeline)."""
+        if session_id is None:
+            return *(await self.lookup(user_id, field)), False
+        if not self.available():
+            return None, None, await self.session_revoked(session_id)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hmget(user_key(user_id), [field, EPOCH_FIELD])
+                pipe.exists(revoked_session_key(session_id))
+                (value, epoch), revoked = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed("hmget+exists", exc)
+            return None, None, False
+        return _as_bytes(value), _as_bytes(epoch), bool(revoked)
+
+    async def session_revoked(self, session_id: str | None) -> bool:
+        """Whether the session has ended; False without a session, or while Redis fails."""
+        if session_id is None or time.monotonic() < self._skip_until:
+            return False
+        try:
+            return bool(await self._client.exists(revoked_session_key(session_id)))
+        except (redis.RedisError, OSError) as exc:
+            self._failed("exists", exc)
+            return False
+
+    async def revoke_sessions(self, session_ids: list[str], expires_at: float) -> None:
+        """Remember ended sessions until `expires_at` (epoch seconds), when their last access
+        token expires anyway. Tried even while reads skip Redis."""
+        if not session_ids or expires_at <= time.time():
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for session_id in session_ids:
+                    pipe.set(revoked_session_key(session_id), b"1", exat=math.ceil(expires_at))
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed("revoke", exc)
 
     async def open_epoch(self, user_id: str) -> Epoch | None:
         """The epoch of the user's hash, creating the hash (with its TTL) if there is none."""
@@ -160,6 +229,27 @@ class GatewayCache:
         value = await fetch()
         if epoch is not None:
             await self.store(user_id, epoch, view, value)
+        return value
+
+    async def read_public(
+        self, name: str, ttl_seconds: float, fetch: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """The cached bytes of a public answer, or fetch them and keep them `ttl_seconds`."""
+        key = public_key(name)
+        if self.available():
+            try:
+                cached = await self._client.get(key)
+            except (redis.RedisError, OSError) as exc:
+                self._failed("get", exc)
+            else:
+                if cached is not None:
+                    return _as_bytes(cached) or b""
+        value = await fetch()
+        if self.available():
+            try:
+                await self._client.set(key, value, px=max(1, int(ttl_seconds * 1000)))
+            except (redis.RedisError, OSError) as exc:
+                self._failed("set", exc)
         return value
 
     async def forget_user(self, user_id: str) -> None:

@@ -18,7 +18,13 @@ import orjson
 from graphql_gateway.auth import Credentials
 from graphql_gateway.limits import FORWARDED_FOR_HEADER, client_address
 from graphql_gateway.settings import GatewaySettings
-from shared.errors import HTTP_STATUS, AppError, InternalError, ServiceUnavailable
+from shared.errors import (
+    CODE_FOR_STATUS,
+    AppError,
+    InternalError,
+    NotFound,
+    ServiceUnavailable,
+)
 from shared.logging import CORRELATION_HEADER, current_correlation_id, get_logger
 
 log = get_logger(__name__)
@@ -26,7 +32,6 @@ log = get_logger(__name__)
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _SERVER_ERROR = 500
 _CLIENT_ERROR = 400
-_CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
 
 
 def unavailable(label: str) -> ServiceUnavailable:
@@ -46,7 +51,7 @@ def error_from_response(label: str, status: int, content: bytes) -> AppError:
         pass
     if status >= _SERVER_ERROR:
         return unavailable(label)
-    code = _CODE_FOR_STATUS.get(status)
+    code = CODE_FOR_STATUS.get(status)
     return AppError.from_code(code.value, "") if code is not None else InternalError()
 
 
@@ -153,9 +158,56 @@ class UserClient:
             "POST", "/auth/login", body={"email": email, "password": password}
         )
 
+    async def refresh(self, refresh_token: str) -> bytes:
+        """POST /auth/refresh -> {token, refreshToken, user} (the refresh token is rotated)."""
+        return await self.service.call(
+            "POST", "/auth/refresh", body={"refreshToken": refresh_token}
+        )
+
+    async def logout(self, credentials: Credentials) -> bytes:
+        """POST /auth/logout -> {loggedOut}: ends the session of the token."""
+        return await self.service.call("POST", "/auth/logout", credentials=credentials)
+
+    async def verify_email(self, token: str) -> bytes:
+        """POST /auth/verify-email {token} -> user."""
+        return await self.service.call("POST", "/auth/verify-email", body={"token": token})
+
+    async def resend_verification(self, credentials: Credentials) -> bytes:
+        """POST /users/me/verification-requests -> {message}."""
+        return await self.service.call(
+            "POST", "/users/me/verification-requests", credentials=credentials
+        )
+
+    async def request_password_reset(self, email: str) -> bytes:
+        """POST /auth/password-reset-requests {email} -> {message} (the same for any address)."""
+        return await self.service.call(
+            "POST", "/auth/password-reset-requests", body={"email": email}
+        )
+
+    async def reset_password(self, token: str, new_password: str) -> bytes:
+        """POST /auth/password-reset {token, newPassword} -> {token, refreshToken, user}."""
+        return await self.service.call(
+            "POST", "/auth/password-reset", body={"token": token, "newPassword": new_password}
+        )
+
+    async def change_password(self, credentials: Credentials, current: str, new: str) -> bytes:
+        """PUT /users/me/password -> {token, refreshToken, user}."""
+        return await self.service.call(
+            "PUT",
+            "/users/me/password",
+            credentials=credentials,
+            body={"currentPassword": current, "newPassword": new},
+        )
+
     async def me(self, credentials: Credentials) -> bytes:
         """GET /users/me -> user."""
         return await self.service.call("GET", "/users/me", credentials=credentials)
+
+    async def purchases(self, credentials: Credentials, first: int) -> bytes:
+        """GET /users/me/purchases?first= -> [purchase], newest first."""
+        return await self.service.call(
+            "GET", "/users/me/purchases", credentials=credentials, params={"first": str(first)}
+        )
 
     async def update_preferences(self, credentials: Credentials, preferences: list[str]) -> bytes:
         """PUT /users/me/preferences -> user."""
@@ -197,7 +249,8 @@ class NotificationClient:
 
 
 class OrderClient:
-    """order_service: the caller's orders, placing them, status changes."""
+    """order_service: the caller's orders, placing them, status changes, and the catalog
+    they are priced from."""
 
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
@@ -215,11 +268,30 @@ class OrderClient:
             "GET", "/orders", credentials=credentials, params=params or None
         )
 
-    async def place(self, credentials: Credentials, products: list[dict[str, Any]]) -> bytes:
-        """POST /orders {products} -> order (status Placed)."""
-        return await self.service.call(
-            "POST", "/orders", credentials=credentials, body={"products": products}
-        )
+    async def place(
+        self,
+        credentials: Credentials,
+        products: list[dict[str, Any]],
+        idempotency_key: str | None = None,
+    ) -> bytes:
+        """POST /orders {products, idempotencyKey?} -> order (status Placed)."""
+        body: dict[str, Any] = {"products": products}
+        if idempotency_key is not None:
+            body["idempotencyKey"] = idempotency_key
+        return await self.service.call("POST", "/orders", credentials=credentials, body=body)
+
+    async def products(self, params: dict[str, str]) -> bytes:
+        """GET /products?category=&search=&first=&after= -> {items, endCursor, hasNextPage}
+        (public: no token)."""
+        return await self.service.call("GET", "/products", params=params)
+
+    async def product(self, product_id: str) -> bytes:
+        """GET /products/{id} -> catalog product (public: no token)."""
+        if product_id.strip(".") == "":
+            # "", "." and ".." name no product, and as a path segment they would name
+            # another route.
+            raise NotFound("That product is not in the catalog.")
+        return await self.service.call("GET", f"/products/{_segment(product_id)}")
 
     async def update_status(self, credentials: Credentials, order_id: str, status: str) -> bytes:
         """POST /orders/{id}/status {status} -> order."""
@@ -260,9 +332,9 @@ class SchedulerClient:
         """DELETE /subscriptions/me -> {"message"}."""
         return await self.service.call("DELETE", "/subscriptions/me", credentials=credentials)
 
-    async def unsubscribe_by_link(self, method: str, token: str) -> httpx.Response:
-        """GET|POST /subscriptions/unsubscribe/{token}: the link in a promotion email."""
-        response = await self.service.send(method, f"/subscriptions/unsubscribe/{_segment(token)}")
+    async def unsubscribe_by_link(self, token: str) -> httpx.Response:
+        """POST /subscriptions/unsubscribe/{token}: the link in a promotion email."""
+        response = await self.service.send("POST", f"/subscriptions/unsubscribe/{_segment(token)}")
         if response.status_code >= _SERVER_ERROR:
             raise error_from_response(self.service.label, response.status_code, response.content)
         return response

@@ -7,7 +7,8 @@ In: `notification.created` (NotificationCreated, also pushed to `notificationAdd
 `user.preferences-updated` (UserPreferencesUpdated) and `user.purchase-history-updated`
 (UserPurchaseHistoryUpdated: the user service changed the order status or history) drop what
 is cached for the user (graphql_gateway/cache.py); `order.status-changed` (OrderStatusChanged)
-is pushed to `orderUpdates`.
+is pushed to `orderUpdates`; `user.sessions-revoked` (SessionsRevoked) marks the sessions ended
+in Redis, so their access tokens are refused (graphql_gateway/cache.py).
 
 Handlers never raise: the cache degrades on its own and the hub never waits, so nothing here
 can block the reader or need a dead letter.
@@ -30,6 +31,7 @@ from shared.events import (
     NotificationCreated,
     NotificationRead,
     OrderStatusChanged,
+    SessionsRevoked,
     UserPreferencesUpdated,
     UserPurchaseHistoryUpdated,
 )
@@ -63,7 +65,14 @@ def broadcast_handlers(cache: GatewayCache, hub: SubscriptionHub) -> dict[str, H
         assert isinstance(event, OrderStatusChanged)
         hub.publish(Channel.ORDER_UPDATES, event.user_id, event)
 
+    async def on_sessions_revoked(_: Envelope, event: Any) -> None:
+        assert isinstance(event, SessionsRevoked)
+        await cache.revoke_sessions(event.session_ids, event.expires_at.timestamp())
+        # The user's roles may have changed with it: cached answers are keyed by roles anyway.
+        await cache.forget_user(event.user_id)
+
     return {
+        SessionsRevoked.topic: on_sessions_revoked,
         NotificationCreated.topic: on_notification_created,
         NotificationRead.topic: on_notification_read,
         UserPreferencesUpdated.topic: on_preferences_updated,

@@ -7,6 +7,9 @@ Every `https://unpkg.com/<package>@<version>/<file>` of Strawberry's page is rew
 every file is there, at the version the page names, with the bytes its `integrity` hash names
 (the browser checks that hash again). Otherwise the page stays on the CDN, with a log line.
 
+The page opens on the fleet's first session (first_session.graphql) instead of GraphiQL's
+generic welcome, with the Authorization header to fill in shown in the headers pane.
+
 `python -m graphql_gateway.graphiql NODE_MODULES DEST` copies just those files (and each
 package's package.json) into DEST, or fails naming what is missing: the gateway image's build
 runs it (deploy/docker/service.Dockerfile) and sets GRAPHIQL_ASSETS_DIR to DEST."""
@@ -36,6 +39,14 @@ STATIC_PREFIX = "/graphiql/static"
 DEFAULT_ASSETS_DIR = Path(__file__).resolve().parents[1] / "clients" / "node_modules"
 # The files never change at a given package version: a browser may keep them a day.
 ASSET_CACHE_CONTROL = "public, max-age=86400"
+# What the editor shows when the page opens (also one of the trusted documents' sources).
+FIRST_SESSION_DOCUMENT = Path(__file__).with_name("first_session.graphql")
+FIRST_SESSION_HEADERS = (
+    '{\n  "Authorization": "Bearer <the token registerUser or login answered>"\n}'
+)
+_EXAMPLE_QUERY_START = "const EXAMPLE_QUERY = `"
+_EXAMPLE_QUERY_END = "`;"
+_HEADERS_STATE = "React.useState(parameters.headers)"
 
 _TAG = re.compile(r"<(?:script|link)\b[^>]*>", re.IGNORECASE)
 _CDN_URL = re.compile(
@@ -119,10 +130,37 @@ def missing_assets(assets: list[CdnAsset], assets_dir: Path) -> list[str]:
     return problems
 
 
+def _script_literal(text: str) -> str:
+    """A JavaScript string literal of `text` that cannot end the page's <script> element."""
+    return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def with_first_session(template: str, document: str, headers: str) -> str:
+    """Strawberry's page opening on `document` in the editor and `headers` in the headers pane
+    (a query or headers in the page's URL still win). Fails loudly when Strawberry's page no
+    longer has the places this relies on, rather than quietly opening on the generic welcome."""
+    start = template.find(_EXAMPLE_QUERY_START)
+    end = template.find(_EXAMPLE_QUERY_END, start + len(_EXAMPLE_QUERY_START))
+    if start < 0 or end < 0 or template.count(_HEADERS_STATE) != 1:
+        raise ValueError("Strawberry's GraphiQL page changed: cannot set the default document")
+    template = (
+        f"{template[:start]}const EXAMPLE_QUERY = {_script_literal(document)};"
+        f"{template[end + len(_EXAMPLE_QUERY_END) :]}"
+    )
+    return template.replace(
+        _HEADERS_STATE, f"React.useState(parameters.headers || {_script_literal(headers)})"
+    )
+
+
 def build_page(assets_dir: Path | None, template: str | None = None) -> GraphiQLPage:
-    """Strawberry's GraphiQL page pointing at the gateway's own copies of its files, or the
-    page unchanged (CDN) when the files are not installed."""
-    template = template if template is not None else get_graphql_ide_html("graphiql")
+    """Strawberry's GraphiQL page, opening on the first session, pointing at the gateway's own
+    copies of its files, or at the CDN when the files are not installed."""
+    if template is None:
+        template = with_first_session(
+            get_graphql_ide_html("graphiql"),
+            FIRST_SESSION_DOCUMENT.read_text(encoding="utf-8"),
+            FIRST_SESSION_HEADERS,
+        )
     assets = cdn_assets(template)
     folder = assets_dir or DEFAULT_ASSETS_DIR
     problems = missing_assets(assets, folder)

@@ -1,17 +1,23 @@
 """What the gateway refuses before any resolver runs, and who may call it from a browser.
 
-- GraphQL: query depth, tokens, aliases, a cost (fields selected, fragments expanded), and
-  introspection when GRAPHQL_INTROSPECTION=false. The validation rules are built once, so the
-  validation cache keys on the same rules every request (a per-request rule misses it always).
+- GraphQL: query depth, tokens, aliases, a cost (fields selected, fragments expanded), control
+  characters in text arguments (plain_text.py), and introspection when
+  GRAPHQL_INTROSPECTION=false. The validation rules are built once, so the validation cache
+  keys on the same rules every request (a per-request rule misses it always).
 - HTTP: a request body larger than MAX_REQUEST_BODY_BYTES answers 413 without being read on.
 - CORS: the origins CORS_ORIGINS lists (none: no CORS headers at all).
-- The client's address travels to the services in X-Forwarded-For (rate limits per address).
+- Per user: placeOrder and productRecommendation calls (each alias counts) in Redis, and
+  subscription connections in this process.
+- The client's address (the peer's, or the one X-Forwarded-For names when the peer is one of
+  TRUSTED_PROXIES) travels to the services in X-Forwarded-For (rate limits per address).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -35,8 +41,11 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
+from graphql_gateway.plain_text import PlainTextLiterals, PlainTextVariables
 from graphql_gateway.settings import GatewaySettings
-from shared.errors import BadUserInput
+from shared.errors import BadUserInput, RateLimited
+from shared.http import trust_forwarded_for
+from shared.ratelimit import RateLimiter, Rule, parse_limit
 
 FORWARDED_FOR_HEADER = "x-forwarded-for"
 _client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
@@ -108,6 +117,7 @@ def validation_rules(settings: GatewaySettings) -> list[type[ASTValidationRule]]
         depth_rule(settings.graphql_max_depth, None),
         aliases_rule(settings.graphql_max_aliases),
         cost_rule(settings.graphql_max_cost),
+        PlainTextLiterals,
     ]
     if not settings.graphql_introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
@@ -121,6 +131,7 @@ def schema_extensions(settings: GatewaySettings) -> list[Callable[[], Any]]:
     return [
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
         partial(AddValidationRules, rules),
+        PlainTextVariables,
     ]
 
 
@@ -217,6 +228,8 @@ def cors_origins(settings: GatewaySettings) -> list[str]:
 def install_edge(app: FastAPI, settings: GatewaySettings) -> None:
     """Add the body limit, the client address and (if origins are listed) CORS to the app."""
     app.add_middleware(ClientAddress)
+    # Runs before ClientAddress: behind TRUSTED_PROXIES the client is the one they name.
+    trust_forwarded_for(app, settings.trusted_proxies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     origins = cors_origins(settings)
     if origins:
@@ -225,5 +238,71 @@ def install_edge(app: FastAPI, settings: GatewaySettings) -> None:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-correlation-id"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-correlation-id",
+                # What Apollo's clients send to pass the CSRF rule (http_transport.py).
+                "apollo-require-preflight",
+                "x-apollo-operation-name",
+            ],
         )
+
+
+TOO_MANY_ORDERS = "Too many orders; try again later."
+TOO_MANY_RECOMMENDATIONS = "Too many recommendation requests; try again later."
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimits:
+    """Per-user limits of the expensive fields, counted in Redis per call (so per alias)."""
+
+    limiter: RateLimiter
+    place_order_rule: Rule
+    recommendation_rule: Rule
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> UserLimits:
+        """The limiter on the gateway's Redis and the rules the settings name."""
+        return cls(
+            limiter=RateLimiter.from_settings(settings),
+            place_order_rule=Rule("place-order", parse_limit(settings.place_order_limit_per_user)),
+            recommendation_rule=Rule(
+                "recommendation", parse_limit(settings.recommendation_limit_per_user)
+            ),
+        )
+
+    async def place_order(self, user_id: str) -> None:
+        """Count one placeOrder of the user; RATE_LIMITED once over the limit."""
+        await self.limiter.hit(self.place_order_rule, user_id, TOO_MANY_ORDERS)
+
+    async def recommendation(self, user_id: str) -> None:
+        """Count one productRecommendation of the user; RATE_LIMITED once over the limit."""
+        await self.limiter.hit(self.recommendation_rule, user_id, TOO_MANY_RECOMMENDATIONS)
+
+
+TOO_MANY_CONNECTIONS = "Too many subscription connections for this user; close one first."
+
+
+@dataclass
+class ConnectionSlots:
+    """Subscription (WebSocket) connections open per user in this gateway process."""
+
+    per_user: int
+    _open: Counter[str] = field(default_factory=Counter)
+
+    def take(self, user_id: str) -> None:
+        """Count a new connection of the user; RATE_LIMITED when they already have `per_user`."""
+        if self._open[user_id] >= self.per_user:
+            raise RateLimited(TOO_MANY_CONNECTIONS)
+        self._open[user_id] += 1
+
+    def give_back(self, user_id: str) -> None:
+        """A connection of the user has closed."""
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
+
+    def open_for(self, user_id: str) -> int:
+        """How many connections the user has open here."""
+        return self._open[user_id]

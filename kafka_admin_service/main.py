@@ -13,7 +13,7 @@ from kafka_admin_service.monitor import BrokerMonitor, GaugeRefresher
 from kafka_admin_service.provisioning import TopicProvisioner, TopicsReadiness
 from kafka_admin_service.replay import DlqReplayer
 from kafka_admin_service.settings import KafkaAdminSettings
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import install_common, service_telemetry
 
 
 def create_app(settings: KafkaAdminSettings | None = None) -> FastAPI:
@@ -41,7 +41,7 @@ def create_app(settings: KafkaAdminSettings | None = None) -> FastAPI:
             await replayer.close()
             await monitor.close()
 
-    app = FastAPI(title="kafka_admin_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="kafka_admin_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings, {"topics": TopicsReadiness(settings)})
     app.include_router(router)
     return app

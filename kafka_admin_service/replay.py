@@ -5,6 +5,11 @@ A replay reads the `.dlq` from a committed cursor (consumer group
 each record's bytes to the topic named by its `dlq_original_topic` header with the original key
 and headers (the old `dlq_*` headers dropped, `dlq_replayed_from` added), and commits after each
 one, so a second replay sends only what arrived since. Replays of one topic run one at a time.
+
+A dead letter names the consumer group that failed it (`dlq_consumer_group`); its replay carries
+that group in `dlq_replay_group`, and the consumers of every other group skip it (shared.bus), so
+groups that handled the message already do not handle it again. A letter without a group (an
+old one, or one of a gateway's groupless readers) goes back to every reader.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from kafka_admin_service.monitor import original_topic_of, partitions
 from kafka_admin_service.settings import KafkaAdminSettings
 from shared.logging import get_logger
 from shared.publisher import EventPublisher
+from shared.redelivery import REPLAY_GROUP_HEADER
 
 log = get_logger(__name__)
 
 ORIGINAL_TOPIC_HEADER = "dlq_original_topic"
+CONSUMER_GROUP_HEADER = "dlq_consumer_group"
 REPLAYED_FROM_HEADER = "dlq_replayed_from"
 _DLQ_HEADER_PREFIX = "dlq_"
 
@@ -41,13 +48,25 @@ def replay_target(record: ConsumerRecord[Any, Any], dead_letter: str) -> str:
 
 
 def replay_headers(record: ConsumerRecord[Any, Any], dead_letter: str) -> list[tuple[str, bytes]]:
-    """The original headers (correlation id, event type) and a note of the replay."""
+    """The original headers (correlation id, event type), a note of the replay and the one
+    consumer group it is for."""
     kept = [
         (name, bytes(value))
         for name, value in record.headers or ()
         if not name.startswith(_DLQ_HEADER_PREFIX)
     ]
-    return [*kept, (REPLAYED_FROM_HEADER, f"{dead_letter}:{record.offset}".encode())]
+    headers = [*kept, (REPLAYED_FROM_HEADER, f"{dead_letter}:{record.offset}".encode())]
+    group = _header(record, CONSUMER_GROUP_HEADER)
+    if group:
+        headers.append((REPLAY_GROUP_HEADER, group))
+    return headers
+
+
+def _header(record: ConsumerRecord[Any, Any], wanted: str) -> bytes | None:
+    for name, value in record.headers or ():
+        if name == wanted:
+            return bytes(value)
+    return None
 
 
 class DlqReplayer:

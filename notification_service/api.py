@@ -83,7 +83,7 @@ async def mark_read(
 @router.get("/track/{token}.gif", include_in_schema=False)
 async def tracking_pixel(token: str, request: Request, notifications: RepositoryDep) -> Response:
     """Always the pixel; only a validly signed token marks its notification read."""
-    read = tracking.verify(request.app.state.tracking_key, token)
+    read = tracking.verify(request.app.state.links, token)
     if read is not None:
         try:
             await _mark_read(request, notifications, read.notification_id, read.user_id)

@@ -13,6 +13,9 @@ from shared.events.models import NotificationRequested, NotificationType
 from shared.times import as_utc
 
 WELCOME_TYPE: NotificationType = "other"
+LINK_TYPE: NotificationType = "alert"
+VERIFY_CONTENT = "We emailed you a link to confirm your email address."
+RESET_CONTENT = "A password reset link was emailed to you. If you did not ask for it, ignore it."
 EMAIL_DISABLED = "email is disabled"
 EMAIL_NOT_WANTED = "no email was asked for"
 
@@ -81,9 +84,12 @@ def new_notification(
     sent_at: datetime,
     welcome_name: str | None = None,
     unsubscribe_url: str | None = None,
+    link: str | None = None,
+    link_kind: str | None = None,
 ) -> dict[str, Any]:
-    """The stored notification; `email`, `subject`, `welcome_name` and `unsubscribe_url` let
-    the background sender compose (and retry) the email."""
+    """The stored notification; `email`, `subject`, `welcome_name`, `unsubscribe_url` and
+    `link` (a verification or reset link, of `link_kind`: only ever in the email, never in the
+    in-app content) let the background sender compose (and retry) the email."""
     return {
         "_id": notification_id,
         "user_id": user_id,
@@ -96,6 +102,8 @@ def new_notification(
         "delivery": delivery,
         "welcome_name": welcome_name,
         "unsubscribe_url": unsubscribe_url,
+        "link": link,
+        "link_kind": link_kind,
     }
 
 

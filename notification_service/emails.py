@@ -10,6 +10,10 @@ from email.utils import formataddr, formatdate, make_msgid
 from shared.events.models import NotificationType
 
 WELCOME_SUBJECT = "Welcome to Fleet"
+VERIFY_LINK = "verify-email"
+RESET_LINK = "reset-password"
+VERIFY_SUBJECT = "Confirm your email address"
+RESET_SUBJECT = "Reset your Fleet password"
 SUBJECTS: dict[str, str] = {
     "promotion": "A promotion for you",
     "order_update": "An update on your order",
@@ -39,8 +43,22 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
-def _html_body(paragraphs: list[str], pixel: str) -> str:
-    body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A link of an email: shown as a button in HTML, as `label: url` in plain text."""
+
+    label: str
+    url: str
+
+
+def _paragraph(part: str | Link) -> str:
+    if isinstance(part, Link):
+        return f'<p><a href="{html.escape(part.url, quote=True)}">{html.escape(part.label)}</a></p>'
+    return f"<p>{html.escape(part)}</p>"
+
+
+def _html_body(paragraphs: list[str | Link], pixel: str) -> str:
+    body = "\n".join(_paragraph(p) for p in paragraphs)
     return (
         '<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n'
         f"{body}\n"
@@ -49,26 +67,59 @@ def _html_body(paragraphs: list[str], pixel: str) -> str:
     )
 
 
-def _compose(subject: str, paragraphs: list[str], pixel: str) -> EmailContent:
+def _text(part: str | Link) -> str:
+    return f"{part.label}: {part.url}" if isinstance(part, Link) else part
+
+
+def _compose(subject: str, paragraphs: list[str | Link], pixel: str) -> EmailContent:
     return EmailContent(
         subject=_one_line(subject),
-        text="\n\n".join(paragraphs) + "\n",
+        text="\n\n".join(_text(p) for p in paragraphs) + "\n",
         html=_html_body(paragraphs, pixel),
     )
 
 
-def welcome_email(name: str, pixel: str) -> EmailContent:
-    """The welcome email every new user gets, whatever their preferences."""
-    return _compose(
-        WELCOME_SUBJECT,
+def welcome_email(name: str, pixel: str, verification_url: str | None = None) -> EmailContent:
+    """The welcome email every new user gets, whatever their preferences (with the link that
+    verifies the address, for users registered since verification exists)."""
+    paragraphs: list[str | Link] = [
+        f"Welcome to Fleet, {name}!",
+        "Your account is ready. We will keep you posted about your orders, and you can "
+        "choose which emails you receive in your preferences.",
+    ]
+    if verification_url:
+        paragraphs += [
+            "Please confirm that this email address is yours:",
+            Link("Confirm my email address", verification_url),
+        ]
+    return _compose(WELCOME_SUBJECT, [*paragraphs, _SIGNATURE], pixel)
+
+
+def link_email(kind: str, url: str, pixel: str) -> EmailContent:
+    """The email of a verification link (`verify-email`) or a password reset link."""
+    subject, paragraphs = LINK_EMAILS[kind]
+    return _compose(subject, [*paragraphs[:-1], Link(paragraphs[-1], url), _SIGNATURE], pixel)
+
+
+# Subject and words of each emailed link; the last line is the link's label.
+LINK_EMAILS: dict[str, tuple[str, list[str]]] = {
+    VERIFY_LINK: (
+        VERIFY_SUBJECT,
         [
-            f"Welcome to Fleet, {name}!",
-            "Your account is ready. We will keep you posted about your orders, and you can "
-            "choose which emails you receive in your preferences.",
-            _SIGNATURE,
+            "Please confirm that this email address is yours. "
+            "The link works once, for a limited time.",
+            "Confirm my email address",
         ],
-        pixel,
-    )
+    ),
+    RESET_LINK: (
+        RESET_SUBJECT,
+        [
+            "Someone (hopefully you) asked to reset the password of your Fleet account. "
+            "The link works once, for a short while; if it was not you, ignore this email.",
+            "Choose a new password",
+        ],
+    ),
+}
 
 
 def notification_email(

@@ -1,6 +1,8 @@
 """Handlers of the topics the notification service consumes (group `notification_service`).
 
-In: `user.registered` (welcome notification and email), `notification.requested`.
+In: `user.registered` (welcome notification and email, with the verification link),
+`user.email-verification-requested` and `user.password-reset-requested` (a notification saying
+so; the link goes only into the email), `notification.requested`.
 Out: `notification.created`, through the outbox of the stored notification.
 
 Idempotent: a notification's id is its event's id, so a redelivered event stores nothing new.
@@ -21,17 +23,21 @@ from notification_service.domain import DeliveryStatus
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
+from shared import tracing
 from shared.bus import Handler, Received, batched
 from shared.events.envelope import Envelope
 from shared.events.models import (
+    EmailVerificationRequested,
     NotificationCreated,
     NotificationRequested,
     NotificationType,
+    PasswordResetRequested,
     UserRegistered,
 )
-from shared.logging import correlation_scope, get_logger
+from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.tracing import event_scope
 
 log = get_logger(__name__)
 
@@ -51,6 +57,8 @@ class _Incoming:
     wants_email: bool
     welcome_name: str | None = None
     unsubscribe_url: str | None = None
+    link: str | None = None
+    link_kind: str | None = None
 
 
 @dataclass
@@ -66,10 +74,12 @@ class NotificationHandlers:
     _last_stamp: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False)
 
     def handlers(self) -> dict[str, Handler]:
-        """The consumer's topic -> handler map; both topics are stored in batches."""
+        """The consumer's topic -> handler map; every topic is stored in batches."""
         limit = self.settings.consumer_batch_max_records
         return {
             UserRegistered.topic: batched(self.on_users_registered, max_records=limit),
+            EmailVerificationRequested.topic: batched(self.on_links_requested, max_records=limit),
+            PasswordResetRequested.topic: batched(self.on_links_requested, max_records=limit),
             NotificationRequested.topic: batched(
                 self.on_notifications_requested, max_records=limit
             ),
@@ -89,11 +99,18 @@ class NotificationHandlers:
                         subject=emails.WELCOME_SUBJECT,
                         wants_email=True,
                         welcome_name=event.name,
+                        link=event.verification_url,
+                        link_kind=emails.VERIFY_LINK if event.verification_url else None,
                     ),
                 )
                 for envelope, event in received
             ]
         )
+
+    async def on_links_requested(self, received: Sequence[Received]) -> None:
+        """Mail a verification or password reset link (whatever the preferences); the in-app
+        notification only says that it was sent."""
+        await self._store([(envelope, _link_notification(event)) for envelope, event in received])
 
     async def on_notifications_requested(self, received: Sequence[Received]) -> None:
         """Store what other services asked for; email those asked for and addressed."""
@@ -174,6 +191,8 @@ class NotificationHandlers:
             sent_at=sent_at,
             welcome_name=incoming.welcome_name,
             unsubscribe_url=incoming.unsubscribe_url,
+            link=incoming.link,
+            link_kind=incoming.link_kind,
         )
         created = NotificationCreated(
             notification_id=notification_id,
@@ -182,7 +201,28 @@ class NotificationHandlers:
             content=incoming.content,
             sent_at=notification["sent_at"],
         )
-        with correlation_scope(envelope.correlation_id):
-            # The announcement carries the correlation id of the event that caused it.
+        with event_scope(envelope):
+            # The announcement carries the correlation id of the event that caused it, and the
+            # mail the trace of that event (the sender continues it).
             entry = outbox_entry(self.publisher, created)
+            tracing.remember(notification)
         return notification, entry
+
+
+def _link_notification(event: object) -> _Incoming:
+    """What a verification or reset request stores: a sentence in the app, the link by mail."""
+    if isinstance(event, PasswordResetRequested):
+        kind, url, content = emails.RESET_LINK, event.reset_url, domain.RESET_CONTENT
+    else:
+        assert isinstance(event, EmailVerificationRequested)
+        kind, url, content = emails.VERIFY_LINK, event.verification_url, domain.VERIFY_CONTENT
+    return _Incoming(
+        user_id=event.user_id,
+        kind=domain.LINK_TYPE,
+        content=content,
+        email=str(event.email),
+        subject=emails.LINK_EMAILS[kind][0],
+        wants_email=True,
+        link=url,
+        link_kind=kind,
+    )

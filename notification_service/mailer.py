@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -50,7 +51,8 @@ class SmtpEndpoint:
     port: int
     use_tls: bool
     start_tls: bool | None
-    timeout: float
+    timeout: float  # each step
+    send_timeout: float  # the whole exchange of one message
     username: str | None
     password: str | None
 
@@ -74,6 +76,7 @@ def resolve_endpoint(settings: NotificationSettings) -> SmtpEndpoint | None:
         use_tls=use_tls,
         start_tls=False if use_tls else settings.smtp_starttls,
         timeout=settings.smtp_timeout_seconds,
+        send_timeout=settings.smtp_send_timeout_seconds,
         username=settings.smtp_mail if password else None,
         password=password,
     )
@@ -97,20 +100,32 @@ class Mailer:
         return self.endpoint is not None
 
     async def send(self, message: EmailMessage) -> None:
-        """Send one message; any failure to deliver it to the server is a MailError."""
+        """Send one message within the overall send timeout; any failure to deliver it to the
+        server (a timeout included) is a MailError."""
         endpoint = self.endpoint
         if endpoint is None:
             raise MailError("email is disabled")
+        # Not aiosmtplib.send: when cancelled, its context manager still waits for QUIT (up to
+        # a step timeout), and the exchange would outlast the overall timeout, hence the lease.
+        client = aiosmtplib.SMTP(
+            hostname=endpoint.host,
+            port=endpoint.port,
+            use_tls=endpoint.use_tls,
+            start_tls=endpoint.start_tls,
+            timeout=endpoint.timeout,  # each step
+            username=endpoint.username,
+            password=endpoint.password,
+        )
+        accepted = False
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=endpoint.host,
-                port=endpoint.port,
-                use_tls=endpoint.use_tls,
-                start_tls=endpoint.start_tls,
-                timeout=endpoint.timeout,
-                username=endpoint.username,
-                password=endpoint.password,
-            )
+            async with asyncio.timeout(endpoint.send_timeout):  # the whole exchange
+                await client.connect()
+                await client.send_message(message)
+                accepted = True
+                await client.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
-            raise MailError(f"{type(exc).__name__}: {exc}") from exc
+            if not accepted:
+                raise MailError(f"{type(exc).__name__}: {exc}") from exc
+            # The server took the message: a failed goodbye must not send it again.
+        finally:
+            client.close()

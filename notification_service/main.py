@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from notification_service import api, tracking
+from notification_service import api
 from notification_service.events import CONSUMER_GROUP, NotificationHandlers
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
 from notification_service.sender import MailSender
 from notification_service.settings import NotificationSettings
-from shared.http import install_common
+from shared.http import install_common, service_telemetry
+from shared.links import LinkSigner
 from shared.runtime import ServiceRuntime
 
 
@@ -27,7 +28,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         repository = NotificationRepository(runtime.db)
         relay = runtime.use_outbox([repository.notifications])
         mailer = Mailer(settings)
-        sender = MailSender(settings, repository, mailer, app.state.tracking_key)
+        sender = MailSender(settings, repository, mailer, app.state.links)
         handlers = NotificationHandlers(
             settings=settings,
             repository=repository,
@@ -51,8 +52,8 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
                 # The mail in hand is finished (or left leased) while the database is open.
                 await sender.stop()
 
-    app = FastAPI(title="notification_service", lifespan=lifespan)
+    app = FastAPI(title="notification_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
-    app.state.tracking_key = tracking.tracking_key(settings.jwt_secret.get_secret_value())
+    app.state.links = LinkSigner(settings.jwt_secret.get_secret_value())
     app.include_router(api.router)
     return app

@@ -13,6 +13,8 @@ from notification_service.domain import DeliveryStatus
 from shared.outbox import OUTBOX_FIELD
 
 NOTIFICATIONS = "notifications"
+# A verification or reset link, kept only until its mail is sent (or given up).
+LINK_FIELD = "link"
 _NEWEST_FIRST = [("sent_at", DESCENDING), ("_id", DESCENDING)]
 _DUPLICATE_KEY = 11000
 
@@ -112,7 +114,8 @@ class NotificationRepository:
         return claimed
 
     async def mark_sent(self, notification_id: str, lease: str, sent_at: datetime) -> bool:
-        """The claimed mail went out; False if the lease was lost meanwhile."""
+        """The claimed mail went out; False if the lease was lost meanwhile. A link it
+        carried (verification, reset) is not kept: it is a credential, needed only to send."""
         return await self._settle(
             notification_id,
             lease,
@@ -121,6 +124,7 @@ class NotificationRepository:
                 "delivery.last_error": None,
                 "delivery.next_attempt_at": None,
                 "delivery.sent_at": sent_at,
+                LINK_FIELD: None,
             },
         )
 
@@ -135,7 +139,7 @@ class NotificationRepository:
         )
 
     async def mark_failed(self, notification_id: str, lease: str, error: str) -> bool:
-        """The last attempt failed: the mail is given up."""
+        """The last attempt failed: the mail is given up (and any link it carried)."""
         return await self._settle(
             notification_id,
             lease,
@@ -143,6 +147,7 @@ class NotificationRepository:
                 "delivery.status": DeliveryStatus.FAILED.value,
                 "delivery.last_error": error,
                 "delivery.next_attempt_at": None,
+                LINK_FIELD: None,
             },
         )
 

@@ -24,7 +24,10 @@ from notification_service import domain, emails, tracking
 from notification_service.mailer import Mailer, MailError
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
+from shared import tracing
+from shared.links import LinkSigner
 from shared.logging import get_logger
+from shared.metrics import MAIL_DELIVERIES
 
 log = get_logger(__name__)
 
@@ -36,7 +39,7 @@ class MailSender:
     settings: NotificationSettings
     repository: NotificationRepository
     mailer: Mailer
-    tracking_key: bytes
+    links: LinkSigner
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
@@ -74,8 +77,9 @@ class MailSender:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                while not self._stopping.is_set() and await self.send_one():
-                    pass
+                with tracing.untraced():  # polling is not a trace; each send continues one
+                    while not self._stopping.is_set() and await self.send_one():
+                        pass
             except Exception:
                 log.exception("mail sender pass failed")
             self._wake.clear()
@@ -96,10 +100,22 @@ class MailSender:
         notification_id = claimed["_id"]
         attempts = int(claimed["delivery"].get("attempts", 0)) + 1
         try:
-            await self.mailer.send(self.compose(claimed))
+            # The trace of the event that asked for this mail goes on here (when tracing is on).
+            with tracing.continued(
+                "smtp send",
+                claimed.get(tracing.TRACE_FIELD),
+                {
+                    "fleet.notification_id": notification_id,
+                    "fleet.notification_type": str(claimed["type"]),
+                    "fleet.mail_attempt": attempts,
+                    "server.address": self.mailer.endpoint.host if self.mailer.endpoint else "",
+                },
+            ):
+                await self.mailer.send(self.compose(claimed))
         except (MailError, ValueError) as exc:
             await self._record_failure(notification_id, lease, attempts, str(exc))
             return True
+        MAIL_DELIVERIES.labels(self.settings.service_name, "sent").inc()
         if await self.repository.mark_sent(notification_id, lease, datetime.now(UTC)):
             log.info("email sent", notification_id=notification_id, attempts=attempts)
         else:
@@ -110,11 +126,13 @@ class MailSender:
         self, notification_id: str, lease: str, attempts: int, error: str
     ) -> None:
         if attempts >= self.settings.mail_max_attempts:
+            MAIL_DELIVERIES.labels(self.settings.service_name, "failed").inc()
             log.warning(
                 "email failed; giving up", notification_id=notification_id, attempts=attempts
             )
             await self.repository.mark_failed(notification_id, lease, error)
             return
+        MAIL_DELIVERIES.labels(self.settings.service_name, "retrying").inc()
         delay = domain.retry_delay(
             attempts,
             base_seconds=self.settings.mail_retry_base_seconds,
@@ -134,11 +152,19 @@ class MailSender:
     def compose(self, notification: dict[str, Any]) -> EmailMessage:
         """The email of a stored notification, with its read-tracking pixel."""
         notification_id = notification["_id"]
-        token = tracking.sign(self.tracking_key, notification_id, notification["user_id"])
+        token = tracking.sign(
+            self.links,
+            notification_id,
+            notification["user_id"],
+            self.settings.tracking_link_ttl_seconds,
+        )
         pixel = emails.pixel_url(self.settings.public_base_url, token)
         welcome_name = notification.get("welcome_name")
+        link = notification.get("link")
         if welcome_name is not None:
-            content = emails.welcome_email(welcome_name, pixel)
+            content = emails.welcome_email(welcome_name, pixel, link)
+        elif link is not None and notification.get("link_kind") in emails.LINK_EMAILS:
+            content = emails.link_email(notification["link_kind"], link, pixel)
         else:
             content = emails.notification_email(
                 notification["type"], notification["content"], notification.get("subject"), pixel

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from shared.settings import ServiceSettings
 
@@ -21,7 +21,11 @@ class NotificationSettings(ServiceSettings):
     smtp_password: SecretStr | None = None
     smtp_service: str = ""
     smtp_from_name: str = "Fleet"
+    # Each SMTP step (connect, greeting, each command) may take this long ...
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # ... and the whole exchange of one message this long: shorter than MAIL_LEASE_SECONDS, so
+    # a slow server cannot keep a send going after its lease has passed to another sender.
+    smtp_send_timeout_seconds: float = Field(default=30.0, gt=0)
     # Implicit TLS from the first byte (port 465); None lets SMTP_SERVICE decide, else off.
     smtp_use_tls: bool | None = None
     # STARTTLS: true requires it, false never tries, None upgrades when the server offers it.
@@ -40,6 +44,16 @@ class NotificationSettings(ServiceSettings):
     mail_shutdown_grace_seconds: float = Field(default=3.0, gt=0)
 
     notifications_page_limit: int = Field(default=100, ge=1)
+    # How long an email's read-tracking pixel link marks its notification read.
+    tracking_link_ttl_seconds: int = Field(default=7_776_000, ge=60)
 
     # Most consumed events stored together (one insert, one publish of their announcements).
     consumer_batch_max_records: int = Field(default=500, ge=1)
+
+    @model_validator(mode="after")
+    def _send_fits_in_its_lease(self) -> NotificationSettings:
+        if self.smtp_send_timeout_seconds >= self.mail_lease_seconds:
+            raise ValueError("SMTP_SEND_TIMEOUT_SECONDS must be shorter than MAIL_LEASE_SECONDS")
+        if self.smtp_timeout_seconds > self.smtp_send_timeout_seconds:
+            raise ValueError("SMTP_TIMEOUT_SECONDS must not exceed SMTP_SEND_TIMEOUT_SECONDS")
+        return self

@@ -1,22 +1,15 @@
-"""Read-tracking tokens: an HMAC-SHA256 signature over (notification id, user id).
-
-The key is derived from JWT_SECRET for this one purpose, so a tracking token can never pass
-as anything else and nobody without the secret can mark another user's notification read.
-Token: `<base64url(json [notification_id, user_id])>.<base64url(signature)>`, safe in a URL path.
-"""
+"""Read-tracking tokens: signed links (shared.links, purpose `pixel`) naming a notification and
+its owner, so nobody without the secret can mark another user's notification read. They expire
+after TRACKING_LINK_TTL_SECONDS; an expired or foreign token still gets the pixel, and marks
+nothing."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 from dataclasses import dataclass
 
-_KEY_PURPOSE = b"fleet/notification-tracking/v1"
-_SEPARATOR = "."
-_FIELDS = 2  # notification id, user id
+from shared.links import LinkPurpose, LinkSigner
+
+_NOTIFICATION_CLAIM = "n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,44 +20,21 @@ class TrackedRead:
     user_id: str
 
 
-def tracking_key(jwt_secret: str) -> bytes:
-    """The signing key of tracking tokens, derived from the JWT secret."""
-    return hmac.new(jwt_secret.encode(), _KEY_PURPOSE, hashlib.sha256).digest()
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signature(key: bytes, payload: str) -> str:
-    return _b64encode(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
-
-
-def sign(key: bytes, notification_id: str, user_id: str) -> str:
+def sign(links: LinkSigner, notification_id: str, user_id: str, ttl_seconds: float) -> str:
     """A token naming the notification and its owner."""
-    payload = _b64encode(json.dumps([notification_id, user_id], separators=(",", ":")).encode())
-    return f"{payload}{_SEPARATOR}{_signature(key, payload)}"
+    return links.sign(
+        LinkPurpose.PIXEL,
+        user_id,
+        ttl_seconds=ttl_seconds,
+        token_id=notification_id,
+        **{_NOTIFICATION_CLAIM: notification_id},
+    )
 
 
-def verify(key: bytes, token: str) -> TrackedRead | None:
-    """What the token names, or None when it is malformed or not signed with this key."""
-    payload, separator, signature = token.rpartition(_SEPARATOR)
-    if not separator or not payload.isascii() or not signature.isascii():
+def verify(links: LinkSigner, token: str) -> TrackedRead | None:
+    """What the token names, or None when it is malformed, expired or not signed by us."""
+    claims = links.verify(LinkPurpose.PIXEL, token)
+    notification_id = claims.data.get(_NOTIFICATION_CLAIM) if claims else None
+    if claims is None or not notification_id:
         return None
-    if not hmac.compare_digest(_signature(key, payload), signature):
-        return None
-    try:
-        values = json.loads(_b64decode(payload))
-    except (binascii.Error, ValueError):
-        return None
-    if (
-        not isinstance(values, list)
-        or len(values) != _FIELDS
-        or not all(isinstance(v, str) and v for v in values)
-    ):
-        return None
-    return TrackedRead(notification_id=values[0], user_id=values[1])
+    return TrackedRead(notification_id=notification_id, user_id=claims.subject)

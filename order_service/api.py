@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from order_service.domain import ProductInput
-from order_service.schemas import OrderOut, PlaceOrderIn, StatusIn
+from order_service.schemas import (
+    CatalogProductOut,
+    OrderOut,
+    PlaceOrderIn,
+    ProductPageOut,
+    StatusIn,
+)
 from order_service.service import Orders
 from shared.http import CallerDep
 
@@ -15,6 +21,8 @@ router = APIRouter()
 
 # MongoDB's skip is a 64-bit integer: a larger offset is BAD_USER_INPUT, not a failed encode.
 OFFSET_MAX = 2**63 - 1
+# A cursor is a product id in base64: longer than any id could make is not one.
+CURSOR_MAX_LENGTH = 512
 
 
 async def orders(request: Request) -> Orders:
@@ -28,11 +36,8 @@ OrdersDep = Annotated[Orders, Depends(orders)]
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
 async def place_order(body: PlaceOrderIn, caller: CallerDep, service: OrdersDep) -> OrderOut:
-    products = [
-        ProductInput(productId=p.productId, title=p.title, category=p.category, price=p.price)
-        for p in body.products
-    ]
-    return await service.place(caller, products)
+    products = [ProductInput(productId=p.productId, quantity=p.quantity) for p in body.products]
+    return await service.place(caller, products, body.idempotencyKey)
 
 
 @router.get("/orders", response_model=list[OrderOut])
@@ -50,3 +55,26 @@ async def update_status(
     order_id: str, body: StatusIn, caller: CallerDep, service: OrdersDep
 ) -> OrderOut:
     return await service.change_status(caller, order_id, body.status)
+
+
+@router.get("/products", response_model=ProductPageOut)
+async def list_products(
+    service: OrdersDep,
+    category: str | None = None,
+    search: str | None = None,
+    first: Annotated[int | None, Query(ge=1)] = None,
+    after: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+) -> ProductPageOut:
+    """Public (no token): the catalog orders are priced from, a page at a time."""
+    return await service.browse(
+        category=category,
+        search=search,
+        first=first,
+        after=after,
+    )
+
+
+@router.get("/products/{product_id}", response_model=CatalogProductOut)
+async def get_product(product_id: str, service: OrdersDep) -> CatalogProductOut:
+    """Public (no token): one catalog product."""
+    return await service.product(product_id)

@@ -1,8 +1,8 @@
-"""The order rules: product validation, the status machine and who may move it. Pure."""
+"""The order rules: pricing from the catalog, the status machine and who may move it. Pure."""
 
 from __future__ import annotations
 
-import math
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,8 +11,9 @@ from typing import Any
 from bson import ObjectId
 
 from shared.auth import Caller
+from shared.catalog.models import Product
 from shared.errors import BadUserInput, Conflict, Forbidden, NotFound
-from shared.events.models import OrderStatus, ProductLine
+from shared.events.models import OrderStatus, ProductLine, total_of
 from shared.times import stored_now
 
 PLACED: OrderStatus = "Placed"
@@ -37,59 +38,79 @@ CHANGED_MEANWHILE = "The order changed at the same time; reload it and try again
 
 @dataclass(frozen=True, slots=True)
 class ProductLimits:
-    """The limits of order input (from the settings)."""
+    """The limits of order input and of the lines stored (from the settings)."""
 
     max_products: int
     id_max_length: int
+    max_quantity: int
     title_max_length: int
     category_max_length: int
-    price_max: float
 
 
 @dataclass(frozen=True, slots=True)
 class ProductInput:
-    """A product as the caller sent it, before cleaning."""
+    """A product as the caller sent it: an id and a quantity. A title, category or price the
+    caller also sends (older clients) is not kept: the catalog's are."""
 
     productId: str
-    title: str
-    category: str
-    price: float | None = None
+    quantity: int = 1
 
 
-def _clean_text(value: str, field: str, max_length: int, position: int) -> str:
+def _clean_id(value: str, limits: ProductLimits, position: int) -> str:
     cleaned = value.strip()
     if not cleaned:
-        raise BadUserInput(f"Product {position}: {field} must not be empty.")
-    if len(cleaned) > max_length:
-        raise BadUserInput(f"Product {position}: {field} must be at most {max_length} characters.")
+        raise BadUserInput(f"Product {position}: productId must not be empty.")
+    if len(cleaned) > limits.id_max_length:
+        raise BadUserInput(
+            f"Product {position}: productId must be at most {limits.id_max_length} characters."
+        )
     return cleaned
 
 
-def _clean_price(price: float | None, limits: ProductLimits, position: int) -> float | None:
-    if price is None:
-        return None
-    if not math.isfinite(price) or price < 0:
-        raise BadUserInput(f"Product {position}: price must be a number of at least 0.")
-    if price > limits.price_max:
-        raise BadUserInput(f"Product {position}: price must be at most {limits.price_max:g}.")
-    return float(price)
+def _check_quantity(quantity: int, limits: ProductLimits, position: int) -> int:
+    if not 1 <= quantity <= limits.max_quantity:
+        raise BadUserInput(f"Product {position}: quantity must be from 1 to {limits.max_quantity}.")
+    return quantity
 
 
-def clean_products(products: Sequence[ProductInput], limits: ProductLimits) -> list[ProductLine]:
-    """The order's products, trimmed and checked; anything off is bad input."""
+def price_products(
+    products: Sequence[ProductInput], catalog: Mapping[str, Product], limits: ProductLimits
+) -> list[ProductLine]:
+    """The order's lines as the catalog prices them; an unknown id, a repeated id, a bad
+    quantity or too many products is bad input naming the product."""
     if not products:
         raise BadUserInput("An order needs at least one product.")
     if len(products) > limits.max_products:
         raise BadUserInput(f"An order may hold at most {limits.max_products} products.")
-    return [
-        ProductLine(
-            productId=_clean_text(p.productId, "productId", limits.id_max_length, n),
-            title=_clean_text(p.title, "title", limits.title_max_length, n),
-            category=_clean_text(p.category, "category", limits.category_max_length, n),
-            price=_clean_price(p.price, limits, n),
+    lines: list[ProductLine] = []
+    seen: set[str] = set()
+    for n, p in enumerate(products, start=1):
+        product_id = _clean_id(p.productId, limits, n)
+        quantity = _check_quantity(p.quantity, limits, n)
+        if product_id in seen:
+            raise BadUserInput(
+                f'Product {n}: "{product_id}" is listed twice; order it once with a quantity.'
+            )
+        seen.add(product_id)
+        found = catalog.get(product_id)
+        if found is None:
+            raise BadUserInput(f'Product {n}: there is no product "{product_id}" in the catalog.')
+        lines.append(
+            ProductLine(
+                productId=found.id,
+                # Bounded, so every order (and every message carrying it) has a known maximum.
+                title=found.title[: limits.title_max_length],
+                category=found.category[: limits.category_max_length],
+                price=found.price,
+                quantity=quantity,
+            )
         )
-        for n, p in enumerate(products, start=1)
-    ]
+    return lines
+
+
+def order_total(lines: Sequence[ProductLine]) -> float:
+    """The order's total: unit prices times quantities, in exact cents."""
+    return total_of(lines)
 
 
 def check_transition(
@@ -112,6 +133,29 @@ def check_transition(
         raise Forbidden(CUSTOMER_CANCEL_TOO_LATE.format(status=current))
 
 
+def check_filter(value: str | None, name: str, max_length: int) -> str | None:
+    """A catalog filter as given; longer than the limit is bad input."""
+    if value is not None and len(value) > max_length:
+        raise BadUserInput(f"{name} must be at most {max_length} characters.")
+    return value
+
+
+def check_idempotency_key(key: str | None, max_length: int) -> str | None:
+    """The caller's idempotency key as given (None: none); empty or too long is bad input."""
+    if key is None:
+        return None
+    if not key or len(key) > max_length:
+        raise BadUserInput(f"idempotencyKey must be 1 to {max_length} characters.")
+    return key
+
+
+def idempotency_id(user_id: str, key: str) -> str:
+    """Where a user's key is remembered: a digest, so any key makes a bounded, safe `_id`
+    and one user's key never names another's order."""
+    digest = hashlib.sha256(f"{user_id}\x00{key}".encode())
+    return digest.hexdigest()
+
+
 def new_order_id() -> str:
     """A new order id: an ObjectId in hex (ids made later by one process sort later)."""
     return str(ObjectId())
@@ -130,6 +174,7 @@ def new_order_document(
         "_id": order_id,
         "user_id": user_id,
         "products": [p.model_dump() for p in products],
+        "total": order_total(products),
         "status": PLACED,
         "created_at": created_at,
         "updated_at": created_at,

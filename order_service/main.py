@@ -11,7 +11,8 @@ from order_service import api
 from order_service.repository import OrderRepository
 from order_service.service import Orders
 from order_service.settings import OrderSettings
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.catalog import CatalogClient
+from shared.http import install_common, service_telemetry
 from shared.runtime import ServiceRuntime
 
 
@@ -27,13 +28,17 @@ def create_app(settings: OrderSettings | None = None) -> FastAPI:
         runtime.use_outbox([repository.orders])
         app.state.runtime = runtime
         app.state.repository = repository
-        app.state.orders = Orders(settings, runtime, repository)
+        catalog = CatalogClient.from_settings(settings)
+        app.state.orders = Orders(settings, runtime, repository, catalog)
         runtime.install_readiness(app)
         await repository.ensure_indexes()
-        async with runtime.running():
-            yield
+        try:
+            async with runtime.running():
+                yield
+        finally:
+            await catalog.aclose()
 
-    app = FastAPI(title="order_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="order_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     app.include_router(api.router)
     return app

@@ -10,13 +10,16 @@ from shared.events.models import OrderStatus
 
 
 class ProductIn(BaseModel):
-    """One product of POST /orders; lengths and the price are checked by the domain."""
+    """One product of POST /orders: its catalog id and how many. `title`, `category` and
+    `price` are accepted from older clients and not used (the catalog's are); the quantity's
+    bounds are checked by the domain against the settings."""
 
     model_config = ConfigDict(extra="forbid")
 
     productId: str
-    title: str
-    category: str
+    quantity: int = 1
+    title: str | None = None
+    category: str | None = None
     price: float | None = None
 
 
@@ -26,6 +29,7 @@ class PlaceOrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     products: list[ProductIn]
+    idempotencyKey: str | None = None
 
 
 class StatusIn(BaseModel):
@@ -41,12 +45,41 @@ class ProductOut(BaseModel):
     title: str
     category: str
     price: float | None = None
+    # Orders stored before quantities were ordered one of each.
+    quantity: int = 1
 
 
 class OrderOut(BaseModel):
     id: str
     userId: str
     products: list[ProductOut]
+    # Sum of unit price x quantity (None for orders stored before the catalog priced them).
+    total: float | None = None
     status: OrderStatus
     createdAt: datetime
     updatedAt: datetime
+
+
+class RatingOut(BaseModel):
+    rate: float
+    count: int
+
+
+class CatalogProductOut(BaseModel):
+    """A catalog product in the public contract's spelling."""
+
+    productId: str
+    title: str
+    category: str
+    price: float
+    description: str
+    image: str
+    rating: RatingOut
+
+
+class ProductPageOut(BaseModel):
+    """GET /products."""
+
+    items: list[CatalogProductOut]
+    endCursor: str | None
+    hasNextPage: bool

@@ -1,4 +1,4 @@
-"""The recommendation flow (DESIGN section 3) and the co-purchase learning.
+"""The recommendation flow (docs/contract.md section 3) and the co-purchase learning.
 
 In (group `recommendation_service`): `order.placed` (co-purchase counts, once per order id),
 `purchase-history.provided` (the user service's answer: score and publish).
@@ -6,7 +6,9 @@ Out, through the outbox of the request document: `purchase-history.requested`, t
 `recommendation.generated` and `notification.requested` (type `recommendation`, emailed only
 if the user has the `recommendations` preference).
 
-A catalog outage leaves the request with its history; the retry loop scores it later.
+A catalog outage leaves the request with its history; the retry loop scores it later. A
+result is stored (with its events) before it becomes the user's latest list; if that second
+write fails, a redelivery of the history or the retry loop finishes it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recommendation_service import recommender
-from recommendation_service.repository import RecommendationRepository
+from recommendation_service.repository import CoPurchaseLimits, RecommendationRepository
 from recommendation_service.settings import RecommendationSettings
 from shared.bus import Handler
 from shared.catalog import CatalogClient, CatalogUnavailable, Product
@@ -33,6 +35,7 @@ from shared.events.models import (
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.times import as_utc
 
 log = get_logger(__name__)
 
@@ -89,12 +92,31 @@ class RecommendationFlow:
             recency_half_life_days=s.recommendation_recency_half_life_days,
         )
 
+    @property
+    def co_purchase_limits(self) -> CoPurchaseLimits:
+        s = self.settings
+        return CoPurchaseLimits(
+            top_size=s.co_purchase_top_size,
+            recent_orders=s.co_purchase_recent_orders,
+            write_attempts=s.co_purchase_write_attempts,
+        )
+
+    def _expiry(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.recommendation_request_ttl_seconds)
+
     async def request(self, user_id: str) -> str:
         """Store a request and ask the user service for the history (via the outbox)."""
         request_id = str(uuid.uuid4())
-        event = PurchaseHistoryRequested(request_id=request_id, user_id=user_id)
+        event = PurchaseHistoryRequested(
+            request_id=request_id,
+            user_id=user_id,
+            max_orders=self.settings.recommendation_history_orders,
+        )
         entry = outbox_entry(self.publisher, event)
-        await self.repository.insert_request(request_id, user_id, datetime.now(UTC), [entry])
+        now = datetime.now(UTC)
+        await self.repository.insert_request(
+            request_id, user_id, now, [entry], expires_at=self._expiry(now)
+        )
         await self.relay.flush_document(self.repository.requests, request_id)
         log.info("recommendation requested", request_id=request_id)
         return request_id
@@ -103,18 +125,21 @@ class RecommendationFlow:
         """Learn which products are bought together (idempotent per order id)."""
         del envelope
         counted = await self.repository.record_order(
-            event.order_id, [line.productId for line in event.products]
+            event.order_id, [line.productId for line in event.products], self.co_purchase_limits
         )
-        log.info("co-purchases counted", order_id=event.order_id, pairs=counted)
+        log.info("co-purchases counted", order_id=event.order_id, products=counted)
 
     async def on_history_provided(self, envelope: Envelope, event: PurchaseHistoryProvided) -> None:
         """Keep the answer with its request, then score it."""
         del envelope
         history = event.model_dump(mode="python")
+        now = datetime.now(UTC)
         if not await self.repository.store_history(
-            event.request_id, event.user_id, history, datetime.now(UTC)
+            event.request_id, event.user_id, history, now, expires_at=self._expiry(now)
         ):
-            log.info("recommendation already done", request_id=event.request_id)
+            # Done already; a redelivery after a half-done result finishes it.
+            if not await self.finish(event.request_id):
+                log.info("recommendation already done", request_id=event.request_id)
             return
         await self.score(event.request_id)
 
@@ -173,10 +198,28 @@ class RecommendationFlow:
         ]
         if not await self.repository.complete(request_id, lines, now, outbox):
             return False
-        await self.repository.set_latest(event.user_id, request_id, lines, now)
-        await self.relay.flush_document(self.repository.requests, request_id)
+        await self._make_latest(request_id, event.user_id, lines, now)
         log.info("recommendation generated", request_id=request_id, products=len(lines))
         return True
+
+    async def finish(self, request_id: str) -> bool:
+        """Make a stored result the user's latest list if that step failed; False if there was
+        nothing to finish."""
+        doc = await self.repository.half_done(request_id)
+        if doc is None:
+            return False
+        await self._make_latest(
+            request_id, doc["user_id"], list(doc["products"]), as_utc(doc["generated_at"])
+        )
+        log.info("half-done recommendation finished", request_id=request_id)
+        return True
+
+    async def _make_latest(
+        self, request_id: str, user_id: str, lines: list[dict[str, Any]], generated_at: datetime
+    ) -> None:
+        await self.repository.set_latest(user_id, request_id, lines, generated_at)
+        await self.repository.latest_written(request_id)
+        await self.relay.flush_document(self.repository.requests, request_id)
 
     async def retry_due(self) -> int:
         """Score every request whose earlier attempt failed or stalled."""
@@ -184,7 +227,7 @@ class RecommendationFlow:
         for request_id in await self.repository.due(
             datetime.now(UTC), self.settings.recommendation_retry_batch
         ):
-            scored += await self.score(request_id)
+            scored += await self.score(request_id) or await self.finish(request_id)
         return scored
 
     async def run_retries(self) -> None:

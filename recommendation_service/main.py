@@ -15,7 +15,7 @@ from recommendation_service.events import CONSUMER_GROUP, RecommendationFlow
 from recommendation_service.repository import RecommendationRepository
 from recommendation_service.settings import RecommendationSettings
 from shared.catalog import CatalogClient
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import install_common, service_telemetry
 from shared.runtime import ServiceRuntime
 
 
@@ -48,7 +48,7 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
         finally:
             await catalog.aclose()
 
-    app = FastAPI(title="recommendation_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="recommendation_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     app.include_router(api.router)
     return app

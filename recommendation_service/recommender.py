@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.catalog.models import Product
 
@@ -54,6 +55,19 @@ def co_purchase_pairs(product_ids: Iterable[str]) -> list[tuple[str, str]]:
     """Every unordered pair of distinct products bought in one order."""
     unique = sorted(set(product_ids))
     return [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :]]
+
+
+def updated_top(
+    top: Sequence[Mapping[str, Any]], partners: Iterable[str], size: int
+) -> list[dict[str, Any]]:
+    """A product's co-purchase top list after one more order with `partners`: each partner's
+    count plus one, most bought-together first (ties by id), cut to `size` (a partner that
+    falls off is forgotten: the list stays bounded however large the catalog)."""
+    counts = {str(entry["id"]): int(entry["count"]) for entry in top}
+    for partner in partners:
+        counts[partner] = counts.get(partner, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:size]
+    return [{"id": partner, "count": count} for partner, count in ranked]
 
 
 def recency_weight(bought_at: datetime, now: datetime, half_life_days: float) -> float:

@@ -24,3 +24,13 @@ class RecommendationSettings(CatalogServiceSettings):
     recommendation_retry_seconds: float = Field(default=30.0, gt=0)
     # How many stalled requests one retry pass picks up.
     recommendation_retry_batch: int = Field(default=50, ge=1)
+    # How many of the user's newest orders a request asks the user service for.
+    recommendation_history_orders: int = Field(default=20, ge=1)
+    # A request (with its history and result) is removed this long after it was made.
+    recommendation_request_ttl_seconds: int = Field(default=604_800, ge=60)
+    # Co-purchases: per product, the partners most often bought with it (kept), the latest
+    # order ids counted (a redelivered order among them counts once), and how often one
+    # order's bulk write is retried when a concurrent order changed the same products.
+    co_purchase_top_size: int = Field(default=50, ge=1)
+    co_purchase_recent_orders: int = Field(default=500, ge=1)
+    co_purchase_write_attempts: int = Field(default=5, ge=1)

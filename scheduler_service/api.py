@@ -41,18 +41,13 @@ async def _unsubscribe_by_token(token: str, request: Request) -> dict[str, str]:
     settings: SchedulerSettings = request.app.state.settings
     user_id = domain.user_of_unsubscribe_token(settings.jwt_secret.get_secret_value(), token)
     if user_id is None:
-        raise NotFound("That unsubscribe link is not valid.")
+        raise NotFound("That unsubscribe link is not valid or has expired.")
     await _repository(request).unsubscribe(user_id)
     return {"message": UNSUBSCRIBED}
 
 
 @router.post("/subscriptions/unsubscribe/{token}")
 async def one_click_unsubscribe(token: str, request: Request) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe from a promotion email (the token names the user)."""
-    return await _unsubscribe_by_token(token, request)
-
-
-@router.get("/subscriptions/unsubscribe/{token}")
-async def link_unsubscribe(token: str, request: Request) -> dict[str, str]:
-    """The same from a plain link."""
+    """Unsubscribe the user a promotion email's signed link names: RFC 8058 one-click, or the
+    confirm button of the gateway's page. Only a POST acts (mail scanners follow GETs)."""
     return await _unsubscribe_by_token(token, request)

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import math
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared.catalog.models import Product
+from shared.links import LinkPurpose, LinkSigner
 
 # Interval schedules are laid on a grid from this instant, so every replica fires at the same
 # times and computes the same slot.
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 EMAIL_PREFERENCE = "promotions"
 SUBJECT = "A promotion for you"
-_TOKEN_PURPOSE = b"fleet-unsubscribe-v1:"
 
 
 def slot_for(now: datetime, interval_seconds: float | None) -> datetime:
@@ -36,6 +34,15 @@ def slot_for(now: datetime, interval_seconds: float | None) -> datetime:
 def lock_key(job_name: str, slot: datetime) -> str:
     """The claim of one firing: job name + scheduled time."""
     return f"job-run:{job_name}:{slot.astimezone(UTC).isoformat()}"
+
+
+_EVENT_IDS = uuid.UUID("3f0c6a52-5a4b-4c2e-9d55-0b8f0f5c1e77")  # namespace of promotion event ids
+
+
+def promotion_event_id(job_name: str, slot: datetime, user_id: str, event_type: str) -> uuid.UUID:
+    """The id of one user's promotion event of one period: the same however often the period
+    runs, so consumers (idempotent on the id) act on it once."""
+    return uuid.uuid5(_EVENT_IDS, f"{lock_key(job_name, slot)}:{user_id}:{event_type}")
 
 
 def promotion_order(catalog: Iterable[Product]) -> list[Product]:
@@ -74,34 +81,17 @@ def promotion_content(product: Product) -> str:
     )
 
 
-def _key(secret: str) -> bytes:
-    return hashlib.sha256(_TOKEN_PURPOSE + secret.encode()).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def unsubscribe_token(secret: str, user_id: str) -> str:
-    """A token that can only unsubscribe this user from promotions."""
-    signature = hmac.new(_key(secret), user_id.encode(), hashlib.sha256).digest()
-    return f"{_b64(user_id.encode())}.{_b64(signature)}"
+def unsubscribe_token(secret: str, user_id: str, ttl_seconds: float) -> str:
+    """A signed link token (shared.links) that can only unsubscribe this user from promotions,
+    for `ttl_seconds`."""
+    return LinkSigner(secret).sign(LinkPurpose.UNSUBSCRIBE, user_id, ttl_seconds=ttl_seconds)
 
 
 def user_of_unsubscribe_token(secret: str, token: str) -> str | None:
-    """The user a valid token names; None for anything forged or malformed."""
-    encoded_user, _, encoded_signature = token.partition(".")
-    try:
-        user_id = _unb64(encoded_user).decode()
-        signature = _unb64(encoded_signature)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    expected = hmac.new(_key(secret), user_id.encode(), hashlib.sha256).digest()
-    return user_id if user_id and hmac.compare_digest(signature, expected) else None
+    """The user a valid, unexpired token names; None for anything forged, expired or
+    malformed."""
+    claims = LinkSigner(secret).verify(LinkPurpose.UNSUBSCRIBE, token)
+    return claims.subject if claims else None
 
 
 def unsubscribe_url(base_url: str, token: str) -> str:

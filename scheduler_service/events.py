@@ -6,14 +6,20 @@ user's preferences: promotion emails go out only with `promotions` on; unknown =
 Out, through the outbox of the subscription: `notification.requested` (type `promotion`, with
 a one-click unsubscribe link) and `promotion.published`.
 
-Each firing first claims its slot (job name + scheduled time) in the shared lock store, so with
-any number of replicas each period runs once.
+Each firing takes its period's lease in the shared lock store (scheduler_service.locks) and
+marks the period done only after every subscribed user's promotion is written with its events
+and published (or left to the outbox relay when the broker is away); with any number of
+replicas each period runs once. A run that fails (the catalog is down) or crashes leaves the
+period unfinished, and the catch-up run of any replica finishes it; users already served in
+that period are skipped, and each promotion's events have ids derived from the job, the period
+and the user, so nothing is sent twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from scheduler_service import domain
 from scheduler_service.locks import SlotLock
@@ -40,7 +46,7 @@ CONSUMER_GROUP = "scheduler_service"
 
 @dataclass
 class PromotionJob:
-    """One firing: claim the slot, then one promotion per subscribed user."""
+    """One firing: take the period's lease, one promotion per subscribed user, mark it done."""
 
     settings: SchedulerSettings
     repository: SchedulerRepository
@@ -85,22 +91,54 @@ class PromotionJob:
         try:
             return await self.run(datetime.now(UTC))
         except Exception:
-            log.exception("promotion run failed; the next period tries again")
+            log.exception("promotion run failed; the catch-up run finishes the period")
             return 0
 
-    async def run(self, now: datetime) -> int:
-        """Run the slot `now` falls in, unless another replica claimed it; returns how many
-        promotions were queued."""
-        slot = domain.slot_for(now, self.settings.promotion_interval_seconds)
-        key = domain.lock_key(self.settings.promotion_job_name, slot)
-        if not await self.lock.claim(key):
-            log.info("promotion slot taken by another replica", slot=slot.isoformat())
+    async def catch_up(self) -> int:
+        """The periodic entry point that finishes periods a failed or crashed run left
+        unfinished (within `promotion_catch_up_seconds`); never raises."""
+        since = datetime.now(UTC) - timedelta(seconds=self.settings.promotion_catch_up_seconds)
+        try:
+            return await self.catch_up_since(since)
+        except Exception:
+            log.exception("promotion catch-up failed; the next one tries again")
             return 0
+
+    async def catch_up_since(self, since: datetime) -> int:
+        """Run every unfinished period since `since`, oldest first; how many were queued."""
+        queued = 0
+        for slot in await self.lock.unfinished(since):
+            queued += await self.run_slot(slot)
+        return queued
+
+    async def run(self, now: datetime) -> int:
+        """Run the period `now` falls in; returns how many promotions were queued."""
+        return await self.run_slot(domain.slot_for(now, self.settings.promotion_interval_seconds))
+
+    async def run_slot(self, slot: datetime) -> int:
+        """Run one period unless it is done or another run holds it; it is marked done only
+        once its work is published. Raises (the lease given back) when the work failed."""
+        token = await self.lock.acquire(slot)
+        if token is None:
+            log.info("promotion period done or in hand elsewhere", slot=slot.isoformat())
+            return 0
+        try:
+            queued = await self._promote(slot)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.lock.release(slot, token)
+            raise
+        await self.lock.complete(slot)
+        log.info("promotions queued", slot=slot.isoformat(), count=queued)
+        return queued
+
+    async def _promote(self, slot: datetime) -> int:
+        """One promotion per subscribed user not yet served in this period."""
         try:
             ordered = domain.promotion_order(await self.catalog.products())
         except CatalogUnavailable:
-            log.error("promotions skipped: the catalog is unavailable", slot=slot.isoformat())
-            return 0
+            log.error("promotions wait: the catalog is unavailable", slot=slot.isoformat())
+            raise
         subscriptions = await self.repository.all_subscriptions()
         user_ids = [s["_id"] for s in subscriptions]
         preferences = await self.repository.preferences_of(user_ids)
@@ -113,7 +151,11 @@ class PromotionJob:
             )
             if pick is None:
                 continue
-            token = domain.unsubscribe_token(self.settings.jwt_secret.get_secret_value(), user_id)
+            token = domain.unsubscribe_token(
+                self.settings.jwt_secret.get_secret_value(),
+                user_id,
+                self.settings.unsubscribe_link_ttl_seconds,
+            )
             notification = NotificationRequested(
                 user_id=user_id,
                 type="promotion",
@@ -126,14 +168,18 @@ class PromotionJob:
             published = PromotionPublished.model_validate(
                 {"user_id": user_id, "product": pick.product.as_line(), "slot": slot}
             )
+            job = self.settings.promotion_job_name
             outbox = [
-                outbox_entry(self.publisher, notification),
-                outbox_entry(self.publisher, published),
+                outbox_entry(
+                    self.publisher,
+                    event,
+                    domain.promotion_event_id(job, slot, user_id, event.event_type),
+                )
+                for event in (notification, published)
             ]
             if await self.repository.record_promotion(
                 user_id, slot, pick.product.id, pick.restarted, outbox
             ):
                 queued += 1
                 await self.relay.flush_document(self.repository.subscriptions, user_id)
-        log.info("promotions queued", slot=slot.isoformat(), count=queued)
         return queued

@@ -1,51 +1,166 @@
-"""Claims of scheduled firings: the first replica to claim a slot runs it, the others skip.
+"""Leases on scheduled periods: each period runs to its end exactly once across every replica.
 
-A claim is never released (a released lock let a slow replica run the slot again,
-agronholm/apscheduler#766); it expires long after its slot has passed.
+A run first takes the period's lease (`acquire`): none while the period is done or another
+run's lease is live. It marks the period done (`complete`) only after its work is written and
+published; a run that fails gives its lease back (`release`), and one that crashes simply lets
+it expire after `promotion_lease_seconds`. The period stays on the list of unfinished ones
+(`unfinished`) until it is done, so the catch-up run of any replica (every
+`promotion_retry_seconds`) takes it up again. A period run twice sends nothing twice: each
+user's promotion is one conditional write per period (scheduler_service.repository) whose
+events have ids derived from the period and the user.
+
+A done mark is kept for `promotion_lock_ttl_seconds` (a released done mark let a slow replica
+run the slot again, agronholm/apscheduler#766), and expires long after its slot has passed.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import redis.asyncio as redis
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from scheduler_service import domain
 from shared.errors import ServiceUnavailable
+from shared.times import as_utc
 
 
 class SlotLock(Protocol):
-    """Claims a key once across every replica."""
+    """Leases and done marks of one job's periods, shared by every replica."""
 
-    async def claim(self, key: str) -> bool:
-        """True for exactly one caller per key."""
+    async def acquire(self, slot: datetime) -> str | None:
+        """A lease on the period (its token), or None: done already, or leased by a live run."""
+        ...
+
+    async def complete(self, slot: datetime) -> None:
+        """Mark the period done: no run takes it again."""
+        ...
+
+    async def release(self, slot: datetime, token: str) -> None:
+        """Give back a lease this run holds (its work failed), so another run may start now."""
+        ...
+
+    async def unfinished(self, since: datetime) -> list[datetime]:
+        """Periods since `since` that were started but are not done, oldest first."""
         ...
 
 
+def _new_token() -> str:
+    return uuid.uuid4().hex
+
+
 class RedisSlotLock:
-    """`SET key NX EX ttl` in Redis (shared by every replica)."""
+    """Keys in Redis (shared by every replica): `<key>:done`, `<key>:lease` (`SET NX PX`), and
+    a sorted set of the job's started periods."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(
+        self, client: redis.Redis, job_name: str, ttl_seconds: int, lease_seconds: float
+    ) -> None:
         self.client = client
+        self.job_name = job_name
         self.ttl_seconds = ttl_seconds
+        self.lease_ms = int(lease_seconds * 1000)
+        self.started_key = f"job-runs:{job_name}:started"
 
-    async def claim(self, key: str) -> bool:
+    def _key(self, slot: datetime) -> str:
+        return domain.lock_key(self.job_name, slot)
+
+    async def acquire(self, slot: datetime) -> str | None:
+        key, token = self._key(slot), _new_token()
         try:
-            return bool(await self.client.set(key, "1", nx=True, ex=self.ttl_seconds))
+            if await self.client.exists(f"{key}:done"):
+                return None
+            # Listed before the lease is taken: a crash right after still leaves it findable.
+            await self.client.zadd(self.started_key, {_iso(slot): slot.timestamp()})
+            taken = await self.client.set(f"{key}:lease", token, nx=True, px=self.lease_ms)
+        except (redis.RedisError, OSError) as exc:
+            raise ServiceUnavailable("The lock store is unavailable.") from exc
+        return token if taken else None
+
+    async def complete(self, slot: datetime) -> None:
+        key = self._key(slot)
+        try:
+            await self.client.set(f"{key}:done", "1", ex=self.ttl_seconds)
+            await self.client.zrem(self.started_key, _iso(slot))
+            await self.client.delete(f"{key}:lease")
         except (redis.RedisError, OSError) as exc:
             raise ServiceUnavailable("The lock store is unavailable.") from exc
 
+    async def release(self, slot: datetime, token: str) -> None:
+        key = f"{self._key(slot)}:lease"
+        try:
+            held = await self.client.get(key)
+            if held is not None and _text(held) == token:
+                await self.client.delete(key)
+        except (redis.RedisError, OSError) as exc:
+            raise ServiceUnavailable("The lock store is unavailable.") from exc
+
+    async def unfinished(self, since: datetime) -> list[datetime]:
+        try:
+            # Periods older than the window are dropped: they are not taken up again.
+            await self.client.zremrangebyscore(self.started_key, "-inf", f"({since.timestamp()}")
+            members = await self.client.zrangebyscore(self.started_key, since.timestamp(), "+inf")
+        except (redis.RedisError, OSError) as exc:
+            raise ServiceUnavailable("The lock store is unavailable.") from exc
+        return [datetime.fromisoformat(_text(m)) for m in members if isinstance(m, bytes | str)]
+
 
 class MongoSlotLock:
-    """A unique `_id` in a `job_runs` collection (shared only when MongoDB is)."""
+    """One document per period in a `job_runs` collection (shared only when MongoDB is):
+    `_id` = the period's key, its slot, the lease (`token`, `lease_until`) and `done`."""
 
-    def __init__(self, collection: Any) -> None:
+    def __init__(self, collection: Any, job_name: str, lease_seconds: float) -> None:
         self.collection = collection
+        self.job_name = job_name
+        self.lease = timedelta(seconds=lease_seconds)
 
-    async def claim(self, key: str) -> bool:
+    def _key(self, slot: datetime) -> str:
+        return domain.lock_key(self.job_name, slot)
+
+    async def acquire(self, slot: datetime) -> str | None:
+        now, token = datetime.now(UTC), _new_token()
         try:
-            await self.collection.insert_one({"_id": key, "claimed_at": datetime.now(UTC)})
-        except DuplicateKeyError:
-            return False
-        return True
+            taken = await self.collection.find_one_and_update(
+                {"_id": self._key(slot), "done": {"$ne": True}, "lease_until": {"$lte": now}},
+                {
+                    "$set": {"lease_until": now + self.lease, "token": token},
+                    "$setOnInsert": {
+                        "job": self.job_name,
+                        "slot": slot,
+                        "claimed_at": now,
+                        "done": False,
+                    },
+                },
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:  # done, or a live lease: the upsert met the existing document
+            return None
+        return token if taken is not None and taken.get("token") == token else None
+
+    async def complete(self, slot: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": self._key(slot)}, {"$set": {"done": True}, "$unset": {"token": ""}}
+        )
+
+    async def release(self, slot: datetime, token: str) -> None:
+        await self.collection.update_one(
+            {"_id": self._key(slot), "token": token}, {"$set": {"lease_until": datetime.now(UTC)}}
+        )
+
+    async def unfinished(self, since: datetime) -> list[datetime]:
+        cursor = self.collection.find(
+            {"job": self.job_name, "done": False, "slot": {"$gte": since}}
+        ).sort("slot", 1)
+        return [as_utc(doc["slot"]) for doc in await cursor.to_list(None)]
+
+
+def _iso(slot: datetime) -> str:
+    return slot.astimezone(UTC).isoformat()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -20,7 +20,7 @@ from scheduler_service.repository import SchedulerRepository
 from scheduler_service.settings import SchedulerSettings
 from shared.cache import redis_client, redis_ready
 from shared.catalog import CatalogClient
-from shared.http import NO_OPENTELEMETRY, install_common
+from shared.http import install_common, service_telemetry
 from shared.runtime import ServiceRuntime
 
 
@@ -51,9 +51,16 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             else None
         )
         lock: SlotLock = (
-            RedisSlotLock(redis, settings.promotion_lock_ttl_seconds)
+            RedisSlotLock(
+                redis,
+                settings.promotion_job_name,
+                settings.promotion_lock_ttl_seconds,
+                settings.promotion_lease_seconds,
+            )
             if redis is not None
-            else MongoSlotLock(repository.job_runs)
+            else MongoSlotLock(
+                repository.job_runs, settings.promotion_job_name, settings.promotion_lease_seconds
+            )
         )
         job = PromotionJob(settings, repository, runtime.publisher, relay, catalog, lock)
         runtime.consume(CONSUMER_GROUP, job.handlers())
@@ -73,6 +80,13 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             max_instances=1,
             misfire_grace_time=settings.promotion_misfire_grace_seconds,
         )
+        scheduler.add_job(
+            job.catch_up,
+            IntervalTrigger(seconds=settings.promotion_retry_seconds, timezone=UTC),
+            id=f"{settings.promotion_job_name}-catch-up",
+            coalesce=True,
+            max_instances=1,
+        )
         app.state.scheduler = scheduler
         try:
             async with runtime.running():
@@ -86,7 +100,7 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             if redis is not None:
                 await redis.aclose()
 
-    app = FastAPI(title="scheduler_service", lifespan=lifespan, telemetry=NO_OPENTELEMETRY)
+    app = FastAPI(title="scheduler_service", lifespan=lifespan, telemetry=service_telemetry())
     install_common(app, settings)
     app.include_router(api.router)
     return app

@@ -5,7 +5,8 @@
 - `preferences`: a copy of each user's preferences from `user.registered` and
   `user.preferences-updated` (with the event time, so an older event never wins).
 - `purchases`: the product ids each user bought, from `order.placed`.
-- `job_runs`: firing claims when no Redis is configured (expire after the lock TTL).
+- `job_runs`: the periods' leases and done marks when no Redis is configured (expire after the
+  lock TTL).
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ class SchedulerRepository:
         update = {**sent}
         update.setdefault("$push", {})
         update["$push"] = {**update["$push"], OUTBOX_FIELD: {"$each": outbox}}
+        # Once per user and period, and never for a period older than one already served (a
+        # catch-up run of an old period after a newer one ran sends nothing).
         result = await self.subscriptions.update_one(
-            {"_id": user_id, "last_slot": {"$ne": slot}}, update
+            {"_id": user_id, "last_slot": {"$not": {"$gte": slot}}}, update
         )
         return bool(result.modified_count)
 

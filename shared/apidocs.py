@@ -1,6 +1,7 @@
-"""Write the fleet's API documents: AsyncAPI 3 per service (docs/asyncapi/<service>.yaml, from
-shared/events) and OpenAPI per REST service (docs/openapi/<service>.json, from each app's
-`app.openapi()`). Run `python -m shared.apidocs` after changing an event or a route;
+"""Write the fleet's API documents: the gateway's GraphQL schema (docs/schema.graphql, the public
+API's contract), AsyncAPI 3 per service (docs/asyncapi/<service>.yaml, from shared/events) and
+OpenAPI per REST service (docs/openapi/<service>.json, from each app's `app.openapi()`). Run
+`python -m shared.apidocs` after changing the schema, an event or a route;
 tests/unit/test_asyncapi.py fails while the committed files differ from these."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from shared.events.asyncapi import documents
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASYNCAPI_DIR = REPO_ROOT / "docs" / "asyncapi"
 OPENAPI_DIR = REPO_ROOT / "docs" / "openapi"
+GRAPHQL_SCHEMA_FILE = REPO_ROOT / "docs" / "schema.graphql"
 # The gateway's API is GraphQL (its schema is its document); these serve REST.
 REST_SERVICES = (
     "user_service",
@@ -26,8 +29,9 @@ REST_SERVICES = (
     "scheduler_service",
     "kafka_admin_service",
 )
-# Building an app reads settings; the secret is never used to document routes.
-_PLACEHOLDER_SECRET = "apidocs-placeholder-secret-not-used-0123456789"  # noqa: S105
+# Building an app reads settings; the secret is never used to document routes (a random one:
+# the settings refuse a placeholder).
+_DOCUMENTING_SECRET = secrets.token_urlsafe(48)
 
 
 def asyncapi_texts() -> dict[str, str]:
@@ -42,7 +46,7 @@ def asyncapi_texts() -> dict[str, str]:
 
 def openapi_document(service: str) -> dict[str, Any]:
     """The OpenAPI document of one service's FastAPI app (nothing is started)."""
-    os.environ.setdefault("JWT_SECRET", _PLACEHOLDER_SECRET)
+    os.environ.setdefault("JWT_SECRET", _DOCUMENTING_SECRET)
     module = importlib.import_module(f"{service}.main")
     app = module.create_app()
     document: dict[str, Any] = app.openapi()
@@ -57,9 +61,17 @@ def openapi_texts() -> dict[str, str]:
     }
 
 
+def graphql_schema_text() -> str:
+    """The gateway's schema in GraphQL's schema language, as a client introspecting it sees it."""
+    from graphql_gateway.schema import schema
+
+    return f"{schema.as_str()}\n"
+
+
 def expected_files() -> dict[Path, str]:
     """Every generated file and its text."""
-    files = {ASYNCAPI_DIR / name: text for name, text in asyncapi_texts().items()}
+    files = {GRAPHQL_SCHEMA_FILE: graphql_schema_text()}
+    files.update({ASYNCAPI_DIR / name: text for name, text in asyncapi_texts().items()})
     files.update({OPENAPI_DIR / name: text for name, text in openapi_texts().items()})
     return files
 

@@ -1,9 +1,12 @@
 """The event bus on aiokafka: typed consumers that commit only after their handler has stored
 its effect (the producer is shared/publisher.py).
 
-Delivery is at least once: a handler that keeps failing is retried with exponential backoff,
-then its message goes to `<topic>.dlq` with the error in headers and the partition moves on.
-A message that is not a valid envelope (a poison message) goes to the DLQ at once.
+Delivery is at least once. A message that can never succeed (not a valid envelope, invalid,
+permanently refused: shared.failures) goes to `<topic>.dlq` at once with the error in headers.
+Any other failure holds the message's partition and retries it with exponential backoff, in
+order, up to a horizon (shared/redelivery.py); only then is it dead-lettered and the partition
+moves on. The other partitions go on meanwhile. A dead letter names the consumer group that
+failed it; a replay marks it for that group, and every other group skips it.
 
 A topic's handler may take a batch (`batched(...)`): each fetch of a partition is handed over
 in one call and committed once; if the batch fails, its events are handled one by one through
@@ -17,17 +20,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from shared import tracing
 from shared.events.envelope import Envelope, EnvelopeError
 from shared.events.models import EVENT_TYPES
 from shared.events.topics import dead_letter_topic
+from shared.failures import Failure, classify
 from shared.logging import correlation_scope, get_logger
 from shared.metrics import (
     HANDLER_LATENCY,
@@ -35,6 +39,7 @@ from shared.metrics import (
     MESSAGES_FAILED,
 )
 from shared.publisher import EventPublisher, start_with_retry
+from shared.redelivery import ParkedPartitions, replayed_for_another_group
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -65,6 +70,20 @@ class Batched:
 def batched(handle: BatchHandle, *, max_records: int) -> Batched:
     """Declare `handle` as a batch handler for a topic of an EventConsumer."""
     return Batched(handle, max_records)
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):
+    """A partition that moves away is no longer waited on here: its next reader starts from
+    the last commit, which is never past a parked record."""
+
+    def __init__(self, parked: ParkedPartitions) -> None:
+        self._parked = parked
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._parked.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._parked.forget(assigned)
 
 
 class EventConsumer:
@@ -103,12 +122,17 @@ class EventConsumer:
                 settings.kafka_request_timeout_ms, 2 * settings.kafka_session_timeout_ms
             ),
         )
+        self._parked = ParkedPartitions(
+            backoff_seconds=settings.kafka_retry_backoff_seconds,
+            backoff_max_seconds=settings.kafka_retry_backoff_max_seconds,
+            horizon_seconds=settings.kafka_retry_horizon_seconds,
+        )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
-        self._consumer.subscribe(list(self._handlers))
+        self._consumer.subscribe(list(self._handlers), listener=_ForgetRevoked(self._parked))
         await start_with_retry(self._consumer, self._settings.kafka_startup_timeout_seconds)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self._group_id}")
 
@@ -132,11 +156,24 @@ class EventConsumer:
         """Whether the consuming task is alive."""
         return self._task is not None and not self._task.done()
 
+    def _poll_timeout_ms(self) -> int:
+        """Poll no longer than until the next parked partition is due."""
+        due_in = self._parked.seconds_to_next()
+        if due_in is None:
+            return _POLL_TIMEOUT_MS
+        return max(1, min(_POLL_TIMEOUT_MS, int(due_in * 1000)))
+
+    def _resume_due(self) -> None:
+        for tp in self._parked.due():
+            if tp in self._consumer.assignment():
+                self._consumer.resume(tp)
+
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            self._resume_due()
             try:
                 batches = await self._consumer.getmany(
-                    timeout_ms=_POLL_TIMEOUT_MS, max_records=self._max_records
+                    timeout_ms=self._poll_timeout_ms(), max_records=self._max_records
                 )
             except ConsumerStoppedError:
                 return
@@ -149,15 +186,22 @@ class EventConsumer:
                 if self._stopping.is_set():
                     # The rest is fetched again after a restart: nothing is committed past it.
                     return
+                parked_at = self._parked.waiting(tp)
+                if parked_at is not None:
+                    # Fetched before it was parked: rewind, it is fetched again when due.
+                    self._consumer.seek(tp, parked_at)
+                    continue
                 handler = self._handlers[tp.topic]
                 if isinstance(handler, Batched):
-                    await self._process_batch(tp, records, handler)
-                    await self._commit(tp, records[-1].offset + 1)
+                    handled_to = await self._process_batch(tp, records, handler)
+                    if handled_to > records[0].offset:
+                        await self._commit(tp, handled_to)
                     continue
                 for record in records:
                     if self._stopping.is_set():
                         return
-                    await self._until_delivered(self._process, tp, record, handler)
+                    if not await self._until_delivered(self._process, tp, record, handler):
+                        break  # parked: nothing behind it is handled before it
                     await self._commit(tp, record.offset + 1)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> bool:
@@ -183,7 +227,8 @@ class EventConsumer:
         return True
 
     async def _until_delivered(self, step: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Run a handling step; only a broker outage while dead-lettering repeats it."""
+        """Run a handling step; only a broker outage while dead-lettering repeats it (the
+        handler's own failures are caught in `_handle`)."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((KafkaError, OSError)),
             wait=wait_exponential(multiplier=0.5, max=_MAX_RETRY_WAIT_SECONDS),
@@ -195,48 +240,73 @@ class EventConsumer:
 
     async def _process_batch(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], handler: Batched
-    ) -> None:
-        """Poison messages to the DLQ, the rest to the batch handler in one call; if that
-        fails, each event alone through the retries and the DLQ."""
-        valid: list[tuple[ConsumerRecord[Any, Any], Envelope, Any]] = []
-        for record in records:
-            parsed = await self._parse_or_dead_letter(tp, record)
-            if parsed is not None:
-                valid.append((record, *parsed))
-        if not valid:
-            return
-        started = time.perf_counter()
-        try:
-            await handler.handle([(envelope, payload) for _, envelope, payload in valid])
-        except Exception:
-            log.warning(
-                "batch failed; handling its events one by one",
-                topic=tp.topic,
-                partition=tp.partition,
-                count=len(valid),
-                exc_info=True,
-            )
-            for record, envelope, payload in valid:
-                await self._until_delivered(self._handle, tp, record, envelope, payload, handler)
-            return
-        # The histogram is per message: each event of the batch is charged its share.
-        share = (time.perf_counter() - started) / len(valid)
-        latency = HANDLER_LATENCY.labels(self._service, tp.topic)
-        for _ in valid:
-            latency.observe(share)
-        MESSAGES_CONSUMED.labels(self._service, tp.topic, "ok").inc(len(valid))
+    ) -> int:
+        """The valid events to the batch handler in one call, poison messages to the DLQ; if
+        the batch fails, each event alone through the retries and the DLQ.
+
+        Returns the offset up to which the fetch is done (to commit): past the last record, or
+        the offset of the record its partition is parked on.
+        """
+        parsed = [(record, self._parse(record)) for record in records]
+        valid = [
+            (record, *result)
+            for record, result in parsed
+            if not isinstance(result, Exception)
+            and not replayed_for_another_group(record.headers, self._group_id)
+        ]
+        if valid:
+            started = time.perf_counter()
+            try:
+                with tracing.processing(valid, self._group_id):
+                    await handler.handle([(envelope, payload) for _, envelope, payload in valid])
+            except Exception:
+                log.warning(
+                    "batch failed; handling its events one by one",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    count=len(valid),
+                    exc_info=True,
+                )
+                for record, result in parsed:
+                    if not await self._until_delivered(
+                        self._process_parsed, tp, record, result, handler
+                    ):
+                        return int(record.offset)
+                return int(records[-1].offset) + 1
+            # The histogram is per message: each event of the batch is charged its share.
+            share = (time.perf_counter() - started) / len(valid)
+            latency = HANDLER_LATENCY.labels(self._service, tp.topic)
+            for _ in valid:
+                latency.observe(share)
+            MESSAGES_CONSUMED.labels(self._service, tp.topic, "ok").inc(len(valid))
+            self._parked.done(tp, int(valid[-1][0].offset))
+        for record, result in parsed:
+            if isinstance(result, Exception):
+                await self._until_delivered(self._dead_letter_poison, tp, record, result)
+        return int(records[-1].offset) + 1
 
     async def _process(
         self, tp: TopicPartition, record: ConsumerRecord[Any, Any], handler: Handler
-    ) -> None:
-        parsed = await self._parse_or_dead_letter(tp, record)
-        if parsed is not None:
-            await self._handle(tp, record, *parsed, handler)
+    ) -> bool:
+        """Handle one record; False when its partition is parked on it (retry later)."""
+        return await self._process_parsed(tp, record, self._parse(record), handler)
 
-    async def _parse_or_dead_letter(
-        self, tp: TopicPartition, record: ConsumerRecord[Any, Any]
-    ) -> tuple[Envelope, Any] | None:
-        """The record's envelope and typed payload; None when it was poison (dead-lettered)."""
+    async def _process_parsed(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[Any, Any],
+        parsed: tuple[Envelope, Any] | Exception,
+        handler: Handler,
+    ) -> bool:
+        if replayed_for_another_group(record.headers, self._group_id):
+            return True  # a dead letter replayed for the group that failed it, not this one
+        if isinstance(parsed, Exception):
+            await self._dead_letter_poison(tp, record, parsed)
+            return True
+        return await self._handle(tp, record, *parsed, handler)
+
+    def _parse(self, record: ConsumerRecord[Any, Any]) -> tuple[Envelope, Any] | Exception:
+        """The record's envelope and typed payload, or why it is poison."""
         try:
             envelope = Envelope.from_bytes(record.value)
             model = EVENT_TYPES.get(envelope.type)
@@ -244,22 +314,21 @@ class EventConsumer:
                 raise EnvelopeError(f"unknown event type {envelope.type!r}")
             return envelope, model.model_validate(envelope.data)
         except (EnvelopeError, ValidationError) as exc:
-            log.warning(
-                "poison message",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=record.offset,
-                error=str(exc),
-            )
-            # Retried here, not around the parse: a retry scope per record costs more than the
-            # parse itself.
-            await self._until_delivered(
-                partial(self._dead_letter, attempts=0, first_failure=datetime.now(UTC)),
-                tp,
-                record,
-                exc,
-            )
-            return None
+            return exc
+
+    async def _dead_letter_poison(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], error: Exception
+    ) -> None:
+        log.warning(
+            "poison message",
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=record.offset,
+            error=str(error),
+        )
+        await self._dead_letter(
+            tp, record, error, attempts=0, first_failure=datetime.now(UTC), failure="poison"
+        )
 
     async def _handle(
         self,
@@ -268,47 +337,77 @@ class EventConsumer:
         envelope: Envelope,
         payload: Any,
         handler: Handler,
-    ) -> None:
-        """Run the handler with retries; dead-letter the record when they run out."""
-        with correlation_scope(envelope.correlation_id):
-            first_failure: datetime | None = None
-            attempts = 0
+    ) -> bool:
+        """Run the handler once; on failure dead-letter the record (permanent, or failing past
+        the horizon) or park its partition. False when parked."""
+        with (
+            correlation_scope(envelope.correlation_id),
+            tracing.processing([(record, envelope)], self._group_id),
+        ):
             started = time.perf_counter()
             try:
-                async for attempt in AsyncRetrying(
-                    wait=wait_exponential(
-                        multiplier=self._settings.kafka_retry_backoff_seconds,
-                        max=_MAX_RETRY_WAIT_SECONDS,
-                    ),
-                    stop=lambda state: (
-                        state.attempt_number >= self._settings.kafka_handler_attempts
-                    ),
-                    reraise=True,
-                ):
-                    with attempt:
-                        attempts = attempt.retry_state.attempt_number
-                        try:
-                            await handler(envelope, payload)
-                        except Exception:
-                            first_failure = first_failure or datetime.now(UTC)
-                            MESSAGES_CONSUMED.labels(self._service, tp.topic, "retried").inc()
-                            raise
+                await handler(envelope, payload)
             except Exception as exc:
-                log.exception(
-                    "handler failed; dead-lettering",
-                    topic=tp.topic,
-                    event_id=str(envelope.id),
-                    attempts=attempts,
-                )
-                await self._dead_letter(
-                    tp, record, exc, attempts=attempts, first_failure=first_failure
-                )
-                return
+                return await self._failed(tp, record, envelope, exc)
             finally:
                 HANDLER_LATENCY.labels(self._service, tp.topic).observe(
                     time.perf_counter() - started
                 )
+            self._parked.done(tp, record.offset)
             MESSAGES_CONSUMED.labels(self._service, tp.topic, "ok").inc()
+            return True
+
+    async def _failed(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[Any, Any],
+        envelope: Envelope,
+        error: Exception,
+    ) -> bool:
+        """Dead-letter a permanent failure, or one past the horizon; park a transient one."""
+        failure = classify(error)
+        if failure is Failure.PERMANENT:
+            attempts, first_failure = self._parked.attempts(tp, record.offset)
+            attempts, retry_in = attempts + 1, None
+            why = "handler refused the message for good; dead-lettering"
+        else:
+            verdict = self._parked.failed(tp, record.offset)
+            attempts, first_failure, retry_in = (
+                verdict.attempts,
+                verdict.first_failure,
+                verdict.retry_in,
+            )
+            why = "handler kept failing past the retry horizon; dead-lettering"
+        if retry_in is None:
+            log.error(
+                why, topic=tp.topic, event_id=str(envelope.id), attempts=attempts, exc_info=error
+            )
+            await self._dead_letter(
+                tp,
+                record,
+                error,
+                attempts=attempts,
+                first_failure=first_failure,
+                failure=failure.value,
+            )
+            self._parked.done(tp, record.offset)
+            return True
+        MESSAGES_CONSUMED.labels(self._service, tp.topic, "retried").inc()
+        log.warning(
+            "handler failed; its partition waits to retry it",
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=record.offset,
+            event_id=str(envelope.id),
+            attempts=attempts,
+            retry_in=retry_in,
+            error=f"{type(error).__name__}: {error}",
+        )
+        if tp in self._consumer.assignment():
+            self._consumer.pause(tp)
+            self._consumer.seek(tp, record.offset)
+        # Else the partition moved away meanwhile: its new reader starts at the last commit.
+        return False
 
     async def _dead_letter(
         self,
@@ -318,10 +417,12 @@ class EventConsumer:
         *,
         attempts: int,
         first_failure: datetime | None,
+        failure: str,
     ) -> None:
         headers = list(record.headers or ())
         headers += [
             ("dlq_error", f"{type(error).__name__}: {error}"[:1000].encode()),
+            ("dlq_failure", failure.encode()),
             ("dlq_attempts", str(attempts).encode()),
             ("dlq_original_topic", tp.topic.encode()),
             ("dlq_original_partition", str(tp.partition).encode()),

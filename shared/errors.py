@@ -7,7 +7,7 @@ from typing import ClassVar
 
 
 class ErrorCode(StrEnum):
-    """The `extensions.code` values of the public API (DESIGN section 4)."""
+    """The `extensions.code` values of the public API (docs/contract.md section 4)."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
@@ -17,6 +17,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # Apollo's automatic persisted queries (the gateway only): the client sends the document.
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -28,6 +31,19 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_SERVER_ERROR: 500,
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: 404,
+    ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED: 400,
+}
+
+# Codes only the gateway's GraphQL transport answers (persisted queries), never a service: a
+# service's bare status is not read as one of them.
+TRANSPORT_CODES = frozenset(
+    {ErrorCode.PERSISTED_QUERY_NOT_FOUND, ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED}
+)
+# The code a bare HTTP status stands for (a framework's refusal, a service's answer without
+# the error body).
+CODE_FOR_STATUS = {
+    status: code for code, status in HTTP_STATUS.items() if code not in TRANSPORT_CODES
 }
 
 
@@ -96,6 +112,21 @@ class InternalError(AppError):
     code = ErrorCode.INTERNAL_SERVER_ERROR
 
 
+class PersistedQueryNotFound(AppError):
+    """A persisted-query hash the gateway does not know. The message is Apollo's exact text,
+    which Apollo's clients (and older ones that ignore the code) match to send the document."""
+
+    code = ErrorCode.PERSISTED_QUERY_NOT_FOUND
+    default_message = "PersistedQueryNotFound"
+
+
+class PersistedQueryNotSupported(AppError):
+    """A persisted-query version other than Apollo's version 1 (Apollo's exact text)."""
+
+    code = ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED
+    default_message = "PersistedQueryNotSupported"
+
+
 _BY_CODE: dict[str, type[AppError]] = {
     cls.code.value: cls
     for cls in (
@@ -107,5 +138,7 @@ _BY_CODE: dict[str, type[AppError]] = {
         RateLimited,
         ServiceUnavailable,
         InternalError,
+        PersistedQueryNotFound,
+        PersistedQueryNotSupported,
     )
 }

@@ -4,29 +4,40 @@ request logging and metrics with the correlation id, and the caller from the bea
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.telemetry import TelemetryConfig
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from shared import tracing
 from shared.auth import Caller, bearer_token, verify_token
-from shared.errors import HTTP_STATUS, AppError, BadUserInput, ErrorCode, InternalError
+from shared.errors import CODE_FOR_STATUS, AppError, BadUserInput, ErrorCode, InternalError
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, SERVICE_READY
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-# `FastAPI(telemetry=NO_OPENTELEMETRY)` in every service: FastAPI's own OpenTelemetry hooks
-# look up the global providers (reading the environment) on every request, and the fleet
-# exports Prometheus metrics, not OpenTelemetry (issue 8: ~5% of a cached gateway read).
+# FastAPI's own OpenTelemetry hooks look up the global providers (reading the environment) on
+# every request, and the fleet exports Prometheus metrics, not OpenTelemetry metrics (issue 8:
+# ~5% of a cached gateway read): off unless tracing is (`service_telemetry`).
 NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def service_telemetry() -> TelemetryConfig:
+    """`FastAPI(telemetry=...)` of every service: request spans when this process traces
+    (shared.tracing), none otherwise."""
+    config: TelemetryConfig = tracing.server_telemetry() if tracing.enabled() else NO_OPENTELEMETRY
+    return config
+
 
 ReadinessCheck = Callable[[], Awaitable[bool] | bool]
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -58,6 +69,7 @@ class RequestContextMiddleware:
             await send(message)
 
         with correlation_scope(correlation_id):
+            tracing.tag_correlation(correlation_id)
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -101,7 +113,6 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error.to_body(), status_code=error.http_status)
 
 
-_CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
 # The framework's own refusals (no route, wrong method, a body that is not JSON), in one sentence.
 _FRAMEWORK_MESSAGES = {
     400: "The request body is not valid JSON.",
@@ -113,7 +124,7 @@ _FRAMEWORK_MESSAGES = {
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors in the fleet's error body."""
     assert isinstance(exc, StarletteHTTPException)
-    code = _CODE_FOR_STATUS.get(exc.status_code, ErrorCode.BAD_USER_INPUT)
+    code = CODE_FOR_STATUS.get(exc.status_code, ErrorCode.BAD_USER_INPUT)
     detail = exc.detail if isinstance(exc.detail, str) else ""
     message = _FRAMEWORK_MESSAGES.get(exc.status_code) or f"{detail.rstrip('.')}."
     return JSONResponse(
@@ -130,9 +141,14 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_common(
-    app: FastAPI, settings: ServiceSettings, checks: dict[str, ReadinessCheck] | None = None
+    app: FastAPI,
+    settings: ServiceSettings,
+    checks: dict[str, ReadinessCheck] | None = None,
+    *,
+    metrics_route: bool = True,
 ) -> None:
-    """Add the health routes, error mapping and request middleware to a service app.
+    """Add the health routes, error mapping and request middleware to a service app, and
+    `/metrics` unless `metrics_route` is False (served on a port of its own: `serve_metrics`).
 
     `checks` may also be filled later through `app.state.readiness_checks` (in the lifespan,
     once the clients exist).
@@ -159,14 +175,44 @@ def install_common(
             except Exception:
                 results[name] = False
         is_ready = bool(results) and all(results.values())
+        SERVICE_READY.labels(settings.service_name).set(1 if is_ready else 0)
         return JSONResponse(
             {"ready": is_ready, "checks": results, "service": settings.service_name},
             status_code=200 if is_ready else 503,
         )
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def metrics() -> Response:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics_route:
+
+        @app.get("/metrics", tags=["ops"], include_in_schema=False)
+        async def metrics() -> Response:
+            return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def serve_metrics(host: str, port: int) -> Iterator[None]:
+    """`/metrics` (Prometheus' text format) on a port of its own for the block: kept off a
+    public port, reachable where Prometheus scrapes (prometheus_client's server, a thread)."""
+    server, thread = start_http_server(port, addr=host)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def proxy_list(proxies: str) -> list[str]:
+    """A TRUSTED_PROXIES value parsed: comma-separated addresses or networks, blanks dropped."""
+    return [p.strip() for p in proxies.split(",") if p.strip()]
+
+
+def trust_forwarded_for(app: FastAPI, proxies: str) -> None:
+    """Take a request's client address from X-Forwarded-For (the rightmost address no trusted
+    proxy added) when its peer is one of `proxies` ("*": any; empty: nobody, the peer is the
+    client). Anyone else's header is ignored, so a client cannot pick its own address."""
+    trusted = proxy_list(proxies)
+    if trusted:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
 
 
 def get_settings(request: Request) -> Any:

@@ -1,8 +1,10 @@
-"""Structured JSON logs (structlog) that carry the correlation id of the work in hand."""
+"""Structured logs (structlog) that carry the correlation id of the work in hand: JSON lines for
+machines, readable coloured lines for a person at a terminal."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Iterator, MutableMapping
@@ -15,6 +17,21 @@ import structlog
 CORRELATION_HEADER = "x-correlation-id"
 _MAX_CORRELATION_ID_LENGTH = 128
 
+LOG_FORMAT_AUTO = "auto"
+LOG_FORMAT_JSON = "json"
+LOG_FORMAT_CONSOLE = "console"
+LOG_FORMATS = (LOG_FORMAT_AUTO, LOG_FORMAT_JSON, LOG_FORMAT_CONSOLE)
+
+
+def resolved_log_format(log_format: str, stream: Any = None) -> str:
+    """`json` or `console`: `auto` means console on a terminal and JSON anywhere else (a pipe,
+    a file, a container's log driver)."""
+    if log_format != LOG_FORMAT_AUTO:
+        return log_format
+    stream = stream if stream is not None else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return LOG_FORMAT_CONSOLE if isatty is not None and isatty() else LOG_FORMAT_JSON
+
 
 def _render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event_dict, default=str).decode()
@@ -24,8 +41,9 @@ def _render_bytes(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> byte
     return orjson.dumps(event_dict, default=str)
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send every log line (ours, uvicorn's, aiokafka's) to stdout as one JSON object.
+def configure_logging(service: str, level: str = "INFO", log_format: str = LOG_FORMAT_JSON) -> None:
+    """Send every log line (ours, uvicorn's, aiokafka's) to stdout, as one JSON object per line
+    or, with `log_format` console (or auto on a terminal), as structlog's coloured console line.
 
     Our own lines (structlog) go straight to stdout as bytes, one write per line, and a line
     below the level costs a method call: going through the standard library's logging
@@ -33,6 +51,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     The libraries' lines keep going through the standard library, rendered the same way.
     """
     level_number = logging.getLevelNamesMapping()[level.upper()]
+    if resolved_log_format(log_format) == LOG_FORMAT_CONSOLE:
+        _configure_console(service, level_number)
+        return
     shared_processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -59,6 +80,38 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
+    _route_standard_logging(handler, level_number)
+
+
+def _configure_console(service: str, level_number: int) -> None:
+    """structlog's console renderer for our lines and the libraries' alike: time, level, the
+    event, then its fields (service and correlation id among them), coloured when the console
+    is a terminal or the stack asked for colour (FORCE_COLOR)."""
+    colors = sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
+    shared_processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="%H:%M:%S.%f", utc=False),
+        _add_service(service),
+    ]
+    renderer = structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False)
+    structlog.configure(
+        processors=[*shared_processors, renderer],
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        wrapper_class=structlog.make_filtering_bound_logger(level_number),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    _route_standard_logging(handler, level_number)
+
+
+def _route_standard_logging(handler: logging.Handler, level_number: int) -> None:
+    """The standard library's loggers (uvicorn, aiokafka, ...) through our one handler."""
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_number)

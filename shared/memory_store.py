@@ -30,8 +30,14 @@ from mongomock.database import Database
 from mongomock.filtering import filter_applies
 from mongomock.mongo_client import MongoClient
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.results import BulkWriteResult
 
 from shared.memory_index import FieldIndex, lookup_key, wanted_keys
+
+# MongoDB's code of a duplicate key error.
+DUPLICATE_KEY = 11000
 
 
 class IndexedCollectionStore(CollectionStore):
@@ -225,6 +231,74 @@ class IndexedCollection(Collection):
             super()._apply_update_pipeline(existing_document, *args)
         finally:
             self._store.refile(existing_document)
+
+    def bulk_write(
+        self,
+        requests: Any,
+        ordered: bool = True,
+        bypass_document_validation: bool = False,
+        session: Any = None,
+        **kwargs: Any,
+    ) -> BulkWriteResult:
+        """PyMongo's bulk write, one operation after the other (mongomock's breaks on pymongo
+        4.20's operations): a duplicate key stops an ordered write, and is reported with the
+        others at the end of an unordered one, as `BulkWriteError` like MongoDB's."""
+        del bypass_document_validation, session, kwargs
+        result: dict[str, Any] = {
+            "writeErrors": [],
+            "nInserted": 0,
+            "nUpserted": 0,
+            "nMatched": 0,
+            "nModified": 0,
+            "nRemoved": 0,
+            "upserted": [],
+        }
+        for index, operation in enumerate(requests):
+            try:
+                self._bulk_one(operation, index, result)
+            except DuplicateKeyError as exc:
+                result["writeErrors"].append(
+                    {"index": index, "code": DUPLICATE_KEY, "errmsg": str(exc), "op": operation}
+                )
+                if ordered:
+                    break
+        if result["writeErrors"]:
+            raise BulkWriteError(result)
+        return BulkWriteResult(result, acknowledged=True)
+
+    def _bulk_one(self, operation: Any, index: int, result: dict[str, Any]) -> None:
+        if isinstance(operation, InsertOne):
+            self.insert_one(operation._doc)
+            result["nInserted"] += 1
+        elif isinstance(operation, UpdateOne | UpdateMany | ReplaceOne):
+            options = {"upsert": bool(operation._upsert)}
+            if isinstance(operation, ReplaceOne):
+                outcome = self.replace_one(operation._filter, operation._doc, **options)
+            elif isinstance(operation, UpdateOne):
+                outcome = self.update_one(
+                    operation._filter,
+                    operation._doc,
+                    array_filters=operation._array_filters,
+                    **options,
+                )
+            else:
+                outcome = self.update_many(
+                    operation._filter,
+                    operation._doc,
+                    array_filters=operation._array_filters,
+                    **options,
+                )
+            result["nMatched"] += outcome.matched_count
+            result["nModified"] += outcome.modified_count
+            if outcome.upserted_id is not None:
+                result["nUpserted"] += 1
+                result["upserted"].append({"index": index, "_id": outcome.upserted_id})
+        elif isinstance(operation, DeleteOne):
+            result["nRemoved"] += self.delete_one(operation._filter).deleted_count
+        elif isinstance(operation, DeleteMany):
+            result["nRemoved"] += self.delete_many(operation._filter).deleted_count
+        else:
+            raise TypeError(f"{operation!r} is not a bulk write operation")
 
     def with_options(self, *args: Any, **kwargs: Any) -> IndexedCollection:
         changed = super().with_options(*args, **kwargs)

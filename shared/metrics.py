@@ -40,3 +40,28 @@ CONSUMER_LAG = Gauge(
     ["group", "topic", "partition"],
 )
 DLQ_DEPTH = Gauge("kafka_dlq_depth", "Messages held in a dead-letter topic.", ["topic"])
+
+# Outbox (shared/outbox.py), measured by each service's relay at every pass.
+OUTBOX_PENDING = Gauge(
+    "outbox_pending_documents",
+    "Documents holding events not published yet, per service and collection.",
+    ["service", "collection"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_pending_age_seconds",
+    "Age of the oldest event not published yet (0 when none), per service and collection.",
+    ["service", "collection"],
+)
+
+# Mail (notification service's background sender).
+MAIL_DELIVERIES = Counter(
+    "mail_deliveries_total",
+    "Emails by outcome: sent (the SMTP server took it), retrying (failed, tried again later), "
+    "failed (gave up after MAIL_MAX_ATTEMPTS).",
+    ["service", "outcome"],
+)
+
+# Readiness, as the last GET /ready found it (probes call it: compose healthchecks, k8s).
+SERVICE_READY = Gauge(
+    "service_ready", "1 when the last readiness check passed, 0 when it failed.", ["service"]
+)

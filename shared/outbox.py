@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from pymongo import ASCENDING
 
+from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import get_logger
-from shared.publisher import EventPublisher
+from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PENDING
+from shared.publisher import EventPublisher, MessageTooLarge, headers_of
 
 log = get_logger(__name__)
 
@@ -36,18 +39,29 @@ _RELAY_BATCH = 500
 Pending = Mapping[Any, Sequence[dict[str, Any]]]
 
 
-def outbox_entry(publisher: EventPublisher, event: Event) -> dict[str, Any]:
-    """The pending-event record to embed in a document's `outbox` array."""
+def outbox_entry(
+    publisher: EventPublisher, event: Event, event_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The pending-event record to embed in a document's `outbox` array (`event_id`: an id
+    derived from what the event is about, so that writing it twice publishes the same event);
+    MessageTooLarge if it could never be published (refused before anything is stored)."""
     envelope = publisher.envelope_for(event)
-    return {
+    if event_id is not None:
+        envelope = envelope.model_copy(update={"id": event_id})
+    value = envelope.to_bytes()
+    publisher.check_size(event.topic, event.key.encode(), value, headers_of(envelope))
+    entry = {
         "id": str(envelope.id),
         "topic": event.topic,
         "key": event.key,
-        "envelope": envelope.to_bytes().decode(),
+        "envelope": value.decode(),
         # Epoch seconds (a float round-trips exactly): the relay leaves young entries to the
         # writer that is flushing them, instead of publishing them a second time.
         "queued_at": time.time(),
     }
+    # Whoever publishes it later (this request's flush or the relay) continues this trace.
+    tracing.remember(entry)
+    return entry
 
 
 class OutboxRelay:
@@ -67,7 +81,9 @@ class OutboxRelay:
         interval_seconds: float,
         flush_timeout_seconds: float | None = None,
         sweep_interval_seconds: float | None = None,
+        service: str = "",
     ) -> None:
+        self._service = service
         self._publisher = publisher
         self._collections = collections
         self._interval = interval_seconds
@@ -206,7 +222,9 @@ class OutboxRelay:
         """Publish the entries together, then pull the acknowledged ones; returns how many were
         published and the documents left with entries the broker did not take."""
         messages: list[tuple[str, str | None, Envelope]] = []
+        traces: list[dict[str, str] | None] = []
         owners: list[tuple[Any, str]] = []
+        kept: list[dict[str, Any]] = []
         for document_id, entries in pending.items():
             for entry in entries:
                 try:
@@ -215,16 +233,20 @@ class OutboxRelay:
                     # One broken entry must not hold back every other event, nor be tried at
                     # every pass: it is set aside in the document, for a person to look at.
                     log.exception("outbox entry not publishable", document_id=str(document_id))
-                    await collection.update_one(
-                        {"_id": document_id},
-                        {"$pull": {OUTBOX_FIELD: entry}, "$push": {UNPUBLISHABLE_FIELD: entry}},
-                    )
+                    await self._set_aside(collection, document_id, entry)
                     continue
                 messages.append((entry["topic"], entry["key"], envelope))
+                traces.append(entry.get(tracing.TRACE_FIELD))
                 owners.append((document_id, entry["id"]))
+                kept.append(entry)
         if not messages:
             return 0, set()
-        outcomes = await self._publisher.publish_envelopes(messages)
+        outcomes = await self._publisher.publish_envelopes(messages, traces)
+        for (document_id, _), entry, error in zip(owners, kept, outcomes, strict=True):
+            if isinstance(error, MessageTooLarge):
+                # Queued under a larger KAFKA_MAX_MESSAGE_BYTES: it will never fit.
+                log.error("outbox entry too large to publish", document_id=str(document_id))
+                await self._set_aside(collection, document_id, entry)
         failures = [error for error in outcomes if error is not None]
         if failures:
             log.warning("outbox publish deferred", count=len(failures), error=str(failures[0]))
@@ -236,6 +258,12 @@ class OutboxRelay:
             )
         unsent = {owner[0] for owner, error in zip(owners, outcomes, strict=True) if error}
         return len(acknowledged), unsent
+
+    async def _set_aside(self, collection: Any, document_id: Any, entry: dict[str, Any]) -> None:
+        await collection.update_one(
+            {"_id": document_id},
+            {"$pull": {OUTBOX_FIELD: entry}, "$push": {UNPUBLISHABLE_FIELD: entry}},
+        )
 
     def start(self) -> None:
         """Relay in the background every interval."""
@@ -252,10 +280,30 @@ class OutboxRelay:
         except Exception:
             log.exception("final outbox pass failed; events stay pending")
 
+    async def measure(self) -> None:
+        """Export, per collection, how many documents hold pending events and the age of the
+        oldest (the first entry of a document is its oldest); two indexed reads."""
+        pending = {_FIRST_PENDING: {"$exists": True}}
+        for collection in self._collections:
+            count = await collection.count_documents(pending)
+            oldest = await (
+                collection.find(pending, {OUTBOX_FIELD: 1})
+                .sort(f"{_FIRST_PENDING}.queued_at", ASCENDING)
+                .limit(1)
+                .to_list(None)
+            )
+            queued = [e.get("queued_at", 0) for d in oldest for e in d.get(OUTBOX_FIELD, [])]
+            age = max(0.0, time.time() - min(queued)) if queued else 0.0
+            labels = (self._service, collection.name)
+            OUTBOX_PENDING.labels(*labels).set(count)
+            OUTBOX_OLDEST_AGE.labels(*labels).set(age)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self.relay_once()
+                with tracing.untraced():
+                    await self.relay_once()
+                    await self.measure()
             except Exception:
                 log.exception("outbox relay pass failed")

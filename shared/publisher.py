@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared import tracing
 from shared.events.envelope import Envelope
 from shared.events.models import Event
 from shared.logging import current_correlation_id, get_logger, new_correlation_id
@@ -38,7 +39,22 @@ async def start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, deadline
             await client.start()
 
 
-def _headers_of(envelope: Envelope) -> list[tuple[str, bytes]]:
+class MessageTooLarge(ValueError):
+    """A message larger than KAFKA_MAX_MESSAGE_BYTES: refused before it reaches the broker
+    (it would never fit, so it is the message's fault, not an outage)."""
+
+
+def message_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    """What a record weighs against the limit: key, value and every header name and value."""
+    return (
+        len(key or b"")
+        + len(value or b"")
+        + sum(len(name.encode()) + len(data) for name, data in headers)
+    )
+
+
+def headers_of(envelope: Envelope) -> list[tuple[str, bytes]]:
+    """The headers every published envelope carries."""
     return [
         (CORRELATION_HEADER, envelope.correlation_id.encode()),
         (EVENT_TYPE_HEADER, envelope.type.encode()),
@@ -83,6 +99,27 @@ class EventPublisher:
             with contextlib.suppress(KafkaError, OSError):
                 await client.stop()
 
+    def check_size(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """Raise MessageTooLarge if the record exceeds KAFKA_MAX_MESSAGE_BYTES."""
+        size = message_size(key, value, headers)
+        if size > self._settings.kafka_max_message_bytes:
+            raise MessageTooLarge(
+                f"a {size}-byte message to {topic} exceeds KAFKA_MAX_MESSAGE_BYTES "
+                f"({self._settings.kafka_max_message_bytes})"
+            )
+
+    def fits(self, event: Event) -> bool:
+        """Whether the event, in a new envelope, is within the size limit."""
+        envelope = self.envelope_for(event)
+        size = message_size(event.key.encode(), envelope.to_bytes(), headers_of(envelope))
+        return size <= self._settings.kafka_max_message_bytes
+
     def envelope_for(self, event: Event, correlation_id: str | None = None) -> Envelope:
         """Wrap a payload in a new envelope carrying the current correlation id."""
         return Envelope(
@@ -106,39 +143,65 @@ class EventPublisher:
         extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Publish an envelope already built (outbox relay, dead letters)."""
-        await self.publish_raw(
-            topic,
-            key.encode() if key else None,
-            envelope.to_bytes(),
-            [*_headers_of(envelope), *(extra_headers or [])],
-        )
+        span, trace_headers = tracing.start_send(topic, envelope)
+        try:
+            await self.publish_raw(
+                topic,
+                key.encode() if key else None,
+                envelope.to_bytes(),
+                [*headers_of(envelope), *(extra_headers or []), *trace_headers],
+            )
+        except BaseException as exc:
+            tracing.end_send(span, exc)
+            raise
+        tracing.end_send(span, None)
 
     async def publish_envelopes(
-        self, messages: Sequence[tuple[str, str | None, Envelope]]
+        self,
+        messages: Sequence[tuple[str, str | None, Envelope]],
+        traces: Sequence[Mapping[str, str] | None] | None = None,
     ) -> list[BaseException | None]:
         """Publish many (topic, key, envelope) at once: all are handed to the producer, which
         batches them, then every acknowledgement is awaited under one publish timeout.
 
-        Returns, per message, None when the broker acknowledged it, else the error: the caller
-        keeps those for later (one awaited round trip per event would cap a consumer's rate).
+        Returns, per message, None when the broker acknowledged it, else the error (a
+        MessageTooLarge one is never sent): the caller keeps those for later (one awaited
+        round trip per event would cap a consumer's rate). `traces`, per message, is the trace
+        context stored with it (outbox), else the current.
         """
         if not self._started:
             return [KafkaConnectionError("the publisher is not connected to the broker")] * len(
                 messages
             )
         unacknowledged = TimeoutError("not acknowledged within the publish timeout")
-        results: list[BaseException | None] = [unacknowledged] * len(messages)
+        results: list[BaseException | None] = [unacknowledged for _ in messages]
         timestamp_ms = int(time.time() * 1000)
         acks: list[asyncio.Future[Any]] = []
+        # Which message each ack belongs to (one refused for its size is never sent).
+        sent_indexes: list[int] = []
+        too_large: dict[int, BaseException] = {}
+        spans: dict[int, Any] = {}
         try:
             async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
-                for topic, key, envelope in messages:
+                for index, (topic, key, envelope) in enumerate(messages):
+                    value, encoded_key = envelope.to_bytes(), key.encode() if key else None
+                    span, trace_headers = tracing.start_send(
+                        topic, envelope, traces[index] if traces else None
+                    )
+                    spans[index] = span
+                    headers = [*headers_of(envelope), *trace_headers]
+                    try:
+                        self.check_size(topic, encoded_key, value, headers)
+                    except MessageTooLarge as exc:
+                        too_large[index] = exc
+                        continue
+                    sent_indexes.append(index)
                     acks.append(
                         await self._producer.send(
                             topic,
-                            value=envelope.to_bytes(),
-                            key=key.encode() if key else None,
-                            headers=_headers_of(envelope),
+                            value=value,
+                            key=encoded_key,
+                            headers=headers,
                             timestamp_ms=timestamp_ms,
                         )
                     )
@@ -148,9 +211,16 @@ class EventPublisher:
                     await asyncio.wait(acks)
         except (KafkaError, OSError) as exc:
             log.warning("batch publish cut short", error=str(exc), sent=len(acks))
-        for index, ack in enumerate(acks):
+        for index, ack in zip(sent_indexes, acks, strict=True):
             if ack.done() and not ack.cancelled():
                 results[index] = ack.exception()
+        for index, refused in too_large.items():
+            results[index] = refused
+        acked = dict(zip(sent_indexes, acks, strict=True))
+        for index, span in spans.items():
+            if span is not None:
+                error = results[index]
+                tracing.end_send(span, error if error is not None else acked[index].result())
         for (topic, _key, _envelope), error in zip(messages, results, strict=True):
             metric = MESSAGES_PRODUCED if error is None else MESSAGES_PRODUCE_FAILED
             metric.labels(self._source, topic).inc()
@@ -162,8 +232,10 @@ class EventPublisher:
         """Publish bytes as they are (dead letters keep the original bytes).
 
         Raises KafkaError when not connected and TimeoutError (an OSError) when the broker does
-        not acknowledge within the publish timeout, so callers can keep the event for later.
+        not acknowledge within the publish timeout, so callers can keep the event for later;
+        MessageTooLarge (before sending) for a record over KAFKA_MAX_MESSAGE_BYTES.
         """
+        self.check_size(topic, key, value, headers)
         if not self._started:
             raise KafkaConnectionError("the publisher is not connected to the broker")
         try:

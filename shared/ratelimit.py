@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 
 import limits
 from limits.aio.storage import Storage
@@ -42,6 +43,19 @@ class Rule:
     limit: limits.RateLimitItem
 
 
+class LimiterSettings(Protocol):
+    """What a service's settings name for its limiter (read-only, so `str` fits `str | None`)."""
+
+    @property
+    def service_name(self) -> str: ...
+
+    @property
+    def redis_url(self) -> str | None: ...
+
+    @property
+    def redis_timeout_seconds(self) -> float: ...
+
+
 class RateLimiter:
     """Counts hits per rule and key; a rule over its limit raises RATE_LIMITED.
 
@@ -68,6 +82,15 @@ class RateLimiter:
             self._limiter = MovingWindowRateLimiter(storage)
         else:
             log.warning("rate limits are off: no REDIS_URL", service=service)
+
+    @classmethod
+    def from_settings(cls, settings: LimiterSettings) -> RateLimiter:
+        """The limiter on the service's REDIS_URL (none: nothing is limited), keyed by its name."""
+        return cls(
+            settings.redis_url,
+            service=settings.service_name,
+            timeout_seconds=settings.redis_timeout_seconds,
+        )
 
     @property
     def enabled(self) -> bool:

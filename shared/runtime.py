@@ -49,6 +49,7 @@ class ServiceRuntime:
             collections,
             self.settings.outbox_relay_interval_seconds,
             self.settings.outbox_flush_timeout_seconds,
+            service=self.settings.service_name,
         )
         return self.relay
 

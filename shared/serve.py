@@ -11,6 +11,7 @@ from typing import TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from shared import tracing
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -23,12 +24,22 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     """Serve the app on the settings' host and port until SIGINT/SIGTERM."""
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
     # uvicorn re-raises the SIGTERM it caught once its graceful shutdown is done; with the
     # default handler that would end the process as "killed by SIGTERM" instead of exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # Only when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER asks; before the app, which
+    # reads it.
+    tracing.configure(settings.service_name)
+    try:
+        _serve(create_app(settings), settings)
+    finally:
+        tracing.shutdown()
+
+
+def _serve(app: FastAPI, settings: ServiceSettings) -> None:
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

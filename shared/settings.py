@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import cached_property
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
+# Words of the example secrets (every `.env.example`, the Makefile's compose check, docs): a
+# service started with one accepts tokens and links anyone with the repository can forge.
+PLACEHOLDER_MARKERS = ("changeme", "placeholder", "replaceme", "example", "yoursecret")
+RANDOM_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def placeholder_marker(secret: str) -> str | None:
+    """The placeholder word a secret contains, case and punctuation ignored (None: none)."""
+    folded = re.sub(r"[^a-z0-9]", "", secret.lower())
+    return next((marker for marker in PLACEHOLDER_MARKERS if marker in folded), None)
 
 
 class ServiceSettings(BaseSettings):
@@ -22,6 +34,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
+    # json: one JSON object a line (compose, k8s); console: readable coloured lines; auto:
+    # console on a terminal, JSON anywhere else (the local stack asks for console on a terminal).
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     kafka_broker: str = "127.0.0.1:9092"
     # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not.
@@ -33,8 +48,15 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
-    kafka_handler_attempts: int = Field(default=3, ge=1)
+    # No message the fleet publishes may be larger (key + value + headers, bytes): refused at
+    # publish time, well under Kafka's 1 MiB default so a message never bounces off the broker.
+    kafka_max_message_bytes: int = Field(default=524_288, ge=1024)
+    # A handler failing for a reason that is not the message's fault (shared.failures) is
+    # retried with exponential backoff from the first wait to the cap, holding its partition,
+    # until it has failed for the horizon; then it is dead-lettered (shared/redelivery.py).
     kafka_retry_backoff_seconds: float = Field(default=0.2, gt=0)
+    kafka_retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    kafka_retry_horizon_seconds: float = Field(default=900.0, gt=0)
     kafka_startup_timeout_seconds: float = Field(default=60, gt=0)
 
     mongo_uri: str = "memory://"
@@ -42,7 +64,6 @@ class ServiceSettings(BaseSettings):
 
     jwt_secret: SecretStr
     jwt_issuer: str = "fleet"
-    jwt_ttl_seconds: int = Field(default=86_400, ge=60)
 
     admin_emails: str = ""
     public_base_url: str = "http://localhost:4000"
@@ -66,6 +87,27 @@ class ServiceSettings(BaseSettings):
         if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters long")
         return value
+
+    @model_validator(mode="after")
+    def _no_example_secret(self) -> Self:
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                marker = placeholder_marker(value.get_secret_value())
+                if marker is not None:
+                    raise ValueError(
+                        f"{name.upper()} is an example placeholder (it contains {marker!r}); "
+                        f"set it to a random secret, e.g. the output of {RANDOM_KEY_COMMAND} "
+                        "(`make run` generates one when it is unset)"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _retry_backoff_in_order(self) -> Self:
+        if self.kafka_retry_backoff_max_seconds < self.kafka_retry_backoff_seconds:
+            raise ValueError(
+                "KAFKA_RETRY_BACKOFF_MAX_SECONDS must be at least KAFKA_RETRY_BACKOFF_SECONDS"
+            )
+        return self
 
     @cached_property
     def admin_email_set(self) -> frozenset[str]:

@@ -1,11 +1,12 @@
 """The events the user service publishes, and the handlers of the topics it consumes.
 
 Published through the outbox of the user's document: `user.registered`,
-`user.preferences-updated`, and (from the order handlers) `user.purchase-history-updated` and
-`notification.requested`. Consumed (group `user_service`): `order.placed` and
-`order.status-changed` (see `order_events`, in batches), `purchase-history.requested`; every
-handler is registered in `consumer_handlers`, and `main` starts a consumer as soon as it is
-non-empty.
+`user.preferences-updated`, `user.email-verification-requested`,
+`user.password-reset-requested`, `user.sessions-revoked`, and (from the order handlers)
+`user.purchase-history-updated` and `notification.requested`. Consumed (group
+`user_service`): `order.placed` and `order.status-changed` (see `order_events`, in
+batches), `purchase-history.requested`; every handler is registered in `consumer_handlers`,
+and `main` starts a consumer as soon as it is non-empty.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from user_service.settings import UserSettings
 CONSUMER_GROUP = "user_service"
 
 
-def user_registered(user: Mapping[str, Any]) -> UserRegistered:
-    """The event announcing a stored user."""
+def user_registered(user: Mapping[str, Any], verification_url: str) -> UserRegistered:
+    """The event announcing a stored user (its welcome email carries the verification link)."""
     return UserRegistered(
         user_id=user["_id"],
         name=user["name"],
         email=user["email"],
         preferences=user["preferences"],
+        verification_url=verification_url,
     )
 
 
@@ -59,6 +61,6 @@ def consumer_handlers(
         OrderPlaced.topic: orders,
         OrderStatusChanged.topic: orders,
         PurchaseHistoryRequested.topic: PurchaseHistoryHandler(
-            repository, runtime.publisher
+            settings, repository, runtime.publisher
         ).on_requested,
     }

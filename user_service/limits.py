@@ -9,27 +9,25 @@ from user_service.settings import UserSettings
 
 TOO_MANY_LOGINS = "Too many login attempts; try again later."
 TOO_MANY_REGISTRATIONS = "Too many registrations; try again later."
+TOO_MANY_MAILS = "Too many emails were asked for this address; try again later."
 
 
 @dataclass(frozen=True, slots=True)
 class AuthLimits:
-    """The four rules, checked before any password is hashed or verified."""
+    """The rules, checked before any password is hashed or verified."""
 
     limiter: RateLimiter
     login_per_email: Rule
     login_per_address: Rule
     register_per_email: Rule
     register_per_address: Rule
+    mail_link_per_email: Rule
 
     @classmethod
     def from_settings(cls, settings: UserSettings) -> AuthLimits:
         """The limiter on REDIS_URL (none: no limits) and the rules the settings name."""
         return cls(
-            limiter=RateLimiter(
-                settings.redis_url,
-                service=settings.service_name,
-                timeout_seconds=settings.redis_timeout_seconds,
-            ),
+            limiter=RateLimiter.from_settings(settings),
             login_per_email=Rule("login-email", parse_limit(settings.login_limit_per_email)),
             login_per_address=Rule("login-address", parse_limit(settings.login_limit_per_address)),
             register_per_email=Rule(
@@ -37,6 +35,9 @@ class AuthLimits:
             ),
             register_per_address=Rule(
                 "register-address", parse_limit(settings.register_limit_per_address)
+            ),
+            mail_link_per_email=Rule(
+                "mail-link-email", parse_limit(settings.mail_link_limit_per_email)
             ),
         )
 
@@ -51,3 +52,7 @@ class AuthLimits:
         if address:
             await self.limiter.hit(self.register_per_address, address, TOO_MANY_REGISTRATIONS)
         await self.limiter.hit(self.register_per_email, email, TOO_MANY_REGISTRATIONS)
+
+    async def mail_link(self, email: str) -> None:
+        """Count a mail with a link to this address; RATE_LIMITED when it is over."""
+        await self.limiter.hit(self.mail_link_per_email, email, TOO_MANY_MAILS)

@@ -1,16 +1,26 @@
-"""How an order event changes a user's purchase history, order status and latest order. Pure.
+"""How order events change a user's purchases and order summary. Pure.
+
+Purchases live in their own collection, one document per order (`purchases`: the order's
+products, its purchase date, the statuses already applied, and the events they queued); the
+user document keeps only a bounded summary: `order_status` (of the latest order), `orders`
+(the latest order's products) and `latest_order` (its id and creation time).
 
 Both order topics carry the order's products and creation time, so whichever event of an order
 arrives first (`order.placed` and `order.status-changed` are different topics, so their
-relative order is not guaranteed) records the order in the history. Each (order, status) is
-applied once: `order_events` on the user holds the keys already applied, which makes a
-redelivered event (same envelope or not) a no-op, so each status of an order is notified exactly
-once, in whatever order the statuses arrive; a late event never moves `order_status` back.
+relative order is not guaranteed) records the purchase. Each (order, status) is applied once:
+the purchase's `statuses` hold the ones already applied, so a redelivered event (same envelope
+or not) is a no-op and each status of an order is notified exactly once, in whatever order the
+statuses arrive; a late event never moves `order_status` back.
+
+A batch of one user's facts is applied in two steps: first the summary (one write, only if
+some fact is new), then each order's new statuses with their events (one write per order). A
+crash between them is repaired by the redelivery: the summary is recomputed from the same facts
+(the same values), then the statuses are applied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,9 +33,9 @@ SHORT_ID_LENGTH = 8
 # How far along its life an order is; a late event never moves a status backwards.
 STATUS_RANK: dict[str, int] = {"Placed": 0, "Shipped": 1, "Delivered": 2, "Cancelled": 2}
 
-APPLIED_FIELD = "order_events"
 LATEST_FIELD = "latest_order"
 VERSION_FIELD = "order_version"
+STATUSES_FIELD = "statuses"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +48,30 @@ class OrderFact:
     status: OrderStatus
 
 
-@dataclass(frozen=True, slots=True)
-class OrderUpdatePlan:
-    """The single write that applies a fact to a user's document."""
+@dataclass(slots=True)
+class PurchaseWrite:
+    """One order's statuses not applied before, in arrival order, applied in one write of its
+    purchase document (created by the first)."""
 
-    applied_key: str
-    history_entry: dict[str, Any] | None
-    set_fields: dict[str, Any] = field(default_factory=dict)
+    order_id: str
+    products: list[dict[str, Any]]
+    purchase_date: datetime
+    facts: list[int] = field(default_factory=list)  # positions in the batch
+    statuses: list[str] = field(default_factory=list)
 
 
-def applied_key(order_id: str, status: str) -> str:
-    """The natural key of an applied order event."""
-    return f"{order_id}:{status}"
+@dataclass(slots=True)
+class BatchPlan:
+    """What a batch of one user's facts changes: the summary fields the last of them leaves
+    (empty: nothing to write) and the purchases to write, in order of first appearance."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    purchases: dict[str, PurchaseWrite] = field(default_factory=dict)
+
+    @property
+    def new_facts(self) -> list[int]:
+        """Positions of the facts not applied before, in arrival order."""
+        return sorted(n for write in self.purchases.values() for n in write.facts)
 
 
 def short_order_id(order_id: str) -> str:
@@ -81,66 +103,56 @@ def _is_newer(fact: OrderFact, latest: Mapping[str, Any]) -> bool:
     )
 
 
-def plan_order_update(user: Mapping[str, Any], fact: OrderFact) -> OrderUpdatePlan | None:
-    """The change a fact makes to a user; None when it was applied already."""
-    key = applied_key(fact.order_id, fact.status)
-    applied: list[str] = list(user.get(APPLIED_FIELD, []))
-    if key in applied:
-        return None
-
-    prefix = applied_key(fact.order_id, "")
-    statuses_seen = [k[len(prefix) :] for k in applied if k.startswith(prefix)]
-    # Every write that records an order also marks one of its statuses applied, so the marks
-    # tell whether the history holds it: the history itself need not be read.
-    in_history = bool(statuses_seen) or any(
-        e.get("order_id") == fact.order_id for e in user.get("purchase_history", [])
-    )
-    history_entry = None
-    if not in_history:
-        history_entry = {
-            "order_id": fact.order_id,
-            "products": [p.model_dump() for p in fact.products],
-            "purchase_date": as_utc(fact.created_at),
-        }
-
-    ranks_seen = [STATUS_RANK[status] for status in statuses_seen]
-    is_behind = bool(ranks_seen) and STATUS_RANK[fact.status] < max(ranks_seen)
-
-    latest: Mapping[str, Any] | None = user.get(LATEST_FIELD)
-    set_fields: dict[str, Any] = {}
+def summary_change(
+    latest: Mapping[str, Any] | None, fact: OrderFact, seen: Sequence[str]
+) -> dict[str, Any]:
+    """The summary fields a fact sets, given the latest order recorded and the statuses of the
+    fact's order seen so far (a fact seen before gives the same answer: idempotent)."""
     if latest is None or (latest["order_id"] != fact.order_id and _is_newer(fact, latest)):
-        set_fields = {
+        return {
             "order_status": fact.status,
             "orders": [p.model_dump() for p in fact.products],
             LATEST_FIELD: {"order_id": fact.order_id, "created_at": as_utc(fact.created_at)},
         }
-    elif latest["order_id"] == fact.order_id and not is_behind:
-        set_fields = {"order_status": fact.status}
-
-    return OrderUpdatePlan(applied_key=key, history_entry=history_entry, set_fields=set_fields)
-
-
-def after_update(user: Mapping[str, Any], plan: OrderUpdatePlan) -> dict[str, Any]:
-    """The user as the plan's write leaves it (so the next fact of a batch is planned on it)."""
-    updated = {**user, **plan.set_fields}
-    updated[APPLIED_FIELD] = [*user.get(APPLIED_FIELD, []), plan.applied_key]
-    if plan.history_entry is not None and "purchase_history" in user:
-        updated["purchase_history"] = [*user["purchase_history"], plan.history_entry]
-    return updated
+    if latest["order_id"] == fact.order_id:
+        ranks = [STATUS_RANK[status] for status in seen]
+        if not ranks or STATUS_RANK[fact.status] >= max(ranks):
+            return {"order_status": fact.status}
+    return {}
 
 
-@dataclass(slots=True)
-class UserOrderWrite:
-    """Several plans of one user, in order, as one write: what each pushes, and the fields
-    the last of them leaves set."""
+def plan_batch(
+    user: Mapping[str, Any], applied: Mapping[str, Sequence[str]], facts: Sequence[OrderFact]
+) -> BatchPlan:
+    """The summary and purchase writes of one user's facts, each planned on what the ones
+    before it leave (a batch may hold a status twice). `applied` maps each order of the batch
+    that has a purchase document to its applied statuses."""
+    plan = BatchPlan()
+    latest: Mapping[str, Any] | None = user.get(LATEST_FIELD)
+    seen = {order_id: list(statuses) for order_id, statuses in applied.items()}
+    for position, fact in enumerate(facts):
+        statuses = seen.setdefault(fact.order_id, [])
+        change = summary_change(latest, fact, statuses)
+        plan.summary.update(change)
+        latest = change.get(LATEST_FIELD, latest)
+        if fact.status in statuses:
+            continue
+        statuses.append(fact.status)
+        write = plan.purchases.get(fact.order_id)
+        if write is None:
+            write = plan.purchases[fact.order_id] = PurchaseWrite(
+                order_id=fact.order_id,
+                products=[p.model_dump() for p in fact.products],
+                purchase_date=as_utc(fact.created_at),
+            )
+        write.facts.append(position)
+        write.statuses.append(fact.status)
+    if not plan.purchases:
+        # Every fact was applied before, summary included (it is written first).
+        plan.summary = {}
+    return plan
 
-    applied_keys: list[str] = field(default_factory=list)
-    history_entries: list[dict[str, Any]] = field(default_factory=list)
-    set_fields: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, plan: OrderUpdatePlan) -> None:
-        """Append a plan made on the user as the plans before it leave it."""
-        self.applied_keys.append(plan.applied_key)
-        if plan.history_entry is not None:
-            self.history_entries.append(plan.history_entry)
-        self.set_fields.update(plan.set_fields)
+def purchase_fields(user_id: str, write: PurchaseWrite) -> dict[str, Any]:
+    """What the first write of an order's purchase stores besides its statuses and events."""
+    return {"user_id": user_id, "products": write.products, "purchase_date": write.purchase_date}

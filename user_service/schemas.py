@@ -42,6 +42,7 @@ class ProductOut(BaseModel):
     title: str
     category: str
     price: float | None = None
+    quantity: int = 1
 
 
 class PurchaseOut(BaseModel):
@@ -59,9 +60,62 @@ class UserOut(BaseModel):
     preferences: list[Preference]
     order_status: str
     orders: list[ProductOut]
+    # The newest purchases (PURCHASE_HISTORY_PAGE_DEFAULT; GET /users/me/purchases pages).
     purchase_history: list[PurchaseOut]
+    emailVerified: bool
 
 
 class AuthOut(BaseModel):
     token: str
+    refreshToken: str
     user: UserOut
+
+
+class RefreshIn(BaseModel):
+    """POST /auth/refresh."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refreshToken: str
+
+
+class LinkTokenIn(BaseModel):
+    """POST /auth/verify-email: the token of the emailed link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+
+
+class PasswordResetRequestIn(BaseModel):
+    """POST /auth/password-reset-requests. Not validated: any address answers the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str
+
+
+class PasswordResetIn(BaseModel):
+    """POST /auth/password-reset: the emailed link's token and the new password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    newPassword: str
+
+
+class PasswordChangeIn(BaseModel):
+    """PUT /users/me/password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currentPassword: str
+    newPassword: str
+
+
+class MessageOut(BaseModel):
+    message: str
+
+
+class LogoutOut(BaseModel):
+    loggedOut: bool

@@ -1,4 +1,4 @@
-"""The public GraphQL schema (DESIGN section 4, plus the Subscription type), with the
+"""The public GraphQL schema (docs/contract.md section 4, with the Subscription type), with the
 contract's error mapping."""
 
 from __future__ import annotations

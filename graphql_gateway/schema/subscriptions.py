@@ -62,14 +62,24 @@ async def _notifications(hub: SubscriptionHub, user_id: str) -> AsyncGenerator[N
                 yield Notification.from_event(item)
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live updates over WebSocket at /graphql (graphql-transport-ws), with the token "
+    'in the connection_init payload: {"Authorization": "Bearer <token>"}; a missing or invalid '
+    "one closes the connection (4403). Over HTTP a subscription is BAD_USER_INPUT."
+)
 class Subscription:
-    @strawberry.subscription(description="The caller's orders, each time one changes status.")
+    @strawberry.subscription(
+        description="The caller's orders, each time one changes status (none are replayed: "
+        "orders is the record)."
+    )
     async def orderUpdates(self, info: GatewayInfo) -> AsyncGenerator[Order, None]:
         ctx = info.context
         return _order_updates(ctx.hub, subscriber_id(ctx))
 
-    @strawberry.subscription(description="The caller's notifications, as they are stored.")
+    @strawberry.subscription(
+        description="The caller's notifications, as they are stored (none are replayed: "
+        "getUserNotifications is the record)."
+    )
     async def notificationAdded(self, info: GatewayInfo) -> AsyncGenerator[Notification, None]:
         ctx = info.context
         return _notifications(ctx.hub, subscriber_id(ctx))

@@ -81,6 +81,7 @@ class CatalogClient:
         self._ttl = cache_ttl_seconds
         self._cached: list[Product] | None = None
         self._cached_at = 0.0
+        self._index: tuple[list[Product], dict[str, Product]] | None = None
         self._http: httpx.AsyncClient | None = None
         if self.url is not None:
             self._http = httpx.AsyncClient(
@@ -107,6 +108,13 @@ class CatalogClient:
         products = await self._fetch() if self._http is not None else shipped_products()
         self._cached, self._cached_at = products, time.monotonic()
         return products
+
+    async def by_id(self) -> dict[str, Product]:
+        """Every product by id (built once per fetched list); raises CatalogUnavailable."""
+        products = await self.products()
+        if self._index is None or self._index[0] is not products:
+            self._index = (products, {p.id: p for p in products})
+        return self._index[1]
 
     async def _fetch(self) -> list[Product]:
         try:

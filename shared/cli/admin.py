@@ -1,8 +1,10 @@
-"""A small client of the kafka admin service's monitoring API (admin JWT in FLEET_TOKEN)."""
+"""A small client of the admin APIs (admin JWT in FLEET_TOKEN): the kafka admin service's
+monitoring API, and the user service's role grants."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -38,8 +40,7 @@ class AdminClient:
             response = self._http.request(method, path)
         except httpx.HTTPError as exc:
             raise AdminApiError(
-                f"The kafka admin service at {self._http.base_url} did not answer "
-                f"({type(exc).__name__})."
+                f"The service at {self._http.base_url} did not answer ({type(exc).__name__})."
             ) from exc
         if response.is_error:
             try:
@@ -65,3 +66,7 @@ class AdminClient:
     def replay(self, topic: str) -> dict[str, Any]:
         """`POST /api/dlq/{topic}/replay`."""
         return dict(self._call("POST", f"/api/dlq/{dlq_name(topic)}/replay"))
+
+    def set_admin(self, email: str, *, granted: bool) -> dict[str, Any]:
+        """`PUT` (grant) or `DELETE` (revoke) `/admin/admins/{email}` on the user service."""
+        return dict(self._call("PUT" if granted else "DELETE", f"/admin/admins/{quote(email)}"))

@@ -20,12 +20,14 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from shared.cli.admin import TOKEN_ENV, AdminApiError, AdminClient, dlq_name
+from shared.cli.demo import DemoError, DemoResult, run_demo
 from shared.cli.probes import ServiceState, probe_all
 from shared.cli.tail import TailedMessage, TopicNotFound, pretty_data, tail
-from shared.cli.targets import DEFAULT_HOST, Targets, resolve_targets
+from shared.cli.targets import DEFAULT_HOST, DEFAULT_MAIL_PAGE_PORT, Targets, resolve_targets
 
 app = typer.Typer(
-    help="Operate a running fleet: health, topics and lag, dead letters, a live topic tail.",
+    help="Operate a running fleet: health, topics and lag, dead letters, a live topic tail, "
+    "demo data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -33,6 +35,11 @@ dlq_app = typer.Typer(
     help="Dead-letter topics: their depth, and replaying them.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+users_app = typer.Typer(
+    help="Accounts: grant or revoke the admin role (FLEET_TOKEN: an admin's token).",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
 
 T = TypeVar("T")
 console = Console(highlight=False)
@@ -315,6 +322,44 @@ def dlq_replay(
     console.print(f"replayed {answer.get('replayed', 0)} message(s) from {dlq_name(topic)}")
 
 
+# -- users --------------------------------------------------------------------------------------
+
+
+def _set_admin(
+    email: str, state_file: Path | None, host: str, http_timeout: float, *, granted: bool
+) -> None:
+    targets = _targets(state_file, host)
+    try:
+        with AdminClient(targets.user_url, os.environ.get(TOKEN_ENV), http_timeout) as users:
+            user = users.set_admin(email, granted=granted)
+    except AdminApiError as exc:
+        raise _fail(exc) from None
+    done = "is now an admin" if granted else "is no longer an admin"
+    console.print(f"{user.get('email', email)} {done}; their sessions were ended.")
+
+
+@users_app.command("grant-admin")
+def grant_admin(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    state_file: StateFileOpt = None,
+    host: HostOpt = DEFAULT_HOST,
+    http_timeout: HttpTimeoutOpt = 5.0,
+) -> None:
+    """Give an account the admin role; its sessions end (the next login carries the role)."""
+    _set_admin(email, state_file, host, http_timeout, granted=True)
+
+
+@users_app.command("revoke-admin")
+def revoke_admin(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    state_file: StateFileOpt = None,
+    host: HostOpt = DEFAULT_HOST,
+    http_timeout: HttpTimeoutOpt = 5.0,
+) -> None:
+    """Take the admin role away; the account's sessions end at once."""
+    _set_admin(email, state_file, host, http_timeout, granted=False)
+
+
 # -- tail ---------------------------------------------------------------------------------------
 
 
@@ -387,3 +432,111 @@ def tail_command(
         raise typer.Exit(0) from None
     except Exception as exc:  # the broker unreachable, mostly
         raise _fail(RuntimeError(f"Cannot read {topic} from {bootstrap}: {exc}")) from None
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def _print_demo(result: DemoResult) -> None:
+    table = Table(title="Demo logins")
+    for column in ("email", "roles", "orders", "notifications", "this run"):
+        table.add_column(column)
+    for account in result.accounts:
+        table.add_row(
+            account.email,
+            ", ".join(account.roles) or "-",
+            str(len(account.orders)),
+            str(account.notifications),
+            "registered" if account.registered else "logged in",
+        )
+    console.print(table)
+    console.print(f"Password of every demo login: [bold]{result.admin.password}[/bold]")
+    # Tokens and the export line as plain lines: a terminal must not wrap them into the table.
+    print("\nAccess tokens (Authorization: Bearer <token>):")
+    for account in result.accounts:
+        print(f"  {account.email}: {account.token}")
+    for warning in result.warnings:
+        errors.print(f"[yellow]{warning}[/yellow]")
+    if result.admin_ready:
+        print(f"\nThe admin's token for `fleet` ({result.admin.email}):")
+        print(result.export_line)
+
+
+@app.command()
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEET_URL",
+            help="The gateway's base URL; default: the state file's, else port 4000 on --host.",
+        ),
+    ] = None,
+    mail_url: Annotated[
+        str | None,
+        typer.Option(
+            "--mail-url",
+            envvar="FLEET_MAIL_URL",
+            help="The mail page (the stack's, or Mailpit's); default: the state file's, "
+            "else port 8025 on --host.",
+        ),
+    ] = None,
+    state_file: StateFileOpt = None,
+    host: HostOpt = DEFAULT_HOST,
+    http_timeout: HttpTimeoutOpt = 10.0,
+    mail_timeout: Annotated[
+        float,
+        typer.Option(
+            "--mail-timeout", min=0, help="Seconds to wait for a mail or the first notification."
+        ),
+    ] = 30.0,
+    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between such polls.")] = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create demo users with orders, notifications and recommendations, and a verified admin
+    (admin@demo.fleet, listed in ADMIN_EMAILS), through the public GraphQL API; print their
+    logins, tokens and `export FLEET_TOKEN=...`. Running it again creates nothing new.
+    Exits 1 if the admin could not be made."""
+    targets = _targets(state_file, host)
+    gateway = (url or targets.gateway_url).rstrip("/")
+    mail = mail_url or targets.mail_page or f"http://{host}:{DEFAULT_MAIL_PAGE_PORT}"
+    say = (
+        (lambda line: None)
+        if as_json
+        else (lambda line: errors.print(f"[dim]{line}[/dim]", soft_wrap=True))
+    )
+    try:
+        result = run_demo(
+            f"{gateway}/graphql",
+            mail,
+            http_timeout=http_timeout,
+            mail_timeout=mail_timeout,
+            poll_interval=poll,
+            say=say,
+        )
+    except DemoError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _print_json(
+            {
+                "accounts": [
+                    {
+                        "name": a.name,
+                        "email": a.email,
+                        "password": a.password,
+                        "roles": a.roles,
+                        "token": a.token,
+                        "registered": a.registered,
+                        "orders": a.orders,
+                        "notifications": a.notifications,
+                        "recommendation": a.recommendation,
+                    }
+                    for a in result.accounts
+                ],
+                "export": result.export_line if result.admin_ready else None,
+                "warnings": result.warnings,
+            }
+        )
+    else:
+        _print_demo(result)
+    if not result.admin_ready:
+        raise typer.Exit(1)

@@ -10,17 +10,22 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BROKER = "127.0.0.1:9092"
+# The local stack's mail page (Mailpit's web port in compose).
+DEFAULT_MAIL_PAGE_PORT = 8025
+GATEWAY_SERVICE = "graphql_gateway"
 ADMIN_SERVICE = "kafka_admin_service"
-# The contract's ports (DESIGN section 2), in the launcher's start order. Written here because
-# images leave shared/stack out; tests/integration/test_fleet_cli.py checks they agree with it.
+USER_SERVICE = "user_service"
+# The contract's ports (docs/contract.md section 2), in the launcher's start order. Written
+# here because images leave shared/stack out; tests/integration/test_fleet_cli.py checks they
+# agree with it.
 DEFAULT_PORTS: dict[str, int] = {
     ADMIN_SERVICE: 3000,
-    "user_service": 5000,
+    USER_SERVICE: 5000,
     "notification_service": 6000,
     "order_service": 7000,
     "recommendation_service": 8000,
     "scheduler_service": 9000,
-    "graphql_gateway": 4000,
+    GATEWAY_SERVICE: 4000,
 }
 
 
@@ -30,17 +35,32 @@ class Targets:
 
     services: dict[str, str]
     broker: str
+    mail_page: str | None = None
 
     @property
     def admin_url(self) -> str:
         """The kafka admin service's base URL."""
         return self.services[ADMIN_SERVICE]
 
+    @property
+    def user_url(self) -> str:
+        """The user service's base URL (role grants)."""
+        return self.services[USER_SERVICE]
+
+    @property
+    def gateway_url(self) -> str:
+        """The GraphQL gateway's base URL."""
+        return self.services[GATEWAY_SERVICE]
+
 
 def default_targets(host: str = DEFAULT_HOST) -> Targets:
     """The contract's ports on one host; the broker from KAFKA_BROKER or the default."""
     services = {name: f"http://{host}:{port}" for name, port in DEFAULT_PORTS.items()}
-    return Targets(services, os.environ.get("KAFKA_BROKER") or DEFAULT_BROKER)
+    return Targets(
+        services,
+        os.environ.get("KAFKA_BROKER") or DEFAULT_BROKER,
+        f"http://{host}:{DEFAULT_MAIL_PAGE_PORT}",
+    )
 
 
 def targets_from_state(path: Path) -> Targets:
@@ -48,7 +68,8 @@ def targets_from_state(path: Path) -> Targets:
     state = json.loads(path.read_text(encoding="utf-8"))
     services = {str(name): str(url) for name, url in state["services"].items()}
     broker = state.get("kafka") or os.environ.get("KAFKA_BROKER") or DEFAULT_BROKER
-    return Targets(services, str(broker))
+    mail_page = state.get("mail_page")
+    return Targets(services, str(broker), str(mail_page) if mail_page else None)
 
 
 def resolve_targets(state_file: Path | None, host: str = DEFAULT_HOST) -> Targets:

@@ -22,6 +22,9 @@ SCHEMAS = "#/components/schemas/"
 # Who publishes each event (the registry lists consumers; producers are written here once).
 PUBLISHERS: dict[str, tuple[str, ...]] = {
     "UserRegistered": ("user_service",),
+    "EmailVerificationRequested": ("user_service",),
+    "PasswordResetRequested": ("user_service",),
+    "SessionsRevoked": ("user_service",),
     "UserPreferencesUpdated": ("user_service",),
     "UserPurchaseHistoryUpdated": ("user_service",),
     "PurchaseHistoryProvided": ("user_service",),
@@ -45,6 +48,10 @@ SERVICES = (
 )
 DLQ_HEADERS = {
     "dlq_error": "The last error: its type and message.",
+    "dlq_failure": (
+        "Why: poison (not an envelope, or invalid), permanent (refused for good) or transient"
+        " (kept failing past the retry horizon)."
+    ),
     "dlq_attempts": "How many times the handler ran (0: the bytes were not an envelope).",
     "dlq_original_topic": "The topic the message came from.",
     "dlq_original_partition": "Its partition there.",
@@ -101,6 +108,14 @@ def _message(model: type[Event]) -> dict[str, Any]:
             "properties": {
                 CORRELATION_HEADER: {"type": "string", "description": "The correlation id."},
                 EVENT_TYPE_HEADER: {"type": "string", "const": model.event_type},
+                "traceparent": {
+                    "type": "string",
+                    "description": "W3C trace context of the publish, when tracing is on.",
+                },
+                "tracestate": {
+                    "type": "string",
+                    "description": "W3C trace state, when tracing is on and there is some.",
+                },
             },
         },
         "payload": {"$ref": f"{SCHEMAS}{model.event_type}Envelope"},

@@ -5,7 +5,9 @@ Events are facts in the past tense; `EVENT_TYPES` maps each envelope `type` to i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -38,6 +40,46 @@ class UserRegistered(Event):
     name: str
     email: EmailStr
     preferences: list[Preference]
+    # `{PUBLIC_BASE_URL}/verify-email/{token}`, carried by the welcome email (absent in events
+    # published before email verification existed).
+    verification_url: str | None = None
+
+
+class EmailVerificationRequested(Event):
+    """A user asked for a new email verification link (`resendVerification`)."""
+
+    event_type = "EmailVerificationRequested"
+    topic = "user.email-verification-requested"
+
+    user_id: str
+    name: str
+    email: EmailStr
+    verification_url: str
+
+
+class PasswordResetRequested(Event):
+    """Someone asked to reset the password of a known address (`requestPasswordReset`)."""
+
+    event_type = "PasswordResetRequested"
+    topic = "user.password-reset-requested"
+
+    user_id: str
+    name: str
+    email: EmailStr
+    reset_url: str
+
+
+class SessionsRevoked(Event):
+    """Sessions of a user ended (logout, password change or reset, a reused refresh token, an
+    operator changing roles): their access tokens are refused until `expires_at`, when the
+    last of them expires anyway."""
+
+    event_type = "SessionsRevoked"
+    topic = "user.sessions-revoked"
+
+    user_id: str
+    session_ids: list[str]
+    expires_at: datetime
 
 
 class UserPreferencesUpdated(Event):
@@ -56,7 +98,19 @@ class ProductLine(BaseModel):
     productId: str  # the public contract's spelling
     title: str
     category: str
+    # The unit price (the catalog's, for orders placed since issue 15).
     price: float | None = None
+    # How many of it (orders before issue 15 and recommendation lines: 1).
+    quantity: int = Field(default=1, ge=1)
+
+
+CENT = Decimal("0.01")
+
+
+def total_of(lines: Sequence[ProductLine]) -> float:
+    """Unit prices times quantities, summed in exact cents (no float drift), as a number."""
+    cents = sum((Decimal(str(line.price or 0)) * line.quantity for line in lines), start=Decimal(0))
+    return float(cents.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 class OrderPlaced(Event):
@@ -142,6 +196,8 @@ class PurchaseHistoryRequested(Event):
 
     request_id: str
     user_id: str
+    # How many of the newest orders to send (None: the user service's default window).
+    max_orders: int | None = Field(default=None, ge=1)
 
 
 class PastPurchase(BaseModel):
@@ -155,7 +211,8 @@ class PastPurchase(BaseModel):
 
 
 class PurchaseHistoryProvided(Event):
-    """The user service's answer to a PurchaseHistoryRequested (same request id)."""
+    """The user service's answer to a PurchaseHistoryRequested (same request id): the newest
+    orders of the window asked for, newest first, as many as fit the message size limit."""
 
     event_type = "PurchaseHistoryProvided"
     topic = "purchase-history.provided"
@@ -194,6 +251,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
         UserRegistered,
+        EmailVerificationRequested,
+        PasswordResetRequested,
+        SessionsRevoked,
         UserPreferencesUpdated,
         OrderPlaced,
         OrderStatusChanged,

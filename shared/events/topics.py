@@ -35,6 +35,11 @@ def dead_letter_topic(name: str) -> str:
 TOPICS: tuple[Topic, ...] = (
     Topic("user.registered", consumer_groups=("notification_service", "scheduler_service")),
     Topic("user.preferences-updated", consumer_groups=("scheduler_service",)),
+    # Mails with a link: the notification service sends them.
+    Topic("user.email-verification-requested", consumer_groups=("notification_service",)),
+    Topic("user.password-reset-requested", consumer_groups=("notification_service",)),
+    # Read by every gateway replica (no group): the revoked sessions it refuses.
+    Topic("user.sessions-revoked"),
     # Read by every gateway replica, like the notification topics below.
     Topic("user.purchase-history-updated"),
     Topic(

@@ -2,7 +2,8 @@
 
 Variables that name a part replace its embedded stand-in: KAFKA_BROKER (no broker is started),
 REDIS_URL (no Redis), SMTP_HOST (no SMTP sink), MONGO_URI (default memory://). The rest of the
-environment passes through to every service.
+environment passes through to every service; ADMIN_EMAILS, when unset, names the demo's admin
+(admin@demo.fleet: `make demo`, docs/demo.md).
 """
 
 from __future__ import annotations

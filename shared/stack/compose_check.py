@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,52 @@ def _check_service(
         problems.append(f"{name}: on no network (put it on {', '.join(sorted(networks))})")
     problems += [f"{name}: network {net!r} is not declared" for net in on if net not in networks]
     return problems
+
+
+# `$$`, `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, `${NAME:+other}`,
+# `$NAME`: compose's interpolation (without nesting, which the file does not use).
+_VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?+])([^}]*))?\}|(\w+))")
+
+
+class RenderError(ValueError):
+    """A `${NAME:?error}` whose variable is unset or empty."""
+
+
+def _interpolate(text: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match[1]:
+            return "$"
+        name = match[2] or match[5]
+        operator, argument = match[3], match[4] or ""
+        value = environ.get(name)
+        if operator is None:
+            return value or ""
+        missing = value is None or (operator.startswith(":") and value == "")
+        kind = operator[-1]
+        if kind == "?" and missing:
+            raise RenderError(f"{name}: {argument}")
+        if kind == "+":
+            return "" if missing else argument
+        return argument if missing and kind == "-" else (value or "")
+
+    return _VARIABLE.sub(replace, text)
+
+
+def _interpolated(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _interpolate(value, environ)
+    if isinstance(value, dict):
+        return {key: _interpolated(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(item, environ) for item in value]
+    return value
+
+
+def render(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The compose file as compose sees it with `environ`: anchors and merge keys resolved, and
+    every variable replaced (RenderError for a required one that is missing)."""
+    document: dict[str, Any] = _interpolated(yaml.safe_load(path.read_text()), environ)
+    return document
 
 
 def check(path: Path) -> list[str]:

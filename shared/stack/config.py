@@ -19,6 +19,8 @@ JWT_SECRET_BYTES = 48
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_SMTP_PORT = 2525
+# The mail page of the SMTP sink: Mailpit's web port, as in compose.
+DEFAULT_MAIL_PAGE_PORT = 8025
 
 # Variables that point the stack at parts of one's own instead of the embedded ones.
 PART_VARIABLES = (

@@ -23,6 +23,11 @@ class Console:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def is_terminal(self) -> bool:
+        """Whether a person is reading (the stream is a terminal)."""
+        return self._colour
+
     def line(self, name: str, text: str) -> None:
         """Print one line of `name`'s output."""
         prefix = f"{name:<{self._width}} |"

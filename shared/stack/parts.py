@@ -43,6 +43,8 @@ class EmbeddedPart:
     url: str
     process: subprocess.Popen[bytes] | None = None
     _stop: Any = field(default=None, repr=False)
+    # Where a person looks at it, for a part that has a page (the mail page of the SMTP sink).
+    page_url: str | None = None
 
     def stop(self) -> None:
         """Stop the part (SIGTERM, then SIGKILL after a grace period)."""
@@ -136,22 +138,33 @@ def start_redis(port: int | None = None, log: IO[bytes] | int | None = None) -> 
 
 
 def start_smtp_sink(
-    folder: Path, port: int | None = None, log: IO[bytes] | int | None = None
+    folder: Path,
+    port: int | None = None,
+    log: IO[bytes] | int | None = None,
+    *,
+    page_port: int | None = None,
 ) -> EmbeddedPart:
-    """Start the SMTP sink in its own process; each message lands in `folder` as a `.eml`."""
+    """Start the SMTP sink in its own process; each message lands in `folder` as a `.eml`.
+    With `page_port`, the same process serves the mail page there."""
     import sys
 
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "shared.stack.smtp_sink", "--port", str(port), str(folder)]
+    if page_port is not None:
+        command += ["--web-port", str(page_port)]
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "shared.stack.smtp_sink", "--port", str(port), str(folder)],
+        command,
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    part = EmbeddedPart("smtp", f"{LOOPBACK}:{port}", process)
+    page_url = f"http://{LOOPBACK}:{page_port}" if page_port is not None else None
+    part = EmbeddedPart("smtp", f"{LOOPBACK}:{port}", process, page_url=page_url)
     try:
         wait_for_port(port)
+        if page_port is not None:
+            wait_for_port(page_port)
     except TimeoutError:
         part.stop()
         raise

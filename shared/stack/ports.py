@@ -51,7 +51,7 @@ class PortPlan:
         if not port_is_free(spec.port):
             raise StackError(
                 f"port {spec.port} for {spec.name} is already in use; stop what listens there "
-                "or start the stack with --free-ports"
+                "or start the stack on free ports (make run ARGS=--free-ports)"
             )
         self._taken.add(spec.port)
         return spec.port

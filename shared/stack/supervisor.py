@@ -24,9 +24,12 @@ from typing import IO, Any
 
 import httpx
 
+from shared.cli.demo import DEMO_ADMIN_EMAIL
+from shared.settings import placeholder_marker
 from shared.stack.config import (
     ADMIN,
     DEFAULT_KAFKA_PORT,
+    DEFAULT_MAIL_PAGE_PORT,
     DEFAULT_REDIS_PORT,
     DEFAULT_SMTP_PORT,
     GATEWAY,
@@ -103,6 +106,7 @@ class Supervisor:
         self.kafka = ""
         self.redis = ""
         self.smtp = ""
+        self.mail_page: str | None = None
         self.mail_dir: Path | None = None
         self._service_ports: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -197,7 +201,10 @@ class Supervisor:
         if not self.options.smtp_host:
             mail_dir = self.mail_dir = self.options.mail_dir.resolve()
             smtp_port = self.ports.for_part(DEFAULT_SMTP_PORT)
-            starts.append(lambda: start_smtp_sink(mail_dir, smtp_port, log=_PIPE))
+            page_port = self.ports.for_part(DEFAULT_MAIL_PAGE_PORT)
+            starts.append(
+                lambda: start_smtp_sink(mail_dir, smtp_port, log=_PIPE, page_port=page_port)
+            )
 
         def start_and_keep(start: Callable[[], EmbeddedPart]) -> EmbeddedPart:
             part = start()
@@ -220,6 +227,7 @@ class Supervisor:
                 self.redis = part.url
             elif part.name == "smtp":
                 self.smtp = part.url
+                self.mail_page = part.page_url
         if errors:
             raise StackError(f"an embedded part did not start: {errors[0]}")
 
@@ -251,7 +259,8 @@ class Supervisor:
         for name in _NOT_PASSED_THROUGH:
             env.pop(name, None)
         env.setdefault("MONGO_URI", "memory://")
-        if not env.get("JWT_SECRET"):
+        if not env.get("JWT_SECRET") or placeholder_marker(env["JWT_SECRET"]):
+            # The stack sets it: an example placeholder would be refused by every service.
             env["JWT_SECRET"] = new_jwt_secret()
         env["KAFKA_BROKER"] = self.kafka
         if not self.options.kafka_broker:
@@ -266,8 +275,15 @@ class Supervisor:
             env[spec.url_env] = f"http://{LOOPBACK}:{self._service_ports[spec.name]}"
         if GATEWAY.name in self._service_ports and not env.get("PUBLIC_BASE_URL"):
             env["PUBLIC_BASE_URL"] = env[GATEWAY.url_env]
+        if not env.get("ADMIN_EMAILS"):
+            # `make demo`'s admin becomes admin once it follows its welcome link (docs/demo.md).
+            env["ADMIN_EMAILS"] = DEMO_ADMIN_EMAIL
         env["HOST"] = LOOPBACK
         env["PYTHONUNBUFFERED"] = "1"
+        if self.console.is_terminal and not env.get("LOG_FORMAT"):
+            # The children write to our pipe, not the terminal: tell them a person reads it.
+            env["LOG_FORMAT"] = "console"
+            env.setdefault("FORCE_COLOR", "1")
         return env
 
     async def _spawn(self, spec: ServiceSpec) -> Child:
@@ -344,6 +360,7 @@ class Supervisor:
             "services": services,
             "graphql": f"{gateway}/graphql" if gateway else None,
             "mail_dir": str(self.mail_dir) if self.mail_dir else None,
+            "mail_page": self.mail_page,
             "smtp": self.smtp or None,
             "kafka": self.kafka,
             "redis": self.redis,
@@ -371,6 +388,8 @@ class Supervisor:
         if state["graphql"]:
             rows.append(("GraphiQL", state["graphql"]))
         rows += [(child.name, child.base_url) for child in self.children]
+        if self.mail_page:
+            rows.append(("mail", self.mail_page))
         rows.append(
             ("mail folder", str(self.mail_dir) if self.mail_dir else "none (SMTP_HOST is set)")
         )

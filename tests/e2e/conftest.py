@@ -11,7 +11,8 @@ import pytest
 
 from tests.fixtures.fleet import RunningFleet, launch_fleet
 
-# Registered by a test, this address gets the admin role (ADMIN_EMAILS of the fleet).
+# Registered by a test and verified through its welcome email, this address gets the admin role
+# (ADMIN_EMAILS of the fleet).
 ADMIN_EMAIL = f"e2e-admin-{uuid.uuid4().hex[:12]}@example.com"
 
 

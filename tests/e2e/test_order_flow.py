@@ -24,6 +24,7 @@ from tests.e2e.test_welcome_flow import (
     graphql,
     register,
     unique_email,
+    verify_by_mail,
 )
 from tests.fixtures.fleet import RunningFleet
 from tests.fixtures.parts import eventually
@@ -59,8 +60,9 @@ query { getUserNotifications(unreadOnly: false) { id userId type content read } 
 """
 ORDER_UPDATES = "subscription { orderUpdates { id userId status products { productId } } }"
 NOTIFICATION_ADDED = "subscription { notificationAdded { id userId type content read } }"
-TEA = {"productId": "e2e-tea", "title": "Tea", "category": "food", "price": 3.5}
-CUP = {"productId": "e2e-cup", "title": "Cup", "category": "kitchen"}
+# Real ids of the shipped catalog (an order of an unknown id is BAD_USER_INPUT).
+TEA = {"productId": "7"}
+CUP = {"productId": "8", "quantity": 2}
 
 
 @pytest.fixture
@@ -76,12 +78,13 @@ async def customer(client: httpx.AsyncClient, fleet: RunningFleet) -> tuple[str,
 
 
 async def admin_token(client: httpx.AsyncClient, fleet: RunningFleet, admin_email: str) -> str:
-    """A token of the fleet's admin (registered by the first test that needs it)."""
+    """A token of the fleet's admin (registered and verified through the welcome email's link
+    by the first test that needs it: an ADMIN_EMAILS address is admin only once verified)."""
     body = await register(client, fleet, admin_email)
-    if body.get("errors") and error_code(body) == "CONFLICT":
-        body = await graphql(client, fleet, LOGIN, {"email": admin_email, "password": PASSWORD})
-        return str(data_of(body)["login"]["token"])
-    return str(data_of(body)["registerUser"]["token"])
+    if not (body.get("errors") and error_code(body) == "CONFLICT"):
+        await verify_by_mail(client, fleet, admin_email)
+    body = await graphql(client, fleet, LOGIN, {"email": admin_email, "password": PASSWORD})
+    return str(data_of(body)["login"]["token"])
 
 
 async def place(
@@ -174,7 +177,7 @@ async def test_order_flow(client: httpx.AsyncClient, fleet: RunningFleet, admin_
     await history_of(alice)
     assert order["userId"] == alice_id
     assert order["status"] == "Placed"
-    assert [p["productId"] for p in order["products"]] == ["e2e-tea", "e2e-cup"]
+    assert [p["productId"] for p in order["products"]] == ["7", "8"]
     placed = await eventually(
         lambda: order_notifications(client, fleet, alice, "Placed"),
         timeout=FLOW_TIMEOUT_SECONDS,
@@ -192,7 +195,7 @@ async def test_order_flow(client: httpx.AsyncClient, fleet: RunningFleet, admin_
     )
     assert [h["orderId"] for h in details["purchase_history"]] == [order["id"]]
     assert details["order_status"] == "Placed"
-    assert [p["productId"] for p in details["orders"]] == ["e2e-tea", "e2e-cup"]
+    assert [p["productId"] for p in details["orders"]] == ["7", "8"]
 
     async with subscriptions(fleet, alice) as alice_ws:
         await alice_ws.subscribe("orders", ORDER_UPDATES)
@@ -258,7 +261,7 @@ async def test_order_flow(client: httpx.AsyncClient, fleet: RunningFleet, admin_
                 "id": order["id"],
                 "userId": alice_id,
                 "status": "Shipped",
-                "products": [{"productId": "e2e-tea"}, {"productId": "e2e-cup"}],
+                "products": [{"productId": "7"}, {"productId": "8"}],
             }
         ]
         shipped_notes = await eventually(
@@ -306,3 +309,52 @@ async def test_order_flow(client: httpx.AsyncClient, fleet: RunningFleet, admin_
     history_ids = [h["orderId"] for h in final["purchase_history"]]
     assert history_ids.count(order["id"]) == 1
     assert bobs_order["id"] not in history_ids
+
+
+CATALOG_PAGE = """
+query Page($after: String) {
+  products(category: "kitchen", first: 3, after: $after) {
+    items { productId title price } endCursor hasNextPage
+  }
+}
+"""
+PLACE_KEYED = """
+mutation Place($products: [ProductInput!]!, $key: String) {
+  placeOrder(products: $products, idempotencyKey: $key) {
+    id total products { productId title price quantity }
+  }
+}
+"""
+
+
+async def test_a_client_finds_real_ids_then_orders_them_once(
+    client: httpx.AsyncClient, fleet: RunningFleet
+) -> None:
+    # The catalog needs no token.
+    first = data_of(await graphql(client, fleet, CATALOG_PAGE, {"after": None}))["products"]
+    assert len(first["items"]) == 3 and first["hasNextPage"] is True
+    second = data_of(await graphql(client, fleet, CATALOG_PAGE, {"after": first["endCursor"]}))
+    picked = second["products"]["items"][0]
+    one = data_of(
+        await graphql(
+            client,
+            fleet,
+            "query One($id: ID!) { product(productId: $id) { title price } }",
+            {"id": picked["productId"]},
+        )
+    )["product"]
+    assert one == {"title": picked["title"], "price": picked["price"]}
+
+    _, token = await customer(client, fleet)
+    variables = {"products": [{"productId": picked["productId"], "quantity": 3}], "key": "k-1"}
+    order = data_of(await graphql(client, fleet, PLACE_KEYED, variables, token))["placeOrder"]
+    assert order["products"] == [{**picked, "quantity": 3}]
+    assert order["total"] == round(3 * picked["price"], 2)
+    # A retry with the same key (a lost answer, a double click) is the same order.
+    again = data_of(await graphql(client, fleet, PLACE_KEYED, variables, token))["placeOrder"]
+    assert again["id"] == order["id"]
+    orders = data_of(await graphql(client, fleet, ORDERS, token=token))["orders"]
+    assert [o["id"] for o in orders] == [order["id"]]
+
+    unknown = await graphql(client, fleet, PLACE, {"products": [{"productId": "p-7"}]}, token)
+    assert error_code(unknown) == "BAD_USER_INPUT"

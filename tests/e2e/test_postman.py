@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,21 +48,21 @@ def test_the_collection_has_every_query_and_mutation() -> None:
     assert operations <= names, f"missing from the collection: {sorted(operations - names)}"
 
 
-def test_newman_runs_the_collection_green(fleet: RunningFleet) -> None:
-    if shutil.which("npm") is None and not NEWMAN.exists():
-        pytest.skip("npm is not installed here: `make install` could not install newman")
-    assert NEWMAN.exists(), "newman is missing: run `make install` (npm ci --prefix clients)"
-    ARTIFACTS.mkdir(exist_ok=True)
-    report = ARTIFACTS / "newman-report.json"
+def run_newman(fleet: RunningFleet, environment: Path, run: str) -> dict[str, Any]:
+    """One newman run of the collection; its JSON report's run. The environment it ends with
+    is exported next to the report, as the Postman app keeps it between runs."""
+    report = ARTIFACTS / f"newman-report-{run}.json"
     result = subprocess.run(  # noqa: S603 - our own newman on our own collection
         [
             str(NEWMAN),
             "run",
             str(COLLECTION),
             "--environment",
-            str(ENVIRONMENT),
+            str(environment),
             "--env-var",
             f"graphqlUrl={fleet.graphql}",
+            "--export-environment",
+            str(ARTIFACTS / f"newman-environment-{run}.json"),
             "--reporters",
             "cli,json",
             "--reporter-json-export",
@@ -74,14 +75,32 @@ def test_newman_runs_the_collection_green(fleet: RunningFleet) -> None:
         timeout=NEWMAN_TIMEOUT_SECONDS,
         check=False,
     )
-    output = result.stdout[-6000:] + result.stderr[-2000:]
+    output = f"newman run {run}:\n" + result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, output
-    run = json.loads(report.read_text())["run"]
-    assert run["failures"] == [], output
-    executed = {execution["item"]["name"] for execution in run["executions"]}
+    newman_run: dict[str, Any] = json.loads(report.read_text())["run"]
+    assert newman_run["failures"] == [], output
+    return newman_run
+
+
+def test_newman_runs_the_collection_green_twice_in_a_row(fleet: RunningFleet) -> None:
+    """The second run starts from the environment the first ended with (as in the Postman app,
+    where the environment keeps its values): a fresh email each run, nothing left over."""
+    if shutil.which("npm") is None and not NEWMAN.exists():
+        pytest.skip("npm is not installed here: `make install` could not install newman")
+    assert NEWMAN.exists(), "newman is missing: run `make install` (npm ci --prefix clients)"
+    ARTIFACTS.mkdir(exist_ok=True)
     expected = {
         request["name"] for request in requests_of(json.loads(COLLECTION.read_text())["item"])
     }
-    assert executed == expected
-    assert run["stats"]["assertions"]["failed"] == 0
-    assert run["stats"]["assertions"]["total"] >= 3 * len(expected)
+    emails = []
+    environment = ENVIRONMENT
+    for run in ("first", "second"):
+        newman_run = run_newman(fleet, environment, run)
+        executed = {execution["item"]["name"] for execution in newman_run["executions"]}
+        assert executed == expected
+        assert newman_run["stats"]["assertions"]["failed"] == 0
+        assert newman_run["stats"]["assertions"]["total"] >= 3 * len(expected)
+        environment = ARTIFACTS / f"newman-environment-{run}.json"
+        values = {v["key"]: v["value"] for v in json.loads(environment.read_text())["values"]}
+        emails.append(values["email"])
+    assert emails[0] != emails[1], "both runs registered the same address"

@@ -94,14 +94,20 @@ async def test_promotions_arrive_exclude_purchases_and_stop_after_cancel(
         mailed, timeout=FLOW_TIMEOUT_SECONDS, what="a promotion email"
     )
     assert "/unsubscribe/" in first_mail["List-Unsubscribe"]
+    assert first_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # The one-click link (RFC 8058) goes through the gateway's public URL to the scheduler.
     link = first_mail["List-Unsubscribe"].strip().strip("<>")
     assert link.startswith(fleet.graphql.removesuffix("/graphql"))
+    # A GET (a mail scanner, a link preview) only shows the confirm page.
+    shown = await client.get(link)
+    assert shown.status_code == 200
+    assert '<form method="post">' in shown.text
     forged = await client.post(link[:-2] + ("xx" if not link.endswith("xx") else "yy"))
     assert forged.status_code == 404
-    unsubscribed = await client.post(link)
+    one_click = {"List-Unsubscribe": "One-Click"}
+    unsubscribed = await client.post(link, data=one_click)
     assert unsubscribed.status_code == 200, unsubscribed.text
-    assert unsubscribed.json() == {"message": UNSUBSCRIBED}
+    assert "<h1>Unsubscribed</h1>" in unsubscribed.text
 
     body = await graphql(client, fleet, "mutation { cancelTaskSchedular }", token=token)
     assert data_of(body)["cancelTaskSchedular"] == UNSUBSCRIBED

@@ -41,12 +41,14 @@ DETAILS = """
 query { getUserDetails { id name email preferences order_status orders { productId }
   purchase_history { orderId } } }
 """
+VERIFIED = "query { getUserDetails { emailVerified } }"
 NOTIFICATIONS = """
 query Notifications($unreadOnly: Boolean) {
   getUserNotifications(unreadOnly: $unreadOnly) { id userId type content sentAt read }
 }
 """
 IMG_SRC = re.compile(r'<img[^>]*\ssrc="([^"]+)"', re.IGNORECASE)
+VERIFY_HREF = re.compile(r'<a href="([^"]+/verify-email/[^"]+)"')
 
 
 def unique_email() -> str:
@@ -94,6 +96,26 @@ def emails_to(mail_dir: Path, address: str) -> list[EmailMessage]:
         if address.lower() in str(message.get("To", "")).lower():
             found.append(message)
     return found
+
+
+def verify_link_of(message: EmailMessage) -> str:
+    """The verification link of a welcome (or resent verification) email."""
+    links = VERIFY_HREF.findall(html_of(message))
+    assert len(links) == 1, html_of(message)
+    return str(links[0]).replace("&amp;", "&")
+
+
+async def verify_by_mail(client: httpx.AsyncClient, fleet: RunningFleet, address: str) -> None:
+    """Follow the welcome email's link as a person does: open the page, press the button."""
+    messages = await eventually(
+        lambda: emails_to(fleet.mail_dir, address),
+        timeout=FLOW_TIMEOUT_SECONDS,
+        what=f"the welcome email of {address}",
+    )
+    link = verify_link_of(messages[0])
+    assert (await client.get(link)).status_code == 200
+    confirmed = await client.post(link)
+    assert confirmed.status_code == 200, confirmed.text
 
 
 def html_of(message: EmailMessage) -> str:
@@ -163,6 +185,13 @@ async def test_welcome_flow(client: httpx.AsyncClient, fleet: RunningFleet) -> N
     )
     assert len(messages) == 1
     html = html_of(messages[0])
+    # The welcome email carries the verification link: its page verifies on POST only.
+    link = verify_link_of(messages[0])
+    assert link.startswith(f"{fleet.state['services']['graphql_gateway']}/verify-email/")
+    shown = await client.get(link)
+    assert shown.status_code == 200
+    assert '<form method="post">' in shown.text
+    assert (await client.post(link)).status_code == 200
     pixels = IMG_SRC.findall(html)
     assert len(pixels) == 1, html
     pixel = pixels[0].replace("&amp;", "&")
@@ -191,6 +220,8 @@ async def test_welcome_flow(client: httpx.AsyncClient, fleet: RunningFleet) -> N
     await eventually(
         nothing_unread, timeout=FLOW_TIMEOUT_SECONDS, what="the unread list to be empty"
     )
+    verified = data_of(await graphql(client, fleet, VERIFIED, token=token))["getUserDetails"]
+    assert verified["emailVerified"] is True
 
 
 async def test_wrong_password_is_unauthenticated(

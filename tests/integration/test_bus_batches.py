@@ -8,10 +8,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from shared.bus import EventConsumer, Received, batched
+from shared.bus import Received
 from shared.events import Envelope
+from shared.failures import PermanentFailure
 from shared.publisher import EventPublisher
-from tests.fixtures.bus import TOPIC, bus_publisher, created, started_consumer  # noqa: F401
+from tests.fixtures.bus import (  # noqa: F401
+    TOPIC,
+    bus_publisher,
+    created,
+    started_batch_consumer,
+    started_consumer,
+)
 from tests.fixtures.parts import eventually, read_all
 
 
@@ -25,12 +32,7 @@ async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[
     return [e.notification_id for e in events]
 
 
-async def consume(
-    broker: str, publisher: EventPublisher, handle: Any, group: str, **extra: Any
-) -> EventConsumer:
-    return await started_consumer(
-        broker, publisher, batched(handle, max_records=500), group, **extra
-    )
+consume = started_batch_consumer
 
 
 def mine(user: str, received: Sequence[Received]) -> list[str]:
@@ -94,7 +96,7 @@ async def test_poison_inside_a_batch_is_dead_lettered_and_the_rest_handled(
     assert {dict(r.headers)["dlq_attempts"] for r in dead} == {b"0"}
 
 
-async def test_a_failing_event_is_retried_and_dead_lettered_alone(
+async def test_an_event_refused_for_good_is_dead_lettered_alone(
     kafka_broker: str, publisher: EventPublisher
 ) -> None:
     user = f"user-{uuid.uuid4().hex}"
@@ -107,23 +109,22 @@ async def test_a_failing_event_is_retried_and_dead_lettered_alone(
         ids = mine(user, received)
         if bad in ids:
             calls_with_bad.append(len(ids))
-            raise RuntimeError("this one event is broken")
+            raise PermanentFailure("this one event is broken")
         handled.extend(ids)
 
-    consumer = await consume(
-        kafka_broker, publisher, handle, f"group-{uuid.uuid4().hex}", kafka_handler_attempts=3
-    )
+    consumer = await consume(kafka_broker, publisher, handle, f"group-{uuid.uuid4().hex}")
     try:
         await eventually(lambda: len(handled) == 4, what="the four good events")
         dead = await eventually(lambda: _dead_for(kafka_broker, user, 1), what="the bad event")
     finally:
         await consumer.stop()
     assert handled == [i for i in sent if i != bad]  # each once, in order
-    # Once inside the batch, then alone: the handler's attempts, no more.
+    # Once inside the batch, then once alone: refused for good, it is not tried again.
     assert calls_with_bad[0] > 1
-    assert calls_with_bad[1:] == [1, 1, 1]
+    assert calls_with_bad[1:] == [1]
     headers = dict(dead[0].headers)
-    assert headers["dlq_attempts"] == b"3"
+    assert headers["dlq_attempts"] == b"1"
+    assert headers["dlq_failure"] == b"permanent"
     assert b"this one event is broken" in headers["dlq_error"]
     assert Envelope.from_bytes(dead[0].value).data["notification_id"] == bad
 

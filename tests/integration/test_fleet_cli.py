@@ -12,24 +12,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
-from shared.auth import issue_token
+from shared.auth import issue_token, verify_token
 from shared.cli.app import app
-from shared.cli.targets import DEFAULT_PORTS
+from shared.cli.targets import DEFAULT_MAIL_PAGE_PORT, DEFAULT_PORTS
 from shared.events.envelope import Envelope
-from shared.events.models import PurchaseHistoryProvided
+from shared.events.models import PurchaseHistoryProvided, UserRegistered
 from shared.events.topics import dead_letter_topic
 from shared.publisher import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from shared.stack import config as stack_config
 from shared.stack.config import ADMIN, GATEWAY, SERVICES
 from tests.fixtures.fleet import RunningFleet, launch_fleet
-from tests.fixtures.parts import eventually
+from tests.fixtures.parts import eventually, read_all
 
 pytestmark = pytest.mark.integration
 
 SECRET = secrets.token_urlsafe(32)
+# Listed in ADMIN_EMAILS: an admin once its welcome link is followed (the users commands).
+CLI_ADMIN = f"cli-admin-{uuid.uuid4().hex[:8]}@example.com"
+CLI_PASSWORD = "cli admin password 1"
 # The kafka admin service and one service besides it; nobody consumes the replayed topic.
 STARTED = ["user_service"]
 REPLAYED_TOPIC = PurchaseHistoryProvided.topic
@@ -39,7 +44,9 @@ DLQ_TIMEOUT_SECONDS = 30.0
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningFleet, Path]]:
     workdir = tmp_path_factory.mktemp("fleet-cli")
-    running = launch_fleet(workdir, env={"JWT_SECRET": SECRET}, services=STARTED)
+    running = launch_fleet(
+        workdir, env={"JWT_SECRET": SECRET, "ADMIN_EMAILS": CLI_ADMIN}, services=STARTED
+    )
     try:
         yield running, workdir / "stack-state.json"
     finally:
@@ -110,6 +117,7 @@ def test_the_default_ports_are_the_launchers() -> None:
     launched = {spec.name: spec.port for spec in (ADMIN, *SERVICES, GATEWAY)}
     assert launched == DEFAULT_PORTS
     assert list(DEFAULT_PORTS) == list(launched)
+    assert DEFAULT_MAIL_PAGE_PORT == stack_config.DEFAULT_MAIL_PAGE_PORT
 
 
 def test_status_fails_when_a_service_does_not_answer(tmp_path: Path) -> None:
@@ -228,3 +236,68 @@ def test_tail_of_an_unknown_topic_fails_clearly(stack: tuple[RunningFleet, Path]
     result = run("tail", "no.such-topic", "--state-file", str(state_file), "--idle-timeout", "1")
     assert result.exit_code == 1
     assert "no topic" in result.output
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+def _register(http: httpx.Client, email: str) -> dict[str, Any]:
+    body = {"name": "Cli", "email": email, "password": CLI_PASSWORD}
+    response = http.post("/users", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def _login(http: httpx.Client, email: str) -> dict[str, Any]:
+    response = http.post("/auth/login", json={"email": email, "password": CLI_PASSWORD})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def _verification_url(broker: str, user_id: str) -> str:
+    async def found() -> str | None:
+        for record in await read_all(broker, UserRegistered.topic):
+            data = Envelope.from_bytes(record.value).data
+            if data.get("user_id") == user_id:
+                return str(data["verification_url"])
+        return None
+
+    return str(await eventually(found, what="the admin's user.registered"))
+
+
+def test_users_grant_and_revoke_admin(stack: tuple[RunningFleet, Path]) -> None:
+    fleet, state_file = stack
+    where = ("--state-file", str(state_file))
+    target_email = f"cli-user-{uuid.uuid4().hex[:8]}@example.com"
+    with httpx.Client(base_url=fleet.state["services"]["user_service"], timeout=10) as http:
+        admin_id = _register(http, CLI_ADMIN)["user"]["id"]
+        target = _register(http, target_email)
+        url = asyncio.run(_verification_url(fleet.state["kafka"], admin_id))
+        assert http.post("/auth/verify-email", json={"token": url.rsplit("/", 1)[1]}).is_success
+        admin = _login(http, CLI_ADMIN)
+
+        refused = run("users", "grant-admin", target_email, *where, fleet_token=target["token"])
+        assert refused.exit_code == 1
+        assert "FORBIDDEN" in refused.output
+        granted = run("users", "grant-admin", target_email, *where, fleet_token=admin["token"])
+        assert granted.exit_code == 0, granted.output
+        assert "is now an admin" in granted.stdout
+        # The target's sessions ended; the next login carries the role.
+        assert (
+            http.post("/auth/refresh", json={"refreshToken": target["refreshToken"]}).status_code
+            == 401
+        )
+        assert "admin" in _roles(_login(http, target_email)["token"])
+
+        revoked = run("users", "revoke-admin", target_email, *where, fleet_token=admin["token"])
+        assert revoked.exit_code == 0, revoked.output
+        assert "admin" not in _roles(_login(http, target_email)["token"])
+        missing = run(
+            "users", "grant-admin", "nobody@example.com", *where, fleet_token=admin["token"]
+        )
+        assert missing.exit_code == 1
+        assert "NOT_FOUND" in missing.output
+
+
+def _roles(token: str) -> tuple[str, ...]:
+    return verify_token(token, secret=SECRET, issuer="fleet").roles

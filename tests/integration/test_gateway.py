@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
-from shared.auth import issue_token, roles_for
+from shared.auth import ROLE_CUSTOMER, issue_token
 from shared.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from shared.events import NotificationCreated, NotificationRead
 from shared.http import CallerDep, install_common
@@ -50,7 +50,7 @@ def token_for(user_id: str, email: str, *, secret: str = TEST_JWT_SECRET, ttl: i
     return issue_token(
         user_id=user_id,
         email=email,
-        roles=roles_for(email, frozenset()),
+        roles=[ROLE_CUSTOMER],
         secret=secret,
         issuer=ISSUER,
         ttl_seconds=ttl,
@@ -124,7 +124,7 @@ def user_service_app(store: UserStore) -> FastAPI:
         }
         store.users[user["id"]] = user
         store.passwords[user["id"]] = body.password
-        return {"token": token_for(user["id"], body.email), "user": user}
+        return {"token": token_for(user["id"], body.email), "refreshToken": "r", "user": user}
 
     @app.post("/auth/login")
     async def login(body: Credentials, request: Request) -> dict[str, Any]:
@@ -132,12 +132,17 @@ def user_service_app(store: UserStore) -> FastAPI:
         user = store.by_email(body.email)
         if user is None or store.passwords[user["id"]] != body.password:
             raise Unauthenticated("The email or password is not right.")
-        return {"token": token_for(user["id"], user["email"]), "user": user}
+        return {"token": token_for(user["id"], user["email"]), "refreshToken": "r", "user": user}
 
     @app.get("/users/me")
     async def me(caller: CallerDep, request: Request) -> dict[str, Any]:
         store.calls.record("me", request)
         return store.users[caller.user_id]
+
+    @app.get("/users/me/purchases")
+    async def purchases(caller: CallerDep, request: Request, first: int = 20) -> Any:
+        store.calls.record("purchases", request)
+        return store.users[caller.user_id]["purchase_history"][:first]
 
     @app.put("/users/me/preferences")
     async def preferences(body: Preferences, caller: CallerDep, request: Request) -> Any:
@@ -205,12 +210,15 @@ def notification_service_app(store: NotificationStore) -> FastAPI:
 
 
 class Served:
-    """An app served by uvicorn on a free loopback port, in this event loop."""
+    """An app served by uvicorn on a free loopback port, in this event loop (its lifespan
+    run when `lifespan="on"`)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, lifespan: str = "off") -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        config = uvicorn.Config(app, host=LOOPBACK, port=self.port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            app, host=LOOPBACK, port=self.port, log_config=None, lifespan=lifespan
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -648,6 +656,9 @@ async def test_redis_outage_still_answers(kafka_broker: str, fleet: Fleet) -> No
         ready = await without_redis.http.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["redis"] is False
+        # What the ServiceNotReady alert reads.
+        metrics = await without_redis.http.get("/metrics")
+        assert 'service_ready{service="graphql_gateway"} 0.0' in metrics.text
 
 
 async def test_readiness_and_metrics(gateway: RunningGateway) -> None:
@@ -657,3 +668,4 @@ async def test_readiness_and_metrics(gateway: RunningGateway) -> None:
     assert ready.json()["checks"] == {"redis": True, "events": True}
     metrics = await gateway.http.get("/metrics")
     assert 'route="/graphql"' in metrics.text
+    assert 'service_ready{service="graphql_gateway"} 1.0' in metrics.text

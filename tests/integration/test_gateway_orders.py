@@ -28,6 +28,7 @@ from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import Channel
 from shared.auth import ROLE_ADMIN, ROLE_CUSTOMER, issue_token
+from shared.catalog import Product, page_of, shipped_products
 from shared.errors import BadUserInput, Conflict, Forbidden, NotFound
 from shared.events import (
     Event,
@@ -90,15 +91,17 @@ def new_user(users: UserStore) -> tuple[str, str]:
 # --- the stand-ins ------------------------------------------------------------------------
 
 
+CATALOG = {p.id: p for p in shipped_products()}
+
+
 class ProductIn(BaseModel):
     productId: str
-    title: str
-    category: str
-    price: float | None = None
+    quantity: int = 1
 
 
 class NewOrder(BaseModel):
     products: list[ProductIn]
+    idempotencyKey: str | None = None
 
 
 class StatusChange(BaseModel):
@@ -108,7 +111,17 @@ class StatusChange(BaseModel):
 @dataclass
 class OrderStore:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: Calls = field(default_factory=Calls)
+
+
+def catalog_json(product: Product) -> dict[str, Any]:
+    return {
+        **product.as_line(),
+        "description": product.description,
+        "image": product.image,
+        "rating": product.rating.model_dump(),
+    }
 
 
 def order_service_app(store: OrderStore) -> FastAPI:
@@ -120,17 +133,54 @@ def order_service_app(store: OrderStore) -> FastAPI:
         store.calls.record("place", request)
         if not 1 <= len(body.products) <= MAX_PRODUCTS:
             raise BadUserInput("An order needs between 1 and 50 products.")
+        key = (caller.user_id, body.idempotencyKey or "")
+        if body.idempotencyKey is not None and key in store.keys:
+            return store.orders[store.keys[key]]
+        lines = []
+        for n, p in enumerate(body.products, start=1):
+            if p.productId not in CATALOG:
+                raise BadUserInput(f'Product {n}: there is no product "{p.productId}".')
+            lines.append({**CATALOG[p.productId].as_line(), "quantity": p.quantity})
         now = datetime.now(UTC).isoformat()
         order: dict[str, Any] = {
             "id": uuid.uuid4().hex,
             "userId": caller.user_id,
-            "products": [p.model_dump() for p in body.products],
+            "products": lines,
+            "total": round(sum(line["price"] * line["quantity"] for line in lines), 2),
             "status": "Placed",
             "createdAt": now,
             "updatedAt": now,
         }
         store.orders[order["id"]] = order
+        if body.idempotencyKey is not None:
+            store.keys[key] = order["id"]
         return order
+
+    @app.get("/products")
+    async def products(
+        request: Request,
+        category: str | None = None,
+        search: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> dict[str, Any]:
+        store.calls.record("products", request)
+        assert "authorization" not in request.headers  # public: no token is forwarded
+        page = page_of(
+            list(CATALOG.values()), category=category, search=search, first=first, after=after
+        )
+        return {
+            "items": [catalog_json(p) for p in page.items],
+            "endCursor": page.end_cursor,
+            "hasNextPage": page.has_next_page,
+        }
+
+    @app.get("/products/{product_id}")
+    async def product(product_id: str, request: Request) -> dict[str, Any]:
+        store.calls.record("product", request)
+        if product_id not in CATALOG:
+            raise NotFound("That product is not in the catalog.")
+        return catalog_json(CATALOG[product_id])
 
     @app.get("/orders")
     async def listing(
@@ -290,6 +340,13 @@ async def gateway(
         cache_ttl_seconds=300,
         subscription_queue_size=8,
     )
+    async with serve_gateway(settings) as live:
+        yield live
+
+
+@asynccontextmanager
+async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[LiveGateway]:
+    """A gateway under uvicorn on a free loopback port, in this event loop."""
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(
@@ -323,7 +380,7 @@ async def publisher(kafka_broker: str) -> AsyncIterator[EventPublisher]:
 PLACE = """
 mutation Place($products: [ProductInput!]!) {
   placeOrder(products: $products) {
-    id userId status createdAt updatedAt products { productId title category price }
+    id userId status createdAt updatedAt products { productId title category price quantity }
   }
 }"""
 UPDATE = """
@@ -332,8 +389,13 @@ mutation Update($id: ID!, $status: OrderStatus!) {
 }"""
 ORDERS = "query { orders { id userId status products { productId } } }"
 DETAILS = "query { getUserDetails { id order_status purchase_history { orderId } } }"
-TEA = {"productId": "7", "title": "Tea", "category": "food", "price": 3.5}
-CUP = {"productId": "8", "title": "Cup", "category": "kitchen"}
+TEA = {"productId": "7"}
+CUP = {"productId": "8", "quantity": 2}
+
+
+def line(product_id: str, quantity: int = 1) -> dict[str, Any]:
+    """The order line the catalog makes of a product id."""
+    return {**CATALOG[product_id].as_line(), "quantity": quantity}
 
 
 def codes(body: dict[str, Any]) -> list[str]:
@@ -360,7 +422,7 @@ async def test_place_list_and_update_orders(gateway: LiveGateway, services: Serv
     first = await place(gateway, token, TEA, CUP)
     assert first["userId"] == user_id
     assert first["status"] == "Placed"
-    assert first["products"] == [TEA, {**CUP, "price": None}]
+    assert first["products"] == [line("7"), line("8", 2)]
     assert first["createdAt"].endswith("+00:00")
     second = await place(gateway, token)
 
@@ -408,6 +470,77 @@ async def test_order_fields_need_a_token(gateway: LiveGateway, services: Service
     for query, variables in ((ORDERS, {}), (PLACE, {"products": [TEA]})):
         assert codes(await gateway.graphql(query, variables)) == ["UNAUTHENTICATED"]
     assert services.orders.calls.total == before
+
+
+PLACE_KEYED = """
+mutation Place($products: [ProductInput!]!, $key: String) {
+  placeOrder(products: $products, idempotencyKey: $key) { id total products { quantity } }
+}"""
+PRODUCTS = """
+query Products($category: String, $search: String, $first: Int, $after: String) {
+  products(category: $category, search: $search, first: $first, after: $after) {
+    items { productId title category price description image rating { rate count } }
+    endCursor hasNextPage
+  }
+}"""
+PRODUCT = "query One($id: ID!) { product(productId: $id) { productId title price } }"
+
+
+async def test_old_clients_order_by_id_and_the_catalog_prices(
+    gateway: LiveGateway, services: Services
+) -> None:
+    _, token = new_user(services.users)
+    # A contract-era client sends title, category and price: accepted, not used.
+    old = {"productId": "12", "title": "Cheap", "category": "x", "price": 0.01}
+    order = await place(gateway, token, old, {"productId": "3", "quantity": 3})
+    assert order["products"] == [line("12"), line("3", 3)]
+    unknown = await gateway.graphql(PLACE, {"products": [{"productId": "p-7"}]}, token=token)
+    assert codes(unknown) == ["BAD_USER_INPUT"] and "p-7" in unknown["errors"][0]["message"]
+
+
+async def test_an_idempotency_key_reaches_the_order_service(
+    gateway: LiveGateway, services: Services
+) -> None:
+    _, token = new_user(services.users)
+    variables = {"products": [CUP], "key": f"key-{uuid.uuid4().hex}"}
+    first = data_of(await gateway.graphql(PLACE_KEYED, variables, token=token))["placeOrder"]
+    again = data_of(await gateway.graphql(PLACE_KEYED, variables, token=token))["placeOrder"]
+    assert again == first
+    assert first["total"] == round(2 * CATALOG["8"].price, 2)
+    assert first["products"] == [{"quantity": 2}]
+
+
+async def test_the_catalog_is_public_paged_and_cached(
+    gateway: LiveGateway, services: Services
+) -> None:
+    before = services.orders.calls.total
+    body = await gateway.graphql(PRODUCTS, {"first": 2, "category": "books"})
+    page = data_of(body)["products"]
+    books = [p for p in CATALOG.values() if p.category == "books"]
+    assert [p["productId"] for p in page["items"]] == [p.id for p in books[:2]]
+    assert page["items"][0]["rating"] == books[0].rating.model_dump()
+    assert page["hasNextPage"] is True
+    following = data_of(
+        await gateway.graphql(
+            PRODUCTS, {"first": 2, "category": "books", "after": page["endCursor"]}
+        )
+    )["products"]
+    assert [p["productId"] for p in following["items"]] == [p.id for p in books[2:4]]
+    one = data_of(await gateway.graphql(PRODUCT, {"id": "5"}))["product"]
+    assert one == {"productId": "5", "title": CATALOG["5"].title, "price": CATALOG["5"].price}
+    assert data_of(await gateway.graphql(PRODUCT, {"id": "p-7"}))["product"] is None
+    calls = services.orders.calls.total
+    for not_a_segment in ("", ".", ".."):  # found by fuzzing: they named another route
+        assert data_of(await gateway.graphql(PRODUCT, {"id": not_a_segment}))["product"] is None
+    assert services.orders.calls.total == calls
+    assert calls == before + 4
+
+    # The same questions again, with or without a token: answered from the cache.
+    _, token = new_user(services.users)
+    again = await gateway.graphql(PRODUCTS, {"first": 2, "category": "books"}, token=token)
+    assert data_of(again)["products"] == page
+    assert data_of(await gateway.graphql(PRODUCT, {"id": "5"}))["product"] == one
+    assert services.orders.calls.total == calls
 
 
 # --- the details cache and the order flow -------------------------------------------------
@@ -466,7 +599,11 @@ async def test_purchase_history_event_drops_the_cached_details(
     user = services.users.users[user_id]
     user["order_status"] = "Placed"
     user["purchase_history"] = [
-        {"orderId": order_id, "products": [TEA], "purchaseDate": datetime.now(UTC).isoformat()}
+        {
+            "orderId": order_id,
+            "products": [line("7")],
+            "purchaseDate": datetime.now(UTC).isoformat(),
+        }
     ]
     cached = data_of(await gateway.graphql(DETAILS, token=token))["getUserDetails"]
     assert cached["purchase_history"] == []
@@ -760,3 +897,42 @@ async def test_a_subscription_over_http_is_bad_user_input(gateway: LiveGateway) 
         "Subscriptions are served over WebSocket at /graphql (graphql-transport-ws)."
     )
     assert gateway.subscriptions(Channel.ORDER_UPDATES) == 0
+
+
+async def test_purchase_history_is_paged_and_cached(
+    gateway: LiveGateway, services: Services
+) -> None:
+    user_id, token = new_user(services.users)
+    now = datetime.now(UTC).isoformat()
+    services.users.users[user_id]["purchase_history"] = [
+        {"orderId": f"o{n}", "products": [line("7")], "purchaseDate": now} for n in range(3)
+    ]
+    query = (
+        "query { getUserDetails { purchase_history(first: 2) { orderId products { quantity } } } }"
+    )
+    before = services.users.calls.hits["purchases"]
+    details = data_of(await gateway.graphql(query, token=token))["getUserDetails"]
+    assert details["purchase_history"] == [
+        {"orderId": "o0", "products": [{"quantity": 1}]},
+        {"orderId": "o1", "products": [{"quantity": 1}]},
+    ]
+    all_three = "query { getUserDetails { purchase_history { orderId } } }"
+    assert (
+        len(
+            data_of(await gateway.graphql(all_three, token=token))["getUserDetails"][
+                "purchase_history"
+            ]
+        )
+        == 3
+    )
+    assert data_of(await gateway.graphql(query, token=token))["getUserDetails"] == details
+    assert services.users.calls.hits["purchases"] == before + 2  # the repeat is cached
+
+
+async def test_a_new_accounts_history_is_read_with_its_new_token(gateway: LiveGateway) -> None:
+    registered = await gateway.graphql(
+        'mutation R($email: String!) { registerUser(name: "Ann", email: $email,'
+        ' password: "long enough pw") { token user { id purchase_history { orderId } } } }',
+        {"email": unique_email()},
+    )
+    assert data_of(registered)["registerUser"]["user"]["purchase_history"] == []

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
+from prometheus_client import REGISTRY
 
 from notification_service import domain
 from notification_service.mailer import Mailer
@@ -27,6 +28,7 @@ from notification_service.settings import NotificationSettings
 from shared.bus import EventConsumer
 from shared.events import Envelope, NotificationRequested, UserRegistered
 from shared.events.topics import partitions_of
+from shared.links import LinkSigner
 from shared.mongo import MongoStore
 from shared.publisher import EventPublisher
 from shared.stack.parts import LOOPBACK, free_port
@@ -142,6 +144,7 @@ async def test_refused_mail_is_retried_and_delivered_exactly_once(
     run = uuid.uuid4().hex[:8]
     addresses = [f"retry-{run}-{i}@example.com" for i in range(EVENTS)]
     async with notification_service(mail_settings(kafka_broker, smtp_server)) as running:
+        sent_before = counted("sent")
         smtp_server.refuse = True
         try:
             envelopes = await publish_requests(running, addresses, run)
@@ -166,6 +169,7 @@ async def test_refused_mail_is_retried_and_delivered_exactly_once(
             return len(found) == EVENTS and all(d["status"] == "sent" for d in found)
 
         await eventually(all_sent, timeout=30, what="every mail to be sent once SMTP is back")
+        assert counted("sent") - sent_before == EVENTS
         found = await deliveries(running, envelopes)
         # `sent` is final: nothing sends it again, so these counts are the end state.
         received = Counter({a: len(smtp_server.to(a)) for a in addresses if smtp_server.to(a)})
@@ -181,6 +185,7 @@ async def test_mail_is_given_up_after_the_last_attempt(
     run = uuid.uuid4().hex[:8]
     address = f"give-up-{run}@example.com"
     settings = mail_settings(kafka_broker, smtp_server, mail_max_attempts=3)
+    before = {outcome: counted(outcome) for outcome in ("retrying", "failed")}
     async with notification_service(settings) as running:
         smtp_server.refuse = True
         try:
@@ -197,6 +202,14 @@ async def test_mail_is_given_up_after_the_last_attempt(
     assert "451" in delivery["last_error"]
     assert delivery["next_attempt_at"] is None
     assert smtp_server.to(address) == []
+    # The dashboard's and the MailFailing alert's counters.
+    assert counted("retrying") - before["retrying"] == 2
+    assert counted("failed") - before["failed"] == 1
+
+
+def counted(outcome: str) -> float:
+    labels = {"service": "notification_service", "outcome": outcome}
+    return REGISTRY.get_sample_value("mail_deliveries_total", labels) or 0.0
 
 
 async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -> None:
@@ -221,7 +234,9 @@ async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -
             sent_at=now,
         )
         assert await repository.insert_new(notification, [])
-    senders = [MailSender(settings, repository, Mailer(settings), b"k" * 32) for _ in range(2)]
+    senders = [
+        MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in range(2)
+    ]
 
     async def drain(sender: MailSender) -> int:
         sent = 0
@@ -314,3 +329,97 @@ async def test_smtp_down_30_s_every_mail_delivered_once_afterwards(
         assert duplicated == 0
         assert sorted(received) == sorted(addresses)
         assert max(d["attempts"] for d in found) >= 2
+
+
+class SlowFirstExchange(SmtpRecorder):
+    """An SMTP server whose first session answers every command just inside the per-step
+    timeout: no step times out, the whole exchange takes longer than the mail's lease."""
+
+    step_seconds: float = 0.0
+    slow_session: Any = None
+
+    async def _stall(self, session: Any) -> None:
+        if self.slow_session is None:
+            self.slow_session = session
+        if session is self.slow_session:
+            await asyncio.sleep(self.step_seconds)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        await self._stall(session)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._stall(session)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._stall(session)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._stall(session)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_slow_smtp_exchange_ends_inside_its_lease_so_no_other_sender_repeats_it() -> None:
+    """Per-step timeouts alone let a slow server stretch one send past its lease, and a second
+    replica sends the same mail; the overall send timeout ends it first."""
+    step, lease = 0.7, 2.0  # four stalled steps (2.8 s), each inside the 1 s step timeout
+    smtp = SlowFirstExchange(LOOPBACK, free_port())
+    smtp.step_seconds = step
+    controller = Controller(smtp, hostname=LOOPBACK, port=smtp.port)
+    controller.start()
+    run = uuid.uuid4().hex[:8]
+    settings = mail_settings(
+        "127.0.0.1:1",
+        smtp,
+        smtp_timeout_seconds=1.0,
+        smtp_send_timeout_seconds=1.5,
+        mail_lease_seconds=lease,
+        mail_retry_base_seconds=0.1,
+    )
+    store = MongoStore(settings.mongo_uri, settings.database_name)
+    repository = NotificationRepository(store.db)
+    address = f"slow-{run}@example.com"
+    now = datetime.now(UTC)
+    notification = domain.new_notification(
+        notification_id=f"slow-{run}",
+        user_id=f"user-{run}",
+        kind="promotion",
+        content="Offer",
+        email=address,
+        subject=None,
+        delivery=domain.initial_delivery(wants=True, mail_enabled=True, now=now),
+        sent_at=now,
+    )
+    try:
+        await repository.ensure_indexes()
+        assert await repository.insert_new(notification, [])
+        first, second = (
+            MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in "ab"
+        )
+        slow = asyncio.create_task(first.send_one())  # claims the mail, meets the slow server
+        await eventually(lambda: smtp.slow_session is not None, what="the slow exchange")
+        # The other replica claims the mail once the first gives it back or its lease expires.
+        await eventually(second.send_one, timeout=10, what="the second sender's claim")
+        await slow
+        stored = await repository.get(f"slow-{run}")
+    finally:
+        controller.stop()
+        await store.close()
+    received = Counter({address: len(smtp.to(address))})
+    duplicated = tally("slow smtp", sent=1, stored=1, received=received)
+    assert stored is not None and stored["delivery"]["status"] == "sent"
+    assert duplicated == 0, "the mail was sent again while the first exchange still ran"
+    assert received[address] == 1

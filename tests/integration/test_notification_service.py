@@ -18,7 +18,14 @@ from notification_service.main import create_app
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
 from shared.bus import EventConsumer
-from shared.events import Envelope, NotificationRead, NotificationRequested, UserRegistered
+from shared.events import (
+    EmailVerificationRequested,
+    Envelope,
+    NotificationRead,
+    NotificationRequested,
+    PasswordResetRequested,
+    UserRegistered,
+)
 from shared.publisher import EventPublisher
 from tests.fixtures.parts import (
     TEST_JWT_SECRET,
@@ -346,3 +353,71 @@ async def test_bad_input_is_a_clear_4xx(service: NotificationServiceUnderTest) -
         response = await service.client.post(f"/notifications/{bad_id}/read", headers=user.headers)
         assert response.status_code == 404, bad_id
         assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_links_go_into_the_email_only_and_are_not_kept_once_sent(
+    service: NotificationServiceUnderTest,
+) -> None:
+    """Issue 13: the welcome email carries the verification link; a resend and a reset request
+    are mailed whatever the preferences; the in-app content never holds a link, and the stored
+    copy of a link is dropped once its mail went out."""
+    user = new_user()
+    base = "http://gateway.test"
+    welcome = await publish(
+        service,
+        UserRegistered(
+            user_id=user.user_id,
+            name=user.name,
+            email=user.email,
+            preferences=[],
+            verification_url=f"{base}/verify-email/welcome-token",
+        ),
+    )
+    resend = await publish(
+        service,
+        EmailVerificationRequested(
+            user_id=user.user_id,
+            name=user.name,
+            email=user.email,
+            verification_url=f"{base}/verify-email/resent-token",
+        ),
+    )
+    reset = await publish(
+        service,
+        PasswordResetRequested(
+            user_id=user.user_id,
+            name=user.name,
+            email=user.email,
+            reset_url=f"{base}/reset-password/reset-token",
+        ),
+    )
+
+    async def three() -> list[Any] | None:
+        mails = service.smtp.to(user.email)
+        return mails if len(mails) == 3 else None
+
+    mails = {m["Subject"]: parts_of(m) for m in await eventually(three, what="the three emails")}
+    assert set(mails) == {
+        "Welcome to Fleet",
+        "Confirm your email address",
+        "Reset your Fleet password",
+    }
+    expected = {
+        "Welcome to Fleet": "/verify-email/welcome-token",
+        "Confirm your email address": "/verify-email/resent-token",
+        "Reset your Fleet password": "/reset-password/reset-token",
+    }
+    for subject, path in expected.items():
+        assert f'<a href="{base}{path}">' in mails[subject]["text/html"]
+        assert f"{base}{path}" in mails[subject]["text/plain"]
+    listed_contents = [n["content"] for n in await listed(service, user, unread_only=False)]
+    assert len(listed_contents) == 3
+    assert not [c for c in listed_contents if "token" in c or base in c]
+
+    async def settled() -> list[dict[str, Any]] | None:
+        stored = [await service.repository.get(str(e.id)) for e in (welcome, resend, reset)]
+        done = all(s and s["delivery"]["status"] == "sent" for s in stored)
+        return stored if done else None  # type: ignore[return-value]
+
+    for stored in await eventually(settled, what="the three mails marked sent"):
+        assert stored["link"] is None

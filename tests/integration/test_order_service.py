@@ -17,9 +17,13 @@ import pytest
 import pytest_asyncio
 
 from order_service import events
+from order_service.domain import ProductInput
 from order_service.main import create_app
 from order_service.repository import OrderRepository
+from order_service.service import Orders
 from order_service.settings import OrderSettings
+from shared.auth import Caller
+from shared.catalog import CatalogClient, shipped_products
 from shared.events import Envelope, OrderPlaced, OrderStatusChanged
 from shared.outbox import outbox_entry
 from shared.runtime import ServiceRuntime
@@ -43,10 +47,41 @@ def shopper(*, admin: bool = False) -> Shopper:
     return Shopper(user_id, {"Authorization": f"Bearer {token}"})
 
 
+CATALOG = {p.id: p for p in shipped_products()}
+
+
 def products(count: int = 1, **overrides: Any) -> list[dict[str, Any]]:
-    line = {"title": "Desk lamp", "category": "home", "price": 19.99}
-    line.update(overrides)
-    return [{**line, "productId": f"p-{n}"} for n in range(count)]
+    """`count` lines of distinct real catalog products (ids 1, 2, ...)."""
+    return [{"productId": str(n + 1), **overrides} for n in range(count)]
+
+
+def catalog_line(product_id: str, quantity: int = 1) -> dict[str, Any]:
+    """The line an order stores for a catalog product."""
+    product = CATALOG[product_id]
+    return {
+        "productId": product_id,
+        "title": product.title,
+        "category": product.category,
+        "price": product.price,
+        "quantity": quantity,
+    }
+
+
+def counting_catalog(calls: list[str], *, fail: bool = False) -> CatalogClient:
+    """A catalog client over HTTP that serves the shipped catalog (or fails), counting calls."""
+    body = [p.model_dump() for p in shipped_products()]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        if fail:
+            raise httpx.ConnectError("catalog down", request=request)
+        return httpx.Response(200, json=body)
+
+    return CatalogClient("http://catalog.test", attempts=1, transport=httpx.MockTransport(answer))
+
+
+def caller_of(who: Shopper) -> Caller:
+    return Caller(user_id=who.user_id, email=f"{who.user_id}@example.com", roles=("customer",))
 
 
 @dataclass
@@ -56,12 +91,15 @@ class OrderServiceUnderTest:
     broker: str
     runtime: ServiceRuntime
 
+    orders: Orders
+
     async def place(
-        self, who: Shopper, lines: list[dict[str, Any]] | None = None
+        self, who: Shopper, lines: list[dict[str, Any]] | None = None, key: str | None = None
     ) -> httpx.Response:
-        return await self.client.post(
-            "/orders", json={"products": lines or products()}, headers=who.headers
-        )
+        body: dict[str, Any] = {"products": lines or products()}
+        if key is not None:
+            body["idempotencyKey"] = key
+        return await self.client.post("/orders", json=body, headers=who.headers)
 
     async def set_status(self, who: Shopper, order_id: str, status: str) -> httpx.Response:
         return await self.client.post(
@@ -91,7 +129,7 @@ async def service(kafka_broker: str) -> AsyncIterator[OrderServiceUnderTest]:
             transport=transport, base_url="http://order-service"
         ) as client:
             yield OrderServiceUnderTest(
-                client, app.state.repository, kafka_broker, app.state.runtime
+                client, app.state.repository, kafka_broker, app.state.runtime, app.state.orders
             )
 
 
@@ -108,20 +146,20 @@ async def test_place_stores_the_order_and_publishes_order_placed(
     response = await service.place(
         ada,
         [
-            {"productId": " sku-1 ", "title": " Desk lamp ", "category": "home", "price": 19.99},
-            {"productId": "sku-2", "title": "Bulb", "category": "home"},
+            # An older client's title, category and price are not what is stored.
+            {"productId": " 3 ", "title": "Free lamp", "category": "gifts", "price": 0.01},
+            {"productId": "12", "quantity": 3},
         ],
     )
 
     assert response.status_code == 201, response.text
     order = response.json()
+    lines = [catalog_line("3"), catalog_line("12", 3)]
     assert order == {
         "id": order["id"],
         "userId": ada.user_id,
-        "products": [
-            {"productId": "sku-1", "title": "Desk lamp", "category": "home", "price": 19.99},
-            {"productId": "sku-2", "title": "Bulb", "category": "home", "price": None},
-        ],
+        "products": lines,
+        "total": round(CATALOG["3"].price + 3 * CATALOG["12"].price, 2),
         "status": "Placed",
         "createdAt": order["createdAt"],
         "updatedAt": order["createdAt"],
@@ -147,18 +185,21 @@ async def test_place_stores_the_order_and_publishes_order_placed(
     [
         pytest.param({"products": []}, True, 422, "BAD_USER_INPUT", id="no-products"),
         pytest.param({"products": products(51)}, True, 422, "BAD_USER_INPUT", id="51-products"),
-        pytest.param({"products": products(title=" ")}, True, 422, "BAD_USER_INPUT", id="blank"),
-        pytest.param({"products": products(price=-1)}, True, 422, "BAD_USER_INPUT", id="neg-price"),
         pytest.param(
-            {"products": products(title="x" * 201)}, True, 422, "BAD_USER_INPUT", id="long-title"
-        ),
-        pytest.param(
-            {"products": [{"productId": "p", "title": "t"}]},
+            {"products": [{"productId": "p-7", "title": "Trail shoes", "category": "sport"}]},
             True,
             422,
             "BAD_USER_INPUT",
-            id="no-category",
+            id="unknown-id",
         ),
+        pytest.param({"products": products(quantity=0)}, True, 422, "BAD_USER_INPUT", id="qty-0"),
+        pytest.param(
+            {"products": products(quantity=100)}, True, 422, "BAD_USER_INPUT", id="qty-100"
+        ),
+        pytest.param(
+            {"products": products(), "idempotencyKey": ""}, True, 422, "BAD_USER_INPUT", id="key"
+        ),
+        pytest.param({"products": [{"title": "t"}]}, True, 422, "BAD_USER_INPUT", id="no-id"),
         pytest.param({"products": "lamp"}, True, 422, "BAD_USER_INPUT", id="not-a-list"),
         pytest.param({}, True, 422, "BAD_USER_INPUT", id="no-body-fields"),
         pytest.param({"products": products()}, False, 401, "UNAUTHENTICATED", id="no-token"),
@@ -202,7 +243,7 @@ async def test_list_is_own_orders_newest_first_and_paged(service: OrderServiceUn
     ada, bob = shopper(), shopper()
     placed = []
     for n in range(3):
-        response = await service.place(ada, products(1, title=f"Item {n}"))
+        response = await service.place(ada, products(1, quantity=n + 1))
         assert response.status_code == 201
         placed.append(response.json()["id"])
     assert (await service.place(bob)).status_code == 201
@@ -389,3 +430,179 @@ async def test_a_status_change_publishes_an_earlier_pending_event_before_its_own
     assert [e.data["status"] for _, e in found] == ["Shipped", "Delivered"]
     after = await service.repository.orders.find_one({"_id": order["id"]})
     assert after is not None and after["outbox"] == []
+
+
+async def test_an_unknown_product_is_bad_input_naming_it(service: OrderServiceUnderTest) -> None:
+    ada = shopper()
+    response = await service.place(ada, [{"productId": "1"}, {"productId": "p-7"}])
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == {
+        "code": "BAD_USER_INPUT",
+        "message": 'Product 2: there is no product "p-7" in the catalog.',
+    }
+    assert await service.repository.count({"user_id": ada.user_id}) == 0
+
+
+async def test_a_catalog_outage_is_service_unavailable_and_stores_nothing(
+    service: OrderServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, calls = shopper(), []
+    monkeypatch.setattr(service.orders, "catalog", counting_catalog(calls, fail=True))
+    response = await service.place(ada)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert calls and await service.repository.count({"user_id": ada.user_id}) == 0
+    browse = await service.client.get("/products")
+    assert browse.status_code == 503 and browse.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_catalog_lookups_are_cached(
+    service: OrderServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, calls = shopper(), []
+    monkeypatch.setattr(service.orders, "catalog", counting_catalog(calls))
+    for n in range(3):
+        assert (await service.place(ada, products(1, quantity=n + 1))).status_code == 201
+    assert (await service.client.get("/products/5")).status_code == 200
+    assert (await service.client.get("/products?first=2")).status_code == 200
+    assert len(calls) == 1
+
+
+async def test_the_same_key_answers_the_first_order_and_publishes_once(
+    service: OrderServiceUnderTest,
+) -> None:
+    ada, bob = shopper(), shopper()
+    first = await service.place(ada, products(1), key="checkout-1")
+    assert first.status_code == 201, first.text
+    # Same key, other products: still the first order.
+    again = await service.place(ada, products(2, quantity=5), key="checkout-1")
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    # Another key, or the same key of another user, is another order.
+    other = await service.place(ada, products(1), key="checkout-2")
+    bobs = await service.place(bob, products(1), key="checkout-1")
+    assert len({first.json()["id"], other.json()["id"], bobs.json()["id"]}) == 3
+
+    async def two() -> list[tuple[str | None, Envelope]]:
+        found = await service.events_of(OrderPlaced.topic, ada.user_id)
+        return found if len(found) >= 2 else []
+
+    found = await eventually(two, what="two orders")
+    assert sorted(e.data["order_id"] for _, e in found) == sorted(
+        [first.json()["id"], other.json()["id"]]
+    )
+    assert await service.repository.count({"user_id": ada.user_id}) == 2
+
+
+async def test_a_key_answers_the_order_as_it_is_now(service: OrderServiceUnderTest) -> None:
+    ada = shopper()
+    order = (await service.place(ada, key="k")).json()
+    assert (await service.set_status(ada, order["id"], "Cancelled")).status_code == 200
+    again = await service.place(ada, key="k")
+    assert again.json()["id"] == order["id"] and again.json()["status"] == "Cancelled"
+
+
+async def test_two_racing_requests_with_one_key_place_one_order(
+    service: OrderServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada = shopper()
+    # Both find no order under the key before either remembers one: only the unique key
+    # document can decide (a check-then-insert would place two).
+    both_looked = asyncio.Barrier(2)
+    look = service.repository.keyed
+
+    async def look_then_wait(key_id: str, now: datetime) -> dict[str, Any] | None:
+        found = await look(key_id, now)
+        if found is None:
+            async with asyncio.timeout(BARRIER_TIMEOUT_SECONDS):
+                await both_looked.wait()
+        return found
+
+    monkeypatch.setattr(service.repository, "keyed", look_then_wait)
+    responses = await asyncio.gather(
+        service.place(ada, products(1), key="race"), service.place(ada, products(2), key="race")
+    )
+    monkeypatch.undo()
+
+    assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+    assert responses[0].json()["id"] == responses[1].json()["id"]
+    assert await service.repository.count({"user_id": ada.user_id}) == 1
+    await eventually(lambda: service.events_of(OrderPlaced.topic, ada.user_id), what="the order")
+    assert len(await service.events_of(OrderPlaced.topic, ada.user_id)) == 1
+
+
+async def test_a_second_request_finishes_a_first_that_stopped_between_its_writes(
+    service: OrderServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada = shopper()
+    insert = service.repository.insert
+
+    async def crash(order: dict[str, Any], outbox: list[dict[str, Any]]) -> bool:
+        raise ConnectionError("the process died after remembering the key")
+
+    monkeypatch.setattr(service.repository, "insert", crash)
+    with pytest.raises(ConnectionError):
+        await service.orders.place(caller_of(ada), [ProductInput("4")], "stopped")
+    monkeypatch.setattr(service.repository, "insert", insert)
+    assert await service.repository.count({"user_id": ada.user_id}) == 0
+
+    again = await service.place(ada, products(1), key="stopped")
+    assert again.status_code == 201, again.text
+    assert [p["productId"] for p in again.json()["products"]] == ["4"]
+    await eventually(lambda: service.events_of(OrderPlaced.topic, ada.user_id), what="the order")
+    assert await service.repository.count({"user_id": ada.user_id}) == 1
+
+
+async def test_a_key_past_its_window_places_a_new_order(service: OrderServiceUnderTest) -> None:
+    ada = shopper()
+    first = (await service.place(ada, key="old")).json()
+    # The window passed, and the TTL monitor has not removed the key yet.
+    await service.repository.keys.update_many(
+        {"user_id": ada.user_id}, {"$set": {"expires_at": datetime(2000, 1, 1, tzinfo=UTC)}}
+    )
+    second = (await service.place(ada, key="old")).json()
+    assert second["id"] != first["id"]
+    assert await service.repository.count({"user_id": ada.user_id}) == 2
+
+
+async def test_keys_expire_by_a_ttl_index(service: OrderServiceUnderTest) -> None:
+    indexes = await service.repository.keys.index_information()
+    assert indexes["expire_at"]["expireAfterSeconds"] == 0
+    assert indexes["expire_at"]["key"] == [("expires_at", 1)]
+
+
+async def test_the_catalog_is_public_paged_and_filtered(service: OrderServiceUnderTest) -> None:
+    page = await service.client.get("/products", params={"first": 3})
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert [p["productId"] for p in body["items"]] == ["1", "2", "3"]
+    assert body["hasNextPage"] is True
+    assert set(body["items"][0]) == {
+        "productId",
+        "title",
+        "category",
+        "price",
+        "description",
+        "image",
+        "rating",
+    }
+    following = (
+        await service.client.get("/products", params={"first": 3, "after": body["endCursor"]})
+    ).json()
+    assert [p["productId"] for p in following["items"]] == ["4", "5", "6"]
+
+    books = [p for p in CATALOG.values() if p.category == "books"]
+    listed = (await service.client.get("/products", params={"category": "Books"})).json()
+    assert [p["productId"] for p in listed["items"]] == [p.id for p in books]
+    assert listed["hasNextPage"] is False
+    word = CATALOG["2"].title.split()[0].upper()
+    found = (await service.client.get("/products", params={"search": word})).json()
+    assert "2" in [p["productId"] for p in found["items"]]
+
+    one = await service.client.get("/products/7")
+    assert one.status_code == 200 and one.json()["title"] == CATALOG["7"].title
+    missing = await service.client.get("/products/p-7")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+    for query in ("first=0", "after=bm9wZQ", "search=" + "x" * 101):
+        bad = await service.client.get(f"/products?{query}")
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "BAD_USER_INPUT", query

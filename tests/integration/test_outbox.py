@@ -3,7 +3,10 @@ removed, and kept while the broker cannot take it."""
 
 from __future__ import annotations
 
+import time
 import uuid
+
+from prometheus_client import REGISTRY
 
 from shared.events import Envelope, UserPreferencesUpdated
 from shared.mongo import MongoStore
@@ -144,3 +147,30 @@ async def test_an_unpublishable_entry_is_set_aside_and_not_retried(kafka_broker:
     document = await users.find_one({"_id": user_id})
     assert document[OUTBOX_FIELD] == []
     assert document[UNPUBLISHABLE_FIELD] == [broken]
+
+
+async def test_relay_exports_the_pending_count_and_the_oldest_age() -> None:
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    service = f"outbox-metrics-{uuid.uuid4().hex[:6]}"
+    relay = OutboxRelay(EventPublisher(settings_for("127.0.0.1:1")), [users], 60, service=service)
+    labels = {"service": service, "collection": "users"}
+    try:
+        await users.create_index([(f"{OUTBOX_FIELD}.0", 1)], sparse=True)
+        await relay.measure()
+        assert REGISTRY.get_sample_value("outbox_pending_documents", labels) == 0
+        assert REGISTRY.get_sample_value("outbox_oldest_pending_age_seconds", labels) == 0
+        now = time.time()
+        await users.insert_many(
+            [
+                {"_id": "young", OUTBOX_FIELD: [{"id": "a", "queued_at": now - 5}]},
+                {"_id": "old", OUTBOX_FIELD: [{"id": "b", "queued_at": now - 90}]},
+                {"_id": "done", OUTBOX_FIELD: []},
+            ]
+        )
+        await relay.measure()
+        assert REGISTRY.get_sample_value("outbox_pending_documents", labels) == 2
+        age = REGISTRY.get_sample_value("outbox_oldest_pending_age_seconds", labels)
+        assert age is not None and 90 <= age < 120
+    finally:
+        await store.close()

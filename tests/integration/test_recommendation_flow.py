@@ -23,7 +23,14 @@ from shared.catalog import CatalogClient
 from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
 from shared.runtime import ServiceRuntime
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
+from shared.times import as_utc
+from tests.fixtures.parts import (
+    TEST_JWT_SECRET,
+    envelope_or_none,
+    eventually,
+    read_all,
+    signed_token,
+)
 from user_service.purchase_history import PurchaseHistoryHandler
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -71,7 +78,7 @@ async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
     # The user service's side: only its purchase-history handler, in a group of this test's own.
     runtime = ServiceRuntime(user_settings)
     users = UserRepository(runtime.db)
-    handler = PurchaseHistoryHandler(users, runtime.publisher)
+    handler = PurchaseHistoryHandler(user_settings, users, runtime.publisher)
     user_consumer = runtime.consume(
         f"user_service-test-{uuid.uuid4().hex[:8]}",
         {PurchaseHistoryRequested.topic: handler.on_requested},
@@ -100,13 +107,15 @@ async def add_user(flow: Flow, preferences: list[str]) -> str:
             "name": "Reader",
             "email": f"{user_id}@example.com",
             "preferences": preferences,
-            "purchase_history": [
-                {
-                    "order_id": f"order-{uuid.uuid4().hex}",
-                    "products": [line(BOUGHT, "Cast Iron Skillet 26 cm", "kitchen")],
-                    "purchase_date": datetime.now(UTC) - timedelta(days=2),
-                }
-            ],
+        }
+    )
+    await flow.users.purchases.collection.insert_one(
+        {
+            "_id": f"order-{uuid.uuid4().hex}",
+            "user_id": user_id,
+            "products": [line(BOUGHT, "Cast Iron Skillet 26 cm", "kitchen")],
+            "purchase_date": datetime.now(UTC) - timedelta(days=2),
+            "statuses": ["Placed"],
         }
     )
     return user_id
@@ -209,3 +218,24 @@ async def test_a_catalog_outage_defers_and_retries(flow: Flow) -> None:
         flow.flow.catalog = working
     products = await eventually(lambda: latest(flow, user_id), what="the retried recommendation")
     assert BOUGHT not in [p["productId"] for p in products]
+
+
+async def test_a_request_asks_for_a_bounded_window_and_expires(flow: Flow) -> None:
+    user_id = await add_user(flow, ["order_updates"])
+    response = await flow.client.post("/recommendations/requests", headers=auth(user_id))
+    assert response.status_code == 202
+
+    async def asked() -> list[Envelope]:
+        records = await read_all(flow.broker, PurchaseHistoryRequested.topic)
+        found = [e for r in records if (e := envelope_or_none(r.value)) is not None]
+        return [e for e in found if e.data.get("user_id") == user_id]
+
+    [request] = await eventually(asked, what="the history request")
+    assert request.data["max_orders"] == flow.flow.settings.recommendation_history_orders == 20
+    doc = await flow.flow.repository.requests.find_one({"user_id": user_id})
+    assert doc is not None
+    lifetime = as_utc(doc["expires_at"]) - as_utc(doc["created_at"])
+    assert lifetime == timedelta(seconds=flow.flow.settings.recommendation_request_ttl_seconds)
+    indexes = await flow.flow.repository.requests.index_information()
+    assert indexes["expire_at"]["expireAfterSeconds"] == 0
+    assert indexes["expire_at"]["key"] == [("expires_at", 1)]

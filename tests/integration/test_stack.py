@@ -75,6 +75,9 @@ def test_the_fleet_starts_on_a_given_broker_and_stops_on_sigint(
                 assert ready.json()["service"] == name
                 assert client.get(f"{url}/health").status_code == 200
                 assert client.get(f"{url}/metrics").status_code == 200
+            # The sink's mail page answers where the table says.
+            mail_page = client.get(state["mail_page"])
+            assert mail_page.status_code == 200 and "Mail sent by the fleet" in mail_page.text
         launched = {p.pid for p in fleet.descendants}
         assert set(state["pids"].values()) <= launched
 
@@ -151,6 +154,22 @@ def test_a_taken_contract_port_is_an_error_and_a_taken_part_port_moves() -> None
         sock.listen()
         taken = sock.getsockname()[1]
         plan = PortPlan(free_ports=False)
-        with pytest.raises(StackError, match=f"port {taken} for x is already in use"):
+        with pytest.raises(StackError, match=f"port {taken} for x is already in use") as refused:
             plan.for_service(ServiceSpec("x", taken))
+        # The way out it names is one a user can type.
+        assert "make run ARGS=--free-ports" in str(refused.value)
         assert plan.for_part(taken) != taken
+
+
+def test_make_run_passes_its_args_to_the_launcher() -> None:
+    # The developer's make, as they would type it.
+    command = ["make", "-n", "run", "ARGS=--free-ports --services order_service"]
+    shown = subprocess.run(  # noqa: S603
+        command,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "-m shared.stack --free-ports --services order_service" in shown.stdout

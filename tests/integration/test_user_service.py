@@ -104,9 +104,12 @@ async def test_register_stores_the_user_and_publishes_user_registered(
         "order_status": "none",
         "orders": [],
         "purchase_history": [],
+        "emailVerified": False,
     }
     caller = verify_token(body["token"], secret=TEST_JWT_SECRET, issuer="fleet")
     assert (caller.user_id, caller.email, caller.roles) == (user["id"], email, ("customer",))
+    assert caller.session_id is not None
+    assert body["refreshToken"].startswith(f"{user['id']}.{caller.session_id}.")
 
     stored = await service.repository.users.find_one({"_id": user["id"]})
     assert stored is not None
@@ -125,12 +128,14 @@ async def test_register_stores_the_user_and_publishes_user_registered(
     assert key == user["id"]
     assert envelope.type == "UserRegistered"
     assert envelope.source == "user_service"
+    verification_url = envelope.data.pop("verification_url")
     assert envelope.data == {
         "user_id": user["id"],
         "name": "Ada Lovelace",
         "email": email,
         "preferences": ["recommendations", "promotions"],
     }
+    assert verification_url.startswith("http://localhost:4000/verify-email/")
     # Published straight away, so nothing is left pending in the outbox.
     assert (await service.repository.users.find_one({"_id": user["id"]}))["outbox"] == []
 
@@ -141,11 +146,21 @@ async def test_preferences_default_to_order_updates(service: UserServiceUnderTes
     assert response.json()["user"]["preferences"] == ["order_updates"]
 
 
-async def test_admin_emails_get_the_admin_role(service: UserServiceUnderTest) -> None:
+async def test_registering_an_admin_email_gives_no_admin_role(
+    service: UserServiceUnderTest,
+) -> None:
+    """Whoever registers an ADMIN_EMAILS address first gets a customer's token: the address is
+    not theirs until its link is followed (tests/integration/test_identity.py verifies it)."""
     response = await service.register(email=ADMIN_EMAIL)
     assert response.status_code == 201, response.text
     caller = verify_token(response.json()["token"], secret=TEST_JWT_SECRET, issuer="fleet")
-    assert caller.roles == ("customer", "admin")
+    assert caller.roles == ("customer",)
+    login = await service.client.post(
+        "/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD}
+    )
+    assert verify_token(login.json()["token"], secret=TEST_JWT_SECRET, issuer="fleet").roles == (
+        "customer",
+    )
 
 
 async def test_login_with_the_right_password(service: UserServiceUnderTest) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,7 @@ from order_service.settings import OrderSettings
 from recommendation_service.settings import RecommendationSettings
 from scheduler_service.settings import SchedulerSettings
 from shared.auth import issue_token
+from shared.links import LinkPurpose, LinkSigner
 from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
 from user_service.settings import UserSettings
@@ -76,6 +78,7 @@ class Account:
     user_id: str
     email: str
     token: str
+    refresh_token: str = ""
 
 
 def unique_email(tag: str = "sec") -> str:
@@ -138,7 +141,7 @@ class World:
     async def place_owner_order(self) -> str:
         response = await self.clients["order_service"].post(
             "/orders",
-            json={"products": [{"productId": "1", "title": "Lamp", "category": "home"}]},
+            json={"products": [{"productId": "1"}]},
             headers=self.headers(Kind.OWNER),
         )
         assert response.status_code == 201, response.text
@@ -235,12 +238,7 @@ async def serve_gateway(settings: GatewaySettings, apps: dict[str, FastAPI]) -> 
         # Stopped while its event reader still starts, the gateway leaks a Kafka producer.
         await eventually(app.state.cache_events.ready, what="the gateway's event reader")
         original: Gateway = app.state.gateway
-        app.state.gateway = Gateway(
-            settings=original.settings,
-            clients=_gateway_clients(apps, settings),
-            cache=original.cache,
-            hub=original.hub,
-        )
+        app.state.gateway = dataclasses.replace(original, clients=_gateway_clients(apps, settings))
         await original.clients.aclose()
         yield app
     finally:
@@ -268,7 +266,34 @@ async def register(client: httpx.AsyncClient, email: str) -> Account:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    return Account(body["user"]["id"], email, body["token"])
+    return Account(body["user"]["id"], email, body["token"], body["refreshToken"])
+
+
+def verification_token(user_app: FastAPI, user: dict[str, Any]) -> str:
+    """The token of the user's pending verification link (as the welcome email carries it)."""
+    return str(
+        LinkSigner(TEST_JWT_SECRET).sign(
+            LinkPurpose.VERIFY_EMAIL,
+            user["_id"],
+            ttl_seconds=user_app.state.settings.email_verification_ttl_seconds,
+            token_id=user["verify_jti"],
+        )
+    )
+
+
+async def verified_admin(client: httpx.AsyncClient, user_app: FastAPI, email: str) -> Account:
+    """Register an ADMIN_EMAILS address, follow its verification link, and log in: only then
+    does its token carry the admin role."""
+    registered = await register(client, email)
+    user = await user_app.state.repository.by_id(registered.user_id)
+    verified = await client.post(
+        "/auth/verify-email", json={"token": verification_token(user_app, user)}
+    )
+    assert verified.status_code == 200, verified.text
+    login = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    body = login.json()
+    return Account(registered.user_id, email, body["token"], body["refreshToken"])
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
@@ -295,7 +320,7 @@ async def world(kafka_broker: str, redis_url: str) -> AsyncIterator[World]:
         users = clients["user_service"]
         owner = await register(users, unique_email("owner"))
         other = await register(users, unique_email("other"))
-        admin = await register(users, ADMIN_EMAIL)
+        admin = await verified_admin(users, apps["user_service"], ADMIN_EMAIL)
         port = gateway.state.settings.port
         yield World(
             apps=apps,

@@ -27,15 +27,18 @@ from notification_service import tracking
 from scheduler_service import domain as scheduler_domain
 from shared.events import NotificationCreated, OrderStatusChanged
 from shared.events.models import ProductLine
+from shared.links import LinkPurpose, LinkSigner
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 from tests.security.conftest import (
     ALL_KINDS,
     BAD_TOKENS,
     PASSWORD,
+    Account,
     Kind,
     World,
     register,
     unique_email,
+    verification_token,
 )
 from tests.security.endpoints import WEBSOCKET, endpoints
 
@@ -73,6 +76,10 @@ class Call:
     path: str
     json: Any = None
     params: dict[str, str] | None = None
+    # Instead of the kind's own token: calls that end sessions or change a password use a
+    # session or an account of their own, so the world's tokens keep working.
+    headers: dict[str, str] | None = None
+    form: dict[str, str] | None = None
 
 
 Build = Callable[[World, Kind], Awaitable[Call]]
@@ -97,10 +104,85 @@ async def _mark_owner_notification(world: World, kind: Kind) -> Call:
     return Call(f"/notifications/{await world.owner_notification()}/read")
 
 
+LINKS = LinkSigner(TEST_JWT_SECRET)
+NEW_PASSWORD = "another matrix password 2"
+
+
 async def _owner_pixel(world: World, kind: Kind) -> Call:
-    key = tracking.tracking_key(TEST_JWT_SECRET)
-    token = tracking.sign(key, await world.owner_notification(), world.owner.user_id)
+    token = tracking.sign(LINKS, await world.owner_notification(), world.owner.user_id, 600)
     return Call(f"/track/{token}.gif")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def fresh_account(world: World) -> Account:
+    """A customer of the call's own."""
+    return await register(world.clients["user_service"], unique_email("fresh"))
+
+
+async def fresh_session(world: World, kind: Kind) -> dict[str, str] | None:
+    """A new session of the kind's account (to end it); bad tokens stay as they are."""
+    account = world.account(kind)
+    if account is None:
+        return None
+    login = await world.clients["user_service"].post(
+        "/auth/login", json={"email": account.email, "password": PASSWORD}
+    )
+    return _bearer(login.json()["token"])
+
+
+async def throwaway(world: World, kind: Kind) -> tuple[Account | None, dict[str, str] | None]:
+    """For a password change: an account of the call's own (acting on oneself, a customer and
+    an admin are alike); bad tokens stay as they are."""
+    if world.account(kind) is None:
+        return None, None
+    account = await fresh_account(world)
+    return account, _bearer(account.token)
+
+
+async def verify_token_of_fresh_user(world: World) -> str:
+    account = await fresh_account(world)
+    user = await world.apps["user_service"].state.repository.by_id(account.user_id)
+    return verification_token(world.apps["user_service"], user)
+
+
+async def reset_token_of_fresh_user(world: World) -> str:
+    account = await fresh_account(world)
+    users = world.clients["user_service"]
+    await users.post("/auth/password-reset-requests", json={"email": account.email})
+    user = await world.apps["user_service"].state.repository.by_id(account.user_id)
+    return LINKS.sign(
+        LinkPurpose.RESET_PASSWORD, account.user_id, ttl_seconds=600, token_id=user["reset_jti"]
+    )
+
+
+async def _refresh_body(world: World, kind: Kind) -> Call:
+    return Call("/auth/refresh", {"refreshToken": (await fresh_account(world)).refresh_token})
+
+
+async def _logout(world: World, kind: Kind) -> Call:
+    return Call("/auth/logout", headers=await fresh_session(world, kind))
+
+
+async def _verify_body(world: World, kind: Kind) -> Call:
+    return Call("/auth/verify-email", {"token": await verify_token_of_fresh_user(world)})
+
+
+async def _reset_body(world: World, kind: Kind) -> Call:
+    token = await reset_token_of_fresh_user(world)
+    return Call("/auth/password-reset", {"token": token, "newPassword": NEW_PASSWORD})
+
+
+async def _change_password(world: World, kind: Kind) -> Call:
+    _, headers = await throwaway(world, kind)
+    body = {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}
+    return Call("/users/me/password", body, headers=headers)
+
+
+async def _admin_grant(world: World, kind: Kind) -> Call:
+    return Call(f"/admin/admins/{(await fresh_account(world)).email}")
 
 
 async def _owner_order_status(world: World, kind: Kind) -> Call:
@@ -111,10 +193,19 @@ async def _owner_order_status(world: World, kind: Kind) -> Call:
 
 def _owner_unsubscribe(prefix: str) -> Build:
     async def build(world: World, kind: Kind) -> Call:
-        token = scheduler_domain.unsubscribe_token(TEST_JWT_SECRET, world.owner.user_id)
+        token = scheduler_domain.unsubscribe_token(TEST_JWT_SECRET, world.owner.user_id, 600)
         return Call(f"{prefix}/{token}")
 
     return build
+
+
+async def _verify_page_post(world: World, kind: Kind) -> Call:
+    return Call(f"/verify-email/{await verify_token_of_fresh_user(world)}")
+
+
+async def _reset_page_post(world: World, kind: Kind) -> Call:
+    token = await reset_token_of_fresh_user(world)
+    return Call(f"/reset-password/{token}", form={"password": NEW_PASSWORD})
 
 
 @dataclass(frozen=True)
@@ -126,7 +217,7 @@ class Row:
     may_name_owner: frozenset[Kind] = frozenset()
 
 
-PRODUCTS = {"products": [{"productId": "3", "title": "Mug", "category": "kitchen"}]}
+PRODUCTS = {"products": [{"productId": "3", "quantity": 2}]}
 OPS: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(public(200), fixed("/health")),
     ("GET", "/ready"): Row(public(200), fixed("/ready")),
@@ -145,9 +236,24 @@ SERVICE_MATRIX: dict[str, dict[tuple[str, str], Row]] = {
         ("POST", "/users"): Row(public(201), _register_body),
         ("POST", "/auth/login"): Row(public(200), _login_body, frozenset(ALL_KINDS)),
         ("GET", "/users/me"): Row(authed(200), fixed("/users/me")),
+        ("GET", "/users/me/purchases"): Row(authed(200), fixed("/users/me/purchases")),
         ("PUT", "/users/me/preferences"): Row(
             authed(200), fixed("/users/me/preferences", {"preferences": ["order_updates"]})
         ),
+        # The refresh token, the emailed link's token: the body is the credential.
+        ("POST", "/auth/refresh"): Row(public(200), _refresh_body),
+        ("POST", "/auth/verify-email"): Row(public(200), _verify_body),
+        ("POST", "/auth/password-reset-requests"): Row(
+            public(200), fixed("/auth/password-reset-requests", {"email": "nobody@example.com"})
+        ),
+        ("POST", "/auth/password-reset"): Row(public(200), _reset_body),
+        ("POST", "/auth/logout"): Row(authed(200), _logout),
+        ("PUT", "/users/me/password"): Row(authed(200), _change_password),
+        ("POST", "/users/me/verification-requests"): Row(
+            authed(200), fixed("/users/me/verification-requests")
+        ),
+        ("PUT", "/admin/admins/{email}"): Row(admin_only(200), _admin_grant),
+        ("DELETE", "/admin/admins/{email}"): Row(admin_only(200), _admin_grant),
     },
     "notification_service": {
         ("GET", "/notifications"): Row(
@@ -165,6 +271,9 @@ SERVICE_MATRIX: dict[str, dict[tuple[str, str], Row]] = {
         ("POST", "/orders/{order_id}/status"): Row(
             authed(200, other=404), _owner_order_status, frozenset({Kind.ADMIN})
         ),
+        # The catalog is public: the same for everyone, nothing about a user.
+        ("GET", "/products"): Row(public(200), fixed("/products")),
+        ("GET", "/products/{product_id}"): Row(public(200), fixed("/products/3")),
     },
     "recommendation_service": {
         ("POST", "/recommendations/requests"): Row(authed(202), fixed("/recommendations/requests")),
@@ -173,10 +282,8 @@ SERVICE_MATRIX: dict[str, dict[tuple[str, str], Row]] = {
     "scheduler_service": {
         ("PUT", "/subscriptions/me"): Row(authed(200), fixed("/subscriptions/me")),
         ("DELETE", "/subscriptions/me"): Row(authed(200), fixed("/subscriptions/me")),
-        # The signed link decides (it names one user and can only unsubscribe them).
-        ("GET", "/subscriptions/unsubscribe/{token}"): Row(
-            public(200), _owner_unsubscribe("/subscriptions/unsubscribe")
-        ),
+        # The signed link decides (it names one user and can only unsubscribe them); only a
+        # POST acts (the gateway's page, or RFC 8058 one-click).
         ("POST", "/subscriptions/unsubscribe/{token}"): Row(
             public(200), _owner_unsubscribe("/subscriptions/unsubscribe")
         ),
@@ -242,8 +349,9 @@ async def test_service_endpoint(
         pytest.skip(f"{service} does not serve {method} {path} yet")
     row = row_for(service, method, path)
     call = await row.build(world, kind)
+    headers = call.headers if call.headers is not None else world.headers(kind)
     response = await world.clients[service].request(
-        method, call.path, json=call.json, params=call.params, headers=world.headers(kind)
+        method, call.path, json=call.json, params=call.params, headers=headers
     )
     assert_answer(response, row, kind, world)
 
@@ -270,18 +378,21 @@ async def test_forged_links_do_nothing(world: World) -> None:
 
     [welcome] = await eventually(listed, what="the user's welcome notification")
     assert welcome["read"] is False
-    forged_key = tracking.tracking_key("forged-" + uuid.uuid4().hex * 2)
-    forged = tracking.sign(forged_key, welcome["id"], account.user_id)
+    forged_links = LinkSigner("forged-" + uuid.uuid4().hex * 2)
+    forged = tracking.sign(forged_links, welcome["id"], account.user_id, 600)
     pixel = await notifications.get(f"/track/{forged}.gif")
     assert pixel.status_code == 200  # the pixel is always served ...
     # ... but a forged token marks nothing read,
     assert [n["read"] for n in await listed()] == [False]
     # where the genuine one does.
-    genuine = tracking.sign(tracking.tracking_key(TEST_JWT_SECRET), welcome["id"], account.user_id)
+    expired = tracking.sign(LINKS, welcome["id"], account.user_id, -1)
+    assert (await notifications.get(f"/track/{expired}.gif")).status_code == 200
+    assert [n["read"] for n in await listed()] == [False]  # an expired one neither,
+    genuine = tracking.sign(LINKS, welcome["id"], account.user_id, 600)
     assert (await notifications.get(f"/track/{genuine}.gif")).status_code == 200
     assert [n["read"] for n in await listed()] == [True]
-    forged_link = scheduler_domain.unsubscribe_token("forged-" + uuid.uuid4().hex * 2, "u1")
-    refused = await world.clients["scheduler_service"].get(
+    forged_link = scheduler_domain.unsubscribe_token("forged-" + uuid.uuid4().hex * 2, "u1", 600)
+    refused = await world.clients["scheduler_service"].post(
         f"/subscriptions/unsubscribe/{forged_link}"
     )
     assert refused.status_code == 404
@@ -294,8 +405,13 @@ GRAPHQL_ROUTES = {("GET", "/graphql"), ("POST", "/graphql"), (WEBSOCKET, "/graph
 GATEWAY_MATRIX: dict[tuple[str, str], Row] = {
     **OPS,
     ("GET", "/track/{token}.gif"): Row(public(200), _owner_pixel),
+    # Pages of emailed links: a GET only shows the page; the POST acts (the token decides).
     ("GET", "/unsubscribe/{token}"): Row(public(200), _owner_unsubscribe("/unsubscribe")),
     ("POST", "/unsubscribe/{token}"): Row(public(200), _owner_unsubscribe("/unsubscribe")),
+    ("GET", "/verify-email/{token}"): Row(public(200), fixed("/verify-email/anything")),
+    ("POST", "/verify-email/{token}"): Row(public(200), _verify_page_post),
+    ("GET", "/reset-password/{token}"): Row(public(200), fixed("/reset-password/anything")),
+    ("POST", "/reset-password/{token}"): Row(public(200), _reset_page_post),
     # GraphiQL's scripts (when GRAPHIQL_ENABLED): only the files its page names.
     ("GET", "/graphiql/static/{asset:path}"): Row(public(404), fixed("/graphiql/static/nope.js")),
 }
@@ -320,7 +436,9 @@ async def test_gateway_route(world: World, method: str, path: str, kind: Kind) -
     row = GATEWAY_MATRIX[(method, path)]
     call = await row.build(world, kind)
     async with httpx.AsyncClient(base_url=world.gateway_url) as client:
-        response = await client.request(method, call.path, headers=world.headers(kind))
+        response = await client.request(
+            method, call.path, headers=world.headers(kind), data=call.form
+        )
     assert response.status_code == row.expect[kind], response.text
     assert "Traceback" not in response.text
 
@@ -344,14 +462,54 @@ def g_authed(*, other: str = OK, admin: str = OK) -> dict[Kind, str]:
     }
 
 
-Operation = Callable[[World, Kind], Awaitable[tuple[str, dict[str, Any]]]]
+# The query, its variables and (for calls that end sessions or change a password) the
+# headers to send instead of the kind's own.
+Built = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, str] | None]
+Operation = Callable[[World, Kind], Awaitable[Built]]
 
 
 def op(query: str, variables: dict[str, Any] | None = None) -> Operation:
-    async def build(world: World, kind: Kind) -> tuple[str, dict[str, Any]]:
+    async def build(world: World, kind: Kind) -> Built:
         return query, dict(variables or {})
 
     return build
+
+
+async def _refresh_op(world: World, kind: Kind) -> Built:
+    account = await fresh_account(world)
+    return (
+        "mutation($r: String!) { refreshSession(refreshToken: $r) { token refreshToken } }",
+        {"r": account.refresh_token},
+    )
+
+
+async def _logout_op(world: World, kind: Kind) -> Built:
+    return "mutation { logout }", {}, await fresh_session(world, kind)
+
+
+async def _verify_op(world: World, kind: Kind) -> Built:
+    return (
+        "mutation($t: String!) { verifyEmail(token: $t) { id emailVerified } }",
+        {"t": await verify_token_of_fresh_user(world)},
+    )
+
+
+async def _reset_op(world: World, kind: Kind) -> Built:
+    return (
+        "mutation($t: String!, $p: String!) {"
+        " resetPassword(token: $t, newPassword: $p) { token refreshToken } }",
+        {"t": await reset_token_of_fresh_user(world), "p": NEW_PASSWORD},
+    )
+
+
+async def _change_password_op(world: World, kind: Kind) -> Built:
+    _, headers = await throwaway(world, kind)
+    return (
+        "mutation($c: String!, $p: String!) {"
+        " changePassword(currentPassword: $c, newPassword: $p) { token refreshToken } }",
+        {"c": PASSWORD, "p": NEW_PASSWORD},
+        headers,
+    )
 
 
 async def _register_op(world: World, kind: Kind) -> tuple[str, dict[str, Any]]:
@@ -410,15 +568,28 @@ GRAPHQL_MATRIX: dict[str, FieldRow] = {
     ),
     "placeOrder": FieldRow(
         g_authed(),
-        op(
-            'mutation { placeOrder(products: [{productId: "3", title: "Mug",'
-            ' category: "kitchen"}]) { id userId } }'
-        ),
+        op('mutation { placeOrder(products: [{productId: "3", quantity: 2}]) { id userId } }'),
     ),
+    "products": FieldRow(g_public(), op("{ products(first: 2) { items { productId } } }")),
+    "product": FieldRow(g_public(), op('{ product(productId: "3") { productId } }')),
     "updateOrderStatus": FieldRow(g_authed(other="NOT_FOUND"), _status_op, frozenset({Kind.ADMIN})),
     "taskSchedular": FieldRow(g_authed(), op("mutation { taskSchedular }")),
     "cancelTaskSchedular": FieldRow(g_authed(), op("mutation { cancelTaskSchedular }")),
     "markNotificationRead": FieldRow(g_authed(other="NOT_FOUND", admin="NOT_FOUND"), _mark_read_op),
+    # The refresh token or the emailed link's token is the credential: no access token needed.
+    "refreshSession": FieldRow(g_public(), _refresh_op),
+    "verifyEmail": FieldRow(g_public(), _verify_op),
+    "requestPasswordReset": FieldRow(
+        g_public(),
+        op(
+            "mutation($e: String!) { requestPasswordReset(email: $e) }",
+            {"e": "nobody@example.com"},
+        ),
+    ),
+    "resetPassword": FieldRow(g_public(), _reset_op),
+    "logout": FieldRow(g_authed(), _logout_op),
+    "resendVerification": FieldRow(g_authed(), op("mutation { resendVerification }")),
+    "changePassword": FieldRow(g_authed(), _change_password_op),
 }
 SUBSCRIPTIONS: dict[str, tuple[Channel, str]] = {
     "orderUpdates": (Channel.ORDER_UPDATES, "subscription { orderUpdates { id userId } }"),
@@ -435,10 +606,18 @@ INTROSPECT_FIELDS = """{ __schema {
 } }"""
 
 
-async def graphql(world: World, kind: Kind, query: str, variables: dict[str, Any]) -> Any:
+async def graphql(
+    world: World,
+    kind: Kind,
+    query: str,
+    variables: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Any:
     async with httpx.AsyncClient(base_url=world.gateway_url) as client:
         response = await client.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=world.headers(kind)
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers=headers if headers is not None else world.headers(kind),
         )
     assert response.status_code == 200, response.text
     assert "Traceback" not in response.text
@@ -463,8 +642,9 @@ GRAPHQL_CASES = [(name, kind) for name in GRAPHQL_MATRIX for kind in ALL_KINDS]
 )
 async def test_graphql_field(world: World, field: str, kind: Kind) -> None:
     row = GRAPHQL_MATRIX[field]
-    query, variables = await row.build(world, kind)
-    response = await graphql(world, kind, query, variables)
+    built = await row.build(world, kind)
+    query, variables = built[0], built[1]
+    response = await graphql(world, kind, query, variables, built[2] if len(built) == 3 else None)
     body = response.json()
     expected = row.expect[kind]
     if expected == OK:

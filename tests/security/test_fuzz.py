@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -195,6 +196,39 @@ async def test_graphql_fuzzing_finds_no_server_error(world: World) -> None:
             fuzz_graphql, introspection["data"], client, fuzzer.token, run
         )
     tally.report("schemathesis graphql")
+    assert sum(tally.statuses.values()) > 0
+    assert tally.failures == []
+
+
+LINK_PAGES = ("/verify-email", "/reset-password", "/unsubscribe")
+URL_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300)
+
+
+async def test_link_pages_fuzzing_finds_no_server_error(world: World) -> None:
+    """The pages of emailed links take any token and any form body: never a server error."""
+    tally = Tally()
+    async with httpx.AsyncClient(
+        base_url=world.gateway_url, timeout=CALL_TIMEOUT_SECONDS
+    ) as client:
+        run = in_thread(asyncio.get_running_loop())
+
+        @FUZZ_SETTINGS
+        @given(
+            page=st.sampled_from(LINK_PAGES),
+            method=st.sampled_from(["GET", "POST"]),
+            token=URL_TEXT.filter(lambda t: t not in ("", ".", "..") and "/" not in t),
+            form=st.binary(max_size=500),
+        )
+        def check(page: str, method: str, token: str, form: bytes) -> None:
+            url = f"{page}/{quote(token, safe='')}"
+            headers = {"content-type": "application/x-www-form-urlencoded"}
+            response = run(client.request(method, url, content=form, headers=headers))
+            tally.statuses[str(response.status_code)] += 1
+            if response.status_code >= SERVER_ERROR:
+                tally.failures.append(f"{method} {url} {form!r} -> {response.status_code}")
+
+        await asyncio.to_thread(check)
+    tally.report("hypothesis link pages")
     assert sum(tally.statuses.values()) > 0
     assert tally.failures == []
 

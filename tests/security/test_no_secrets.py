@@ -16,13 +16,22 @@ from structlog.testing import capture_logs
 
 from notification_service import tracking
 from scheduler_service import domain as scheduler_domain
+from shared.links import LinkSigner
 from tests.fixtures.parts import TEST_JWT_SECRET
-from tests.security.conftest import Kind, World, expired_token, forged_token, unique_email
+from tests.security.conftest import (
+    Kind,
+    World,
+    expired_token,
+    forged_token,
+    unique_email,
+    verification_token,
+)
 
 pytestmark = pytest.mark.integration
 
 REGISTER = """mutation($n: String!, $e: String!, $p: String!) {
-  registerUser(name: $n, email: $e, password: $p) { token user { id email } } }"""
+  registerUser(name: $n, email: $e, password: $p) { token refreshToken user { id email } } }"""
+REFRESH = "mutation($r: String!) { refreshSession(refreshToken: $r) { token refreshToken } }"
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
 DETAILS = "{ getUserDetails { id email } }"
 
@@ -77,10 +86,20 @@ async def test_no_password_or_token_in_the_logs(
             for bad in (forged_token(account), expired_token(account), token + "x"):
                 refused = await gql(client, DETAILS, {}, bad)
                 assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-            pixel_token = tracking.sign(tracking.tracking_key(TEST_JWT_SECRET), "n-1", user_id)
-            unsubscribe = scheduler_domain.unsubscribe_token(TEST_JWT_SECRET, user_id)
+            pixel_token = tracking.sign(LinkSigner(TEST_JWT_SECRET), "n-1", user_id, 600)
+            unsubscribe = scheduler_domain.unsubscribe_token(TEST_JWT_SECRET, user_id, 600)
             assert (await client.get(f"/track/{pixel_token}.gif")).status_code == 200
             assert (await client.get(f"/unsubscribe/{unsubscribe}")).status_code == 200
+            assert (await client.post(f"/unsubscribe/{unsubscribe}")).status_code == 200
+            # The refresh token, a used one, and a verification link's token.
+            refresh = registered["data"]["registerUser"]["refreshToken"]
+            refreshed = await gql(client, REFRESH, {"r": refresh})
+            assert refreshed["data"]["refreshSession"]["refreshToken"]
+            reused = await gql(client, REFRESH, {"r": refresh})
+            assert reused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            stored = await world.apps["user_service"].state.repository.by_id(user_id)
+            verify = verification_token(world.apps["user_service"], stored)
+            assert (await client.post(f"/verify-email/{verify}")).status_code == 200
         # And straight at the service, as a caller inside the network.
         await users.post("/auth/login", json={"email": email, "password": password + "y"})
         await users.get("/users/me", headers={"authorization": f"Bearer {token}"})
@@ -88,7 +107,16 @@ async def test_no_password_or_token_in_the_logs(
 
     logged = everything_logged(events, caplog)
     assert len(events) > 10, "nothing was captured: the test would prove nothing"
-    for secret in (password, token, pixel_token, unsubscribe, forged_token(account)[:60]):
+    for secret in (
+        password,
+        token,
+        pixel_token,
+        unsubscribe,
+        forged_token(account)[:60],
+        refresh.rsplit(".", 1)[1],
+        refreshed["data"]["refreshSession"]["refreshToken"].rsplit(".", 1)[1],
+        verify,
+    ):
         assert secret not in logged
     # The signature part of a token alone is a secret too.
     assert token.rsplit(".", 1)[1] not in logged

@@ -1,5 +1,6 @@
-"""The committed AsyncAPI (docs/asyncapi) and OpenAPI (docs/openapi) documents are exactly what
-`python -m shared.apidocs` generates from the topic registry, the event models and the apps;
+"""The committed GraphQL schema (docs/schema.graphql), AsyncAPI (docs/asyncapi) and OpenAPI
+(docs/openapi) documents are exactly what `python -m shared.apidocs` generates from the gateway's
+schema, the topic registry, the event models and the apps;
 the AsyncAPI documents cover every topic and every consumer group, and every `$ref` resolves."""
 
 from __future__ import annotations
@@ -9,24 +10,32 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.apidocs import ASYNCAPI_DIR, OPENAPI_DIR, REST_SERVICES, expected_files
+from shared.apidocs import (
+    ASYNCAPI_DIR,
+    GRAPHQL_SCHEMA_FILE,
+    OPENAPI_DIR,
+    REST_SERVICES,
+    expected_files,
+)
 from shared.events.asyncapi import PUBLISHERS, SERVICES, documents, gateway_topics
 from shared.events.models import EVENT_TYPES
 from shared.events.topics import TOPICS
 
-REGENERATE = "run `python -m shared.apidocs` and commit docs/asyncapi and docs/openapi"
+REGENERATE = (
+    "run `python -m shared.apidocs` and commit docs/schema.graphql, docs/asyncapi and docs/openapi"
+)
 
 
 def test_the_committed_documents_are_the_generated_ones() -> None:
     expected = expected_files()
-    assert len(expected) == len(SERVICES) + len(REST_SERVICES)
+    assert len(expected) == 1 + len(SERVICES) + len(REST_SERVICES)
     stale = [
         str(path.name)
         for path, text in expected.items()
         if not path.exists() or path.read_text(encoding="utf-8") != text
     ]
     assert stale == [], f"out of date: {stale}; {REGENERATE}"
-    committed = {*ASYNCAPI_DIR.iterdir(), *OPENAPI_DIR.iterdir()}
+    committed = {GRAPHQL_SCHEMA_FILE, *ASYNCAPI_DIR.iterdir(), *OPENAPI_DIR.iterdir()}
     assert committed == set(expected), f"files nobody generates: {committed - set(expected)}"
 
 

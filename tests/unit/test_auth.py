@@ -8,11 +8,11 @@ from shared.auth import (
     bearer_token,
     hash_password,
     issue_token,
-    roles_for,
     verify_password,
     verify_token,
 )
 from shared.errors import Unauthenticated
+from shared.links import LinkPurpose, LinkSigner
 
 SECRET = "unit-test-secret-that-is-long-enough-000"
 ISSUER = "fleet"
@@ -110,10 +110,37 @@ def test_bearer_token_accepts_scheme_or_bare_token(
     assert bearer_token(header) == expected
 
 
-def test_roles_for_admin_emails_is_case_insensitive() -> None:
-    admins = frozenset({"boss@example.com"})
-    assert roles_for("Boss@Example.com", admins) == ["customer", "admin"]
-    assert roles_for("ada@example.com", admins) == ["customer"]
+def test_a_token_names_its_session() -> None:
+    token = issue_token(
+        user_id="u-sid",
+        email="ada@example.com",
+        roles=["customer"],
+        secret=SECRET,
+        issuer=ISSUER,
+        ttl_seconds=60,
+        session_id="s-1",
+    )
+    assert verify_token(token, secret=SECRET, issuer=ISSUER).session_id == "s-1"
+    without = issue_token(
+        user_id="u-sid",
+        email="a@example.com",
+        roles=[],
+        secret=SECRET,
+        issuer=ISSUER,
+        ttl_seconds=60,
+    )
+    assert verify_token(without, secret=SECRET, issuer=ISSUER).session_id is None
+    with pytest.raises(Unauthenticated):
+        verify_token(token_for(sid=7), secret=SECRET, issuer=ISSUER)
+
+
+def test_a_signed_link_never_passes_as_an_access_token() -> None:
+    link = LinkSigner(SECRET).sign(LinkPurpose.VERIFY_EMAIL, "user-1", ttl_seconds=60)
+    with pytest.raises(Unauthenticated):
+        verify_token(link, secret=SECRET, issuer=ISSUER)
+    # Not even signed with the JWT key itself: the audience is refused.
+    with pytest.raises(Unauthenticated):
+        verify_token(token_for(aud="fleet:verify-email"), secret=SECRET, issuer=ISSUER)
 
 
 async def test_password_hash_is_argon2_and_verifies() -> None:

@@ -3,6 +3,8 @@ invalidation, the TTL that is never extended, and degrading to no cache when Red
 
 from __future__ import annotations
 
+import time
+
 import fakeredis
 import pytest
 import redis.asyncio as redis
@@ -15,6 +17,7 @@ from graphql_gateway.cache import (
     GatewayCache,
     answer_field,
     notifications_view,
+    revoked_session_key,
     user_key,
 )
 from shared.stack.parts import free_port
@@ -165,3 +168,64 @@ async def test_redis_is_tried_again_after_the_retry_window(
     await cache.read_through("u1", DETAILS_VIEW, fetch)
     await cache.read_through("u1", DETAILS_VIEW, fetch)
     assert fetch.calls == 1
+
+
+# --- revoked sessions (issue 13) -------------------------------------------------------------
+
+
+class RoundTrips:
+    """Counts what goes to Redis: single commands, and pipelines (one round trip each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeAsyncRedis) -> None:
+        self.commands: list[str] = []
+        self.pipelines = 0
+        single = server.execute_command
+
+        async def command(*args: object, **kwargs: object) -> object:
+            self.commands.append(str(args[0]))
+            return await single(*args, **kwargs)
+
+        pipeline_execute = redis.client.Pipeline.execute
+
+        async def execute(pipe: redis.client.Pipeline, *args: object, **kwargs: object) -> object:
+            self.pipelines += 1
+            return await pipeline_execute(pipe, *args, **kwargs)
+
+        monkeypatch.setattr(server, "execute_command", command)
+        monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+
+
+async def test_a_revoked_session_is_known_until_its_tokens_expire(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis
+) -> None:
+    assert await cache.session_revoked("s1") is False
+    assert await cache.session_revoked(None) is False
+    await cache.revoke_sessions(["s1", "s2"], time.time() + 120)
+    assert await cache.session_revoked("s1") is True
+    assert await cache.session_revoked("s2") is True
+    assert 0 < await server.ttl(revoked_session_key("s1")) <= 121
+    # Already past: nothing to remember.
+    await cache.revoke_sessions(["s3"], time.time() - 1)
+    assert await cache.session_revoked("s3") is False
+
+
+async def test_the_cached_read_checks_the_session_in_the_same_round_trip(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await server.hset(user_key("u1"), mapping={EPOCH_FIELD: b"e1", answer_field("d"): b"{}"})
+    trips = RoundTrips(monkeypatch, server)
+    value, epoch, revoked = await cache.lookup_checked("u1", answer_field("d"), "s1")
+    assert (value, epoch, revoked) == (b"{}", b"e1", False)
+    # One pipeline, no command on its own: the revocation check adds no round trip.
+    assert (trips.pipelines, trips.commands) == (1, [])
+    await cache.revoke_sessions(["s1"], 4_000_000_000)
+    assert (await cache.lookup_checked("u1", answer_field("d"), "s1"))[2] is True
+
+
+async def test_revocations_work_with_the_cache_turned_off(
+    server: fakeredis.FakeAsyncRedis,
+) -> None:
+    off = GatewayCache(server, ttl_seconds=TTL, retry_after_seconds=5, enabled=False)
+    await off.revoke_sessions(["s9"], 4_000_000_000)
+    assert await off.session_revoked("s9") is True
+    assert (await off.lookup_checked("u1", DETAILS_VIEW, "s9")) == (None, None, True)

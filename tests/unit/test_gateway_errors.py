@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from graphql_gateway.auth import authenticate
 from graphql_gateway.cache import GatewayCache
 from graphql_gateway.clients import ServiceClient, error_from_response
+from graphql_gateway.limits import ConnectionSlots, UserLimits
 from graphql_gateway.schema import schema
 from graphql_gateway.schema.context import Gateway, GatewayContext
 from graphql_gateway.schema.errors import to_client_error
@@ -99,6 +100,11 @@ class StubUsers:
             raise self.answer
         return orjson.dumps(self.answer)
 
+    async def purchases(self, credentials: Any, first: int) -> bytes:
+        self.calls += 1
+        self.asked_first = first
+        return orjson.dumps(self.answer["purchase_history"][:first])
+
 
 class StubClients:
     def __init__(self, users: StubUsers) -> None:
@@ -113,6 +119,8 @@ def context_for(users: StubUsers, authorization: str | None) -> GatewayContext:
         clients=StubClients(users),  # type: ignore[arg-type]
         cache=cache,
         hub=SubscriptionHub(max_queued=10),
+        limits=UserLimits.from_settings(settings),
+        connections=ConnectionSlots(per_user=1),
     )
     return GatewayContext(gateway=gateway, authorization=authorization)
 
@@ -160,6 +168,7 @@ async def test_user_details_are_read_and_timestamps_are_utc() -> None:
     details = result.data["getUserDetails"]
     assert details["orders"] == [{"productId": "7", "price": 3.5}]
     assert details["purchase_history"][0]["purchaseDate"] == "2025-01-02T01:04:05+00:00"
+    assert users.asked_first == 20  # purchase_history(first: Int = 20)
 
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer ", "Bearer nope", "Basic abc"])

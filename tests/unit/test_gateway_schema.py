@@ -1,5 +1,6 @@
-"""The printed schema is exactly the contract of DESIGN section 4, plus the Subscription type
-(real-time order tracking, orders issue; documented in graphql_gateway/README.md)."""
+"""The printed schema is exactly the founding contract's section 4, plus the Subscription type
+(real-time order tracking, orders issue; documented in graphql_gateway/README.md) and the
+identity additions of issue 13 (verified email, sessions, password reset and change)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from graphql import (
 
 from graphql_gateway.schema import schema
 
-# DESIGN.md section 4, verbatim (plus the DateTime scalar it names).
+# The founding design's section 4, verbatim (plus the DateTime scalar it names).
 CONTRACT_SDL = """
 scalar DateTime
 
@@ -59,6 +60,21 @@ type Mutation {
 }
 """  # noqa: E501
 
+# Issue 13's additions, with its exact names.
+IDENTITY_SDL = """
+extend type User { emailVerified: Boolean! }
+extend type AuthPayload { refreshToken: String! }
+extend type Mutation {
+  refreshSession(refreshToken: String!): AuthPayload!
+  logout: Boolean!
+  verifyEmail(token: String!): User!
+  resendVerification: String!
+  requestPasswordReset(email: String!): String!
+  resetPassword(token: String!, newPassword: String!): AuthPayload!
+  changePassword(currentPassword: String!, newPassword: String!): AuthPayload!
+}
+"""
+
 # The addition to section 4 (over WebSocket, graphql-transport-ws).
 SUBSCRIPTION_SDL = """
 type Subscription {
@@ -66,6 +82,54 @@ type Subscription {
   notificationAdded: Notification!                                     # the caller's new ones
 }
 """
+
+
+# Issue 15 (orders and data): the public catalog, quantities, totals, idempotency keys and the
+# paged purchase history.
+# ProductInput's title and category became optional (ignored: the catalog's are stored), so
+# every request valid under the contract is still valid.
+ISSUE_15_CHANGES = {
+    "input ProductInput { productId: ID!  title: String!  category: String!  price: Float }": (
+        "input ProductInput { productId: ID!  quantity: Int = 1  title: String  category: String"
+        "  price: Float }"
+    ),
+    "type Product { productId: ID!  title: String!  category: String!  price: Float }": (
+        "type Product { productId: ID!  title: String!  category: String!  price: Float"
+        "  quantity: Int! }"
+    ),
+    "products: [Product!]!  status: OrderStatus!": (
+        "products: [Product!]!  total: Float  status: OrderStatus!"
+    ),
+    "productRecommendation: String!                                       # starts the async flow": (  # noqa: E501
+        "productRecommendation: String!\n"
+        "  products(category: String = null, search: String = null, first: Int = 20,"
+        " after: String = null): ProductPage!\n"
+        "  product(productId: ID!): CatalogProduct"
+    ),
+    "  purchase_history: [PurchaseHistory!]!": (
+        "  purchase_history(first: Int = 20): [PurchaseHistory!]!"
+    ),
+    "placeOrder(products: [ProductInput!]!): Order!": (
+        "placeOrder(products: [ProductInput!]!, idempotencyKey: String = null): Order!"
+    ),
+}
+ISSUE_15_SDL = """
+type Rating { rate: Float!  count: Int! }
+type CatalogProduct {
+  productId: ID!  title: String!  category: String!  price: Float!  description: String!
+  image: String!  rating: Rating!
+}
+type ProductPage { items: [CatalogProduct!]!  endCursor: String  hasNextPage: Boolean! }
+"""
+
+
+def current_sdl() -> str:
+    """The contract with the changes later issues made to it."""
+    sdl = CONTRACT_SDL
+    for old, new in ISSUE_15_CHANGES.items():
+        assert old in sdl, old
+        sdl = sdl.replace(old, new)
+    return sdl + ISSUE_15_SDL
 
 
 def default_of(value: GraphQLArgument | GraphQLInputField) -> str | None:
@@ -109,22 +173,35 @@ def public_types(built: GraphQLSchema) -> dict[str, Any]:
     }
 
 
-def test_printed_schema_is_the_contract_plus_subscriptions() -> None:
+def test_printed_schema_is_the_contract_plus_subscriptions_and_later_issues() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL)
+    contract = graphql.build_schema(current_sdl() + SUBSCRIPTION_SDL + IDENTITY_SDL)
     assert public_types(ours) == public_types(contract)
 
 
-def test_the_only_addition_to_the_contract_is_the_subscription_type() -> None:
+def test_additions_keep_every_contract_request_valid() -> None:
     ours = public_types(graphql.build_schema(schema.as_str()))
-    contract = public_types(graphql.build_schema(CONTRACT_SDL))
-    assert set(ours) - set(contract) == {"Subscription"}
-    assert {name: ours[name] for name in contract} == contract
+    contract = public_types(graphql.build_schema(CONTRACT_SDL + IDENTITY_SDL))
+    assert set(ours) - set(contract) == {"Subscription", "Rating", "CatalogProduct", "ProductPage"}
+    for name, described in contract.items():
+        kind = described[0]
+        if kind not in ("object", "input"):
+            assert ours[name] == described
+            continue
+        for field, (type_, detail) in described[1].items():
+            our_type, our_detail = ours[name][1][field]
+            if kind == "input":
+                # An input field may only get looser (String! -> String).
+                assert our_type in (type_, type_.rstrip("!")) and our_detail == detail
+            else:
+                # Every argument of the contract is still there, as it was.
+                assert our_type == type_
+                assert {arg: our_detail[arg] for arg in detail} == detail
 
 
 def test_contract_field_order_is_kept() -> None:
     ours = graphql.build_schema(schema.as_str())
-    contract = graphql.build_schema(CONTRACT_SDL + SUBSCRIPTION_SDL)
+    contract = graphql.build_schema(current_sdl() + SUBSCRIPTION_SDL + IDENTITY_SDL)
     for root in ("Query", "Mutation", "Subscription", "User"):
         ours_type, contract_type = ours.get_type(root), contract.get_type(root)
         assert isinstance(ours_type, GraphQLObjectType)

@@ -104,6 +104,39 @@ def test_clients_package_json_pins_what_strawberrys_page_loads() -> None:
         assert pinned.get(asset.package) == asset.version, asset
 
 
+def test_the_page_opens_on_the_first_session_with_the_authorization_header_to_fill_in() -> None:
+    from graphql_gateway.graphiql import FIRST_SESSION_DOCUMENT
+
+    page = build_page(Path("/nonexistent"))
+    document = FIRST_SESSION_DOCUMENT.read_text(encoding="utf-8")
+    assert "Welcome to GraphiQL" not in page.html
+    assert json.dumps("mutation Register {")[1:-1] in page.html
+    assert "React.useState(parameters.headers || " in page.html
+    assert "Authorization" in page.html and "Bearer \\u003cthe token" in page.html
+    # Nothing in the document can end the page's script early.
+    assert "</script>" not in json.dumps(document)
+
+
+def test_the_first_session_document_is_valid_against_the_schema() -> None:
+    from graphql import parse, validate
+
+    from graphql_gateway.graphiql import FIRST_SESSION_DOCUMENT
+    from graphql_gateway.schema import schema
+
+    document = parse(FIRST_SESSION_DOCUMENT.read_text(encoding="utf-8"))
+    assert validate(schema._schema, document) == []
+    names = [d.name.value for d in document.definitions if getattr(d, "name", None)]
+    assert names[:2] == ["Register", "Login"]
+    assert "PlaceOrder" in names
+
+
+def test_a_changed_strawberry_page_is_an_error_not_a_silent_welcome() -> None:
+    from graphql_gateway.graphiql import with_first_session
+
+    with pytest.raises(ValueError, match="page changed"):
+        with_first_session("<html>no markers</html>", "query A { x }", "{}")
+
+
 def test_the_image_build_copies_just_the_files_the_page_loads(tmp_path: Path) -> None:
     """The gateway image's build stage: the page's files (and package.json) from node_modules
     into a folder the gateway then serves offline."""

@@ -157,11 +157,12 @@ def ignored_patterns() -> list[re.Pattern[str]]:
 
 
 def image_files(service: str) -> list[Path]:
-    """The Python files an image of `service` holds: shared/ and its package, less the ignored."""
+    """The files an image of `service` holds: shared/ and its package (code and the data it
+    reads: the catalog, GraphiQL's first session, the trusted documents), less the ignored."""
     patterns = ignored_patterns()
     files = []
     for package in ("shared", service):
-        for path in sorted((ROOT / package).rglob("*.py")):
+        for path in sorted(p for p in (ROOT / package).rglob("*") if p.is_file()):
             relative = path.relative_to(ROOT).as_posix()
             if not any(pattern.match(relative) for pattern in patterns):
                 files.append(path)
@@ -203,7 +204,7 @@ def top_level_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_code_in_an_image_imports_only_what_the_image_holds(service: str) -> None:
-    files = image_files(service)
+    files = [path for path in image_files(service) if path.suffix == ".py"]
     present = {
         path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".") for path in files
     }

@@ -53,5 +53,11 @@ def test_a_replayed_letter_goes_home_without_its_dead_letter_headers() -> None:
         ("correlation_id", b"c1"),
         ("dlq_replayed_from", b"order.placed.dlq:5"),
     ]
+    # A letter names the group that failed it: its replay is for that group alone.
+    failed_by = record([("dlq_consumer_group", b"user_service"), ("dlq_error", b"boom")])
+    assert replay_headers(failed_by, "order.placed.dlq") == [
+        ("dlq_replayed_from", b"order.placed.dlq:5"),
+        ("dlq_replay_group", b"user_service"),
+    ]
     # A letter without the header goes back to the topic its .dlq belongs to.
     assert replay_target(record([]), "order.placed.dlq") == "order.placed"

@@ -15,63 +15,67 @@ from notification_service.events import NotificationHandlers
 from notification_service.mailer import SMTP_PORT, SMTPS_PORT, resolve_endpoint
 from notification_service.settings import NotificationSettings
 from shared.events.models import NotificationRequested
+from shared.links import LinkPurpose, LinkSigner
 from tests.fixtures.parts import TEST_JWT_SECRET
 
-KEY = tracking.tracking_key(TEST_JWT_SECRET)
+LINKS = LinkSigner(TEST_JWT_SECRET)
+TTL = 3600
 
 
 def settings(**overrides: object) -> NotificationSettings:
     return NotificationSettings(jwt_secret=TEST_JWT_SECRET, _env_file=None, **overrides)  # type: ignore[arg-type]
 
 
-# --- tracking tokens ---------------------------------------------------------------------
+# --- tracking tokens (signed links of purpose `pixel`) ------------------------------------
 
 
 def test_a_signed_token_names_the_notification_and_user() -> None:
-    token = tracking.sign(KEY, "n-1", "u-1")
-    assert tracking.verify(KEY, token) == tracking.TrackedRead("n-1", "u-1")
+    token = tracking.sign(LINKS, "n-1", "u-1", TTL)
+    assert tracking.verify(LINKS, token) == tracking.TrackedRead("n-1", "u-1")
 
 
 def test_tokens_are_url_path_safe() -> None:
-    token = tracking.sign(KEY, str(uuid.uuid4()), uuid.uuid4().hex)
-    assert re.fullmatch(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+", token)
+    token = tracking.sign(LINKS, str(uuid.uuid4()), uuid.uuid4().hex, TTL)
+    assert re.fullmatch(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+", token)
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
-    other = tracking.tracking_key("another-secret-" + "x" * 32)
-    assert tracking.verify(KEY, tracking.sign(other, "n-1", "u-1")) is None
+    other = LinkSigner("another-secret-" + "x" * 32)
+    assert tracking.verify(LINKS, tracking.sign(other, "n-1", "u-1", TTL)) is None
 
 
-def test_the_key_is_not_the_jwt_secret_itself() -> None:
-    assert TEST_JWT_SECRET.encode() not in KEY
+def test_a_token_expires() -> None:
+    """The old hand-written scheme's tokens never expired."""
+    assert tracking.verify(LINKS, tracking.sign(LINKS, "n-1", "u-1", -1)) is None
+
+
+def test_a_link_of_another_purpose_is_refused() -> None:
+    unsubscribe = LINKS.sign(LinkPurpose.UNSUBSCRIBE, "u-1", ttl_seconds=TTL, n="n-1")
+    assert tracking.verify(LINKS, unsubscribe) is None
 
 
 def _flip(char: str) -> str:
     return "A" if char != "A" else "B"
 
 
-def test_a_tampered_signature_is_refused() -> None:
-    token = tracking.sign(KEY, "n-1", "u-1")
-    tampered = token[:-1] + _flip(token[-1])
-    assert tracking.verify(KEY, tampered) is None
-
-
-def test_a_tampered_payload_is_refused() -> None:
-    token = tracking.sign(KEY, "n-1", "u-1")
-    payload, signature = token.split(".")
-    forged_payload = tracking.sign(KEY, "n-2", "u-1").split(".")[0]
-    assert tracking.verify(KEY, f"{forged_payload}.{signature}") is None
-    assert tracking.verify(KEY, f"{payload[:-1]}{_flip(payload[-1])}.{signature}") is None
+def test_a_tampered_token_is_refused() -> None:
+    token = tracking.sign(LINKS, "n-1", "u-1", TTL)
+    header, payload, signature = token.split(".")
+    assert (
+        tracking.verify(LINKS, f"{header}.{payload}.{signature[:-2]}{_flip(signature[-2])}x")
+        is None
+    )
+    forged_payload = tracking.sign(LINKS, "n-2", "u-1", TTL).split(".")[1]
+    assert tracking.verify(LINKS, f"{header}.{forged_payload}.{signature}") is None
 
 
 @pytest.mark.parametrize("token", ["", ".", "abc", "abc.", ".abc", "é.é", "a.b.c", "%%%.%%%"])
 def test_malformed_tokens_are_refused(token: str) -> None:
-    assert tracking.verify(KEY, token) is None
+    assert tracking.verify(LINKS, token) is None
 
 
-def test_a_validly_signed_payload_of_the_wrong_shape_is_refused() -> None:
-    payload = tracking._b64encode(b'["only-one"]')
-    assert tracking.verify(KEY, f"{payload}.{tracking._signature(KEY, payload)}") is None
+def test_a_validly_signed_link_without_a_notification_is_refused() -> None:
+    assert tracking.verify(LINKS, LINKS.sign(LinkPurpose.PIXEL, "u-1", ttl_seconds=TTL)) is None
 
 
 # --- email composition -------------------------------------------------------------------

@@ -12,17 +12,28 @@ from order_service import domain, events
 from order_service.domain import ProductInput, ProductLimits
 from order_service.settings import OrderSettings
 from shared.auth import Caller
+from shared.catalog import Product
 from shared.errors import AppError, BadUserInput, Conflict, Forbidden, NotFound
-from shared.events.models import OrderStatus
+from shared.events.models import OrderStatus, ProductLine
 from tests.fixtures.parts import TEST_JWT_SECRET
 
 LIMITS = ProductLimits(
     max_products=50,
     id_max_length=64,
+    max_quantity=99,
     title_max_length=200,
     category_max_length=100,
-    price_max=1_000_000.0,
 )
+LAMP = Product(id="p1", title="Lamp", category="home", price=12.5)
+TEA = Product(id="p2", title="Tea", category="food", price=0.1)
+CATALOG = {
+    p.id: p
+    for p in (
+        LAMP,
+        TEA,
+        *(Product(id=f"x{n}", title="X", category="c", price=1) for n in range(60)),
+    )
+}
 STATUSES: list[OrderStatus] = ["Placed", "Shipped", "Delivered", "Cancelled"]
 # Written out by hand, not derived from the code under test.
 VALID = {
@@ -39,9 +50,13 @@ ADMIN_OWNER = Caller(user_id="owner", email="owner@example.com", roles=("custome
 
 
 def product(**overrides: object) -> ProductInput:
-    fields: dict[str, object] = {"productId": "p1", "title": "Lamp", "category": "home"}
+    fields: dict[str, object] = {"productId": "p1"}
     fields.update(overrides)
     return ProductInput(**fields)  # type: ignore[arg-type]
+
+
+def price(products: list[ProductInput]) -> list[ProductLine]:
+    return domain.price_products(products, CATALOG, LIMITS)
 
 
 def expected_outcome(who: str, current: str, target: str) -> type[AppError] | None:
@@ -88,41 +103,61 @@ def test_conflict_names_both_statuses() -> None:
         domain.check_transition(caller=ADMIN, owner_id="x", current="Delivered", target="Cancelled")
 
 
-def test_products_are_trimmed_and_kept_in_order() -> None:
-    lines = domain.clean_products(
-        [product(productId=" p1 ", title="  Lamp ", category=" home", price=12.5), product()],
-        LIMITS,
-    )
+def test_the_catalog_prices_the_lines_in_order() -> None:
+    lines = price([product(productId=" p2 ", quantity=3), product()])
     assert [line.model_dump() for line in lines] == [
-        {"productId": "p1", "title": "Lamp", "category": "home", "price": 12.5},
-        {"productId": "p1", "title": "Lamp", "category": "home", "price": None},
+        {"productId": "p2", "title": "Tea", "category": "food", "price": 0.1, "quantity": 3},
+        {"productId": "p1", "title": "Lamp", "category": "home", "price": 12.5, "quantity": 1},
     ]
+    # 3 x 0.1 + 12.5 in exact cents (floats would say 12.799999999999999).
+    assert domain.order_total(lines) == 12.8
 
 
-def test_fifty_products_and_a_free_one_are_fine() -> None:
-    assert len(domain.clean_products([product(price=0)] * 50, LIMITS)) == 50
+def test_catalog_titles_and_categories_are_stored_cut_to_the_limits() -> None:
+    long = Product(id="L", title="t" * 300, category="c" * 150, price=1)
+    (line,) = domain.price_products([product(productId="L")], {"L": long}, LIMITS)
+    assert (len(line.title), len(line.category)) == (200, 100)
+
+
+def test_fifty_products_of_ninety_nine_are_fine() -> None:
+    lines = price([product(productId=f"x{n}", quantity=99) for n in range(50)])
+    assert len(lines) == 50 and domain.order_total(lines) == 50 * 99
 
 
 @pytest.mark.parametrize(
     ("products", "message"),
     [
         pytest.param([], "at least one product", id="none"),
-        pytest.param([product()] * 51, "at most 50 products", id="51"),
+        pytest.param(
+            [product(productId=f"x{n}") for n in range(51)], "at most 50 products", id="51"
+        ),
         pytest.param([product(productId="  ")], "productId must not be empty", id="blank-id"),
-        pytest.param([product(title="")], "title must not be empty", id="empty-title"),
-        pytest.param([product(category=" ")], "category must not be empty", id="blank-category"),
         pytest.param([product(productId="x" * 65)], "at most 64", id="long-id"),
-        pytest.param([product(), product(title="x" * 201)], "Product 2: title", id="long-title"),
-        pytest.param([product(category="x" * 101)], "at most 100", id="long-category"),
-        pytest.param([product(price=-0.01)], "at least 0", id="negative-price"),
-        pytest.param([product(price=float("nan"))], "at least 0", id="nan-price"),
-        pytest.param([product(price=float("inf"))], "at least 0", id="infinite-price"),
-        pytest.param([product(price=1_000_000.01)], "at most", id="huge-price"),
+        pytest.param(
+            [product(), product(productId="p-7")],
+            'Product 2: there is no product "p-7" in the catalog',
+            id="unknown-id",
+        ),
+        pytest.param([product(quantity=0)], "quantity must be from 1 to 99", id="zero"),
+        pytest.param([product(quantity=100)], "quantity must be from 1 to 99", id="hundred"),
+        pytest.param([product(), product(productId="p1 ")], "listed twice", id="twice"),
     ],
 )
 def test_bad_products_are_bad_input(products: list[ProductInput], message: str) -> None:
     with pytest.raises(BadUserInput, match=message):
-        domain.clean_products(products, LIMITS)
+        price(products)
+
+
+def test_idempotency_keys_are_checked_and_kept_apart_per_user() -> None:
+    assert domain.check_idempotency_key(None, 10) is None
+    assert domain.check_idempotency_key("k", 10) == "k"
+    for bad in ("", "k" * 11):
+        with pytest.raises(BadUserInput, match="idempotencyKey"):
+            domain.check_idempotency_key(bad, 10)
+    assert domain.idempotency_id("u1", "k") != domain.idempotency_id("u2", "k")
+    assert domain.idempotency_id("u1", "k") == domain.idempotency_id("u1", "k")
+    # The separator cannot be forged by moving characters between user and key.
+    assert domain.idempotency_id("u1", "2k") != domain.idempotency_id("u12", "k")
 
 
 def test_new_orders_are_placed_and_ids_sort_by_creation() -> None:
@@ -134,13 +169,16 @@ def test_new_orders_are_placed_and_ids_sort_by_creation() -> None:
     order = domain.new_order_document(
         order_id=first,
         user_id="u1",
-        products=domain.clean_products([product(price=3)], LIMITS),
+        products=price([product(quantity=2)]),
         created_at=created,
     )
     assert order == {
         "_id": first,
         "user_id": "u1",
-        "products": [{"productId": "p1", "title": "Lamp", "category": "home", "price": 3.0}],
+        "products": [
+            {"productId": "p1", "title": "Lamp", "category": "home", "price": 12.5, "quantity": 2}
+        ],
+        "total": 25.0,
         "status": "Placed",
         "created_at": created,
         "updated_at": created,
@@ -153,7 +191,7 @@ def test_events_carry_the_order_and_are_keyed_by_user() -> None:
     order = domain.new_order_document(
         order_id="o1",
         user_id="u1",
-        products=domain.clean_products([product()], LIMITS),
+        products=price([product()]),
         created_at=created.replace(tzinfo=None),  # as a naive store would return it
     )
     placed = events.order_placed(order)
@@ -165,7 +203,9 @@ def test_events_carry_the_order_and_are_keyed_by_user() -> None:
         "user_id": "u1",
         "previous_status": "Placed",
         "status": "Shipped",
-        "products": [{"productId": "p1", "title": "Lamp", "category": "home", "price": None}],
+        "products": [
+            {"productId": "p1", "title": "Lamp", "category": "home", "price": 12.5, "quantity": 1}
+        ],
         "created_at": "2026-01-02T03:04:05Z",
         "changed_at": "2026-01-03T00:00:00Z",
     }
@@ -182,3 +222,15 @@ def test_settings_defaults_and_page_bounds() -> None:
         OrderSettings(
             _env_file=None, jwt_secret=TEST_JWT_SECRET, orders_page_default=5, orders_page_max=4
         )
+
+
+def test_a_catalog_outage_answers_inside_the_gateways_patience() -> None:
+    from graphql_gateway.settings import GatewaySettings
+
+    settings = OrderSettings(_env_file=None, jwt_secret=TEST_JWT_SECRET)
+    worst = (
+        settings.catalog_retry_attempts * settings.catalog_timeout_seconds
+        + (settings.catalog_retry_attempts - 1) * settings.catalog_retry_backoff_max_seconds
+    )
+    patience = GatewaySettings.model_fields["downstream_timeout_seconds"].default
+    assert worst < patience

@@ -9,8 +9,9 @@ from mongomock_motor import AsyncMongoMockClient
 
 from notification_service import emails
 from scheduler_service import domain
-from scheduler_service.locks import MongoSlotLock, RedisSlotLock
+from scheduler_service.locks import MongoSlotLock, RedisSlotLock, SlotLock
 from shared.catalog import Product
+from tests.fixtures.parts import eventually
 
 
 def product(pid: str, rate: float, count: int = 10) -> Product:
@@ -56,26 +57,53 @@ def test_rotation_skips_bought_and_sent_then_restarts() -> None:
 
 def test_unsubscribe_tokens_name_their_user_and_resist_forgery() -> None:
     secret = "s" * 40
-    token = domain.unsubscribe_token(secret, "user-1")
+    token = domain.unsubscribe_token(secret, "user-1", 60)
     assert domain.user_of_unsubscribe_token(secret, token) == "user-1"
     assert domain.user_of_unsubscribe_token("t" * 40, token) is None
-    forged = domain.unsubscribe_token(secret, "user-2").split(".")[0] + "." + token.split(".")[1]
-    assert domain.user_of_unsubscribe_token(secret, forged) is None
+    header, _, signature = token.split(".")
+    other_payload = domain.unsubscribe_token(secret, "user-2", 60).split(".")[1]
+    assert domain.user_of_unsubscribe_token(secret, f"{header}.{other_payload}.{signature}") is None
     assert domain.user_of_unsubscribe_token(secret, "garbage") is None
+    # The old scheme's tokens never expired; these do.
+    assert (
+        domain.user_of_unsubscribe_token(secret, domain.unsubscribe_token(secret, "u", -1)) is None
+    )
 
 
-async def test_redis_lock_claims_each_key_once() -> None:
-    lock = RedisSlotLock(fakeredis.FakeAsyncRedis(), ttl_seconds=60)
-    assert await lock.claim("k1")
-    assert not await lock.claim("k1")
-    assert await lock.claim("k2")
+SLOT = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+NEXT = SLOT + timedelta(minutes=5)
 
 
-async def test_mongo_lock_claims_each_key_once() -> None:
-    lock = MongoSlotLock(AsyncMongoMockClient()["t"]["job_runs"])
-    assert await lock.claim("k1")
-    assert not await lock.claim("k1")
-    assert await lock.claim("k2")
+def locks(lease_seconds: float) -> list[SlotLock]:
+    return [
+        RedisSlotLock(fakeredis.FakeAsyncRedis(), "promotions", 600, lease_seconds),
+        MongoSlotLock(AsyncMongoMockClient()["t"]["job_runs"], "promotions", lease_seconds),
+    ]
+
+
+async def test_a_period_is_leased_once_until_done_and_never_after() -> None:
+    for lock in locks(lease_seconds=60):
+        token = await lock.acquire(SLOT)
+        assert token is not None, lock
+        assert await lock.acquire(SLOT) is None, "a live lease is not taken twice"
+        assert await lock.acquire(NEXT) is not None, "another period is another lease"
+        assert await lock.unfinished(SLOT - timedelta(hours=1)) == [SLOT, NEXT]
+        await lock.complete(SLOT)
+        assert await lock.acquire(SLOT) is None, "a done period is not run again"
+        assert await lock.unfinished(SLOT - timedelta(hours=1)) == [NEXT]
+
+
+async def test_a_released_or_expired_lease_lets_another_run_finish_the_period() -> None:
+    for lock in locks(lease_seconds=60):
+        token = await lock.acquire(SLOT)
+        assert token is not None
+        await lock.release(SLOT, "someone else's token")
+        assert await lock.acquire(SLOT) is None, "only the holder gives a lease back"
+        await lock.release(SLOT, token)
+        assert await lock.acquire(SLOT) is not None, lock
+    for lock in locks(lease_seconds=0.05):
+        assert await lock.acquire(SLOT) is not None  # then the run crashes
+        await eventually(lambda lock=lock: lock.acquire(SLOT), what="the lease to expire")
 
 
 def test_promotion_emails_carry_a_one_click_list_unsubscribe_header() -> None:

@@ -10,6 +10,7 @@ from recommendation_service.recommender import (
     pair_key,
     recency_weight,
     recommend,
+    updated_top,
 )
 from shared.catalog import Product
 
@@ -85,3 +86,11 @@ def test_recent_purchases_weigh_more_than_old_ones() -> None:
 
 def test_top_five_by_default() -> None:
     assert len(recommend(CATALOG, [], {}, NOW)) == 5
+
+
+def test_a_top_list_counts_partners_and_keeps_the_most_bought_together() -> None:
+    top = updated_top([], ["b", "c"], 2)
+    assert top == [{"id": "b", "count": 1}, {"id": "c", "count": 1}]
+    top = updated_top(top, ["c", "d"], 2)
+    assert top == [{"id": "c", "count": 2}, {"id": "b", "count": 1}]  # d fell off (ties by id)
+    assert len(updated_top(top, [str(n) for n in range(100)], 2)) == 2

@@ -26,7 +26,7 @@ def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_SECRET", LONG_SECRET)
     settings = ServiceSettings(_env_file=None)
     assert settings.mongo_uri == "memory://"
-    assert settings.jwt_ttl_seconds == 86_400
+    assert not hasattr(settings, "jwt_ttl_seconds")  # ACCESS_TOKEN_TTL_SECONDS (user service)
     assert settings.admin_email_set == frozenset()
 
 
@@ -58,3 +58,48 @@ def test_log_level_is_checked_and_normalised(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("LOG_LEVEL", "verbose")
     with pytest.raises(ValidationError, match="LOG_LEVEL must be one of"):
         ServiceSettings(_env_file=None)
+
+
+def test_outages_wait_fifteen_minutes_by_default_and_backoff_is_in_order() -> None:
+    settings = ServiceSettings(_env_file=None, jwt_secret=LONG_SECRET)
+    assert settings.kafka_retry_horizon_seconds == 900
+    with pytest.raises(ValidationError, match="KAFKA_RETRY_BACKOFF_MAX_SECONDS"):
+        ServiceSettings(
+            _env_file=None,
+            jwt_secret=LONG_SECRET,
+            kafka_retry_backoff_seconds=5,
+            kafka_retry_backoff_max_seconds=1,
+        )
+
+
+def test_a_mail_lease_outlasts_the_whole_smtp_exchange() -> None:
+    from notification_service.settings import NotificationSettings
+
+    settings = NotificationSettings(_env_file=None, jwt_secret=LONG_SECRET)
+    assert settings.smtp_send_timeout_seconds < settings.mail_lease_seconds
+    with pytest.raises(ValidationError, match="shorter than MAIL_LEASE_SECONDS"):
+        NotificationSettings(
+            _env_file=None,
+            jwt_secret=LONG_SECRET,
+            smtp_send_timeout_seconds=60,
+            mail_lease_seconds=60,
+        )
+    with pytest.raises(ValidationError, match="SMTP_TIMEOUT_SECONDS"):
+        NotificationSettings(
+            _env_file=None,
+            jwt_secret=LONG_SECRET,
+            smtp_timeout_seconds=40,
+            smtp_send_timeout_seconds=30,
+        )
+
+
+def test_a_promotion_lease_is_shorter_than_the_done_mark() -> None:
+    from scheduler_service.settings import SchedulerSettings
+
+    with pytest.raises(ValidationError, match="PROMOTION_LEASE_SECONDS"):
+        SchedulerSettings(
+            _env_file=None,
+            jwt_secret=LONG_SECRET,
+            promotion_lease_seconds=100,
+            promotion_lock_ttl_seconds=100,
+        )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.cli.demo import DEMO_ADMIN_EMAIL
 from shared.stack.__main__ import parse_options
 from shared.stack.config import ADMIN, FLEET, GATEWAY, StackOptions, fleet_named
 from shared.stack.supervisor import TANSU_FETCH_MAX_WAIT_MS, Supervisor
@@ -31,6 +32,8 @@ def test_defaults_fill_in_what_the_environment_does_not_name() -> None:
     assert env["HOST"] == "127.0.0.1"
     assert env["USER_SERVICE_URL"] == "http://127.0.0.1:5000"
     assert env["PUBLIC_BASE_URL"] == env[GATEWAY.url_env] == "http://127.0.0.1:4000"
+    # The demo's admin (make demo) may become admin: nobody else is named.
+    assert env["ADMIN_EMAILS"] == DEMO_ADMIN_EMAIL == "admin@demo.fleet"
 
 
 def test_every_service_gets_the_same_random_secret_per_stack() -> None:
@@ -46,6 +49,7 @@ def test_what_the_environment_names_passes_through() -> None:
             "SMTP_HOST": "mail.example.com",
             "SMTP_PORT": "587",
             "PUBLIC_BASE_URL": "https://shop.example.com",
+            "ADMIN_EMAILS": "boss@example.com",
             "CATALOG_URL": "https://catalog.example.com/products",
             "HOST": "localhost",
             "SERVICE_NAME": "everyone",
@@ -56,6 +60,7 @@ def test_what_the_environment_names_passes_through() -> None:
     assert env["JWT_SECRET"] == "x" * 40
     assert (env["SMTP_HOST"], env["SMTP_PORT"]) == ("mail.example.com", "587")
     assert env["PUBLIC_BASE_URL"] == "https://shop.example.com"
+    assert env["ADMIN_EMAILS"] == "boss@example.com"
     assert env["CATALOG_URL"] == "https://catalog.example.com/products"
     # Services bind loopback, and each keeps its own name.
     assert env["HOST"] == "127.0.0.1"
@@ -115,3 +120,33 @@ def test_the_admin_service_always_starts_first() -> None:
     assert FLEET[0] == ADMIN
     assert fleet_named(["scheduler_service"])[0] == ADMIN
     assert len({spec.port for spec in FLEET}) == len(FLEET)
+
+
+class _Terminal:
+    """A stream that says a person is reading it."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_on_a_terminal_the_services_log_readable_lines_unless_told_otherwise() -> None:
+    from shared.stack.output import Console
+
+    def environment_on_terminal(environ: dict[str, str]) -> dict[str, str]:
+        supervisor = Supervisor(StackOptions(environ=environ), Console(["stack"], _Terminal()))
+        supervisor._service_ports = {spec.name: spec.port for spec in FLEET}
+        return supervisor._child_environment()
+
+    assert environment_on_terminal({})["LOG_FORMAT"] == "console"
+    assert environment_on_terminal({"LOG_FORMAT": "json"})["LOG_FORMAT"] == "json"
+    # Piped (CI, a file): the services decide for themselves, which means JSON.
+    assert "LOG_FORMAT" not in environment_of({})

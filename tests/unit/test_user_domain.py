@@ -72,8 +72,9 @@ def test_password_within_bounds_is_fine(password: str) -> None:
     domain.check_password(password, LIMITS)
 
 
-def test_new_user_starts_without_orders() -> None:
+def test_new_user_starts_without_orders_unverified_a_customer_with_one_session() -> None:
     now = datetime.now(UTC)
+    session = domain.new_session("u1", now, 60)
     user = domain.new_user_document(
         user_id="u1",
         name="Ada",
@@ -81,6 +82,8 @@ def test_new_user_starts_without_orders() -> None:
         password_hash="argon2-hash",
         preferences=["order_updates"],
         created_at=now,
+        verify_token_id="v1",
+        session=session,
     )
     assert user == {
         "_id": "u1",
@@ -90,9 +93,15 @@ def test_new_user_starts_without_orders() -> None:
         "preferences": ["order_updates"],
         "order_status": "none",
         "orders": [],
-        "purchase_history": [],
         "created_at": now,
+        "roles": ["customer"],
+        "email_verified": False,
+        "verify_jti": "v1",
+        "sessions": {session.session_id: session.document},
+        "auth_version": 1,
     }
+    # Purchases are kept in their own collection, never in the user (issue 15).
+    assert "purchase_history" not in user
 
 
 def test_user_ids_are_uuid4_hex() -> None:
@@ -112,20 +121,22 @@ def test_public_view_uses_contract_names_and_never_the_hash() -> None:
         "preferences": ["promotions"],
         "order_status": "Shipped",
         "orders": [product],
-        "purchase_history": [{"order_id": "o1", "products": [product], "purchase_date": bought}],
         "outbox": [{"id": "e1"}],
     }
-    view = domain.user_out(user).model_dump(mode="json")
+    purchase = {"_id": "o1", "user_id": "u1", "products": [product], "purchase_date": bought}
+    view = domain.user_out(user, [purchase]).model_dump(mode="json")
+    line = {**product, "quantity": 1}  # lines stored before quantities are one of each
     assert view == {
         "id": "u1",
         "name": "Ada",
         "email": "ada@example.com",
         "preferences": ["promotions"],
         "order_status": "Shipped",
-        "orders": [product],
+        "orders": [line],
         "purchase_history": [
-            {"orderId": "o1", "products": [product], "purchaseDate": "2025-01-02T01:04:05Z"}
+            {"orderId": "o1", "products": [line], "purchaseDate": "2025-01-02T01:04:05Z"}
         ],
+        "emailVerified": False,
     }
 
 
@@ -135,13 +146,14 @@ def test_naive_stored_datetimes_are_read_as_utc() -> None:
 
 def test_events_carry_the_user() -> None:
     user = {"_id": "u1", "name": "Ada", "email": "ada@example.com", "preferences": []}
-    registered = user_registered(user)
+    registered = user_registered(user, "http://x/verify-email/t")
     assert (registered.key, registered.topic) == ("u1", "user.registered")
     assert registered.model_dump() == {
         "user_id": "u1",
         "name": "Ada",
         "email": "ada@example.com",
         "preferences": [],
+        "verification_url": "http://x/verify-email/t",
     }
     updated = preferences_updated("u1", ["promotions"])
     assert (updated.key, updated.topic, updated.preferences) == (
@@ -159,3 +171,70 @@ def test_settings_defaults() -> None:
         "user_service",
     )
     assert settings.password_min_length == 8
+
+
+# --- roles and sessions (issue 13) ---------------------------------------------------------
+
+ADMINS = frozenset({"boss@example.com"})
+
+
+def test_a_listed_address_becomes_admin_only_when_verified() -> None:
+    # Registering stores customer only, whatever ADMIN_EMAILS says.
+    assert domain.stored_roles({"roles": ["customer"]}) == ["customer"]
+    assert domain.stored_roles({}) == ["customer"]
+    assert domain.roles_when_verified("Boss@Example.com", ["customer"], ADMINS) == [
+        "customer",
+        "admin",
+    ]
+    assert domain.roles_when_verified("ada@example.com", ["customer"], ADMINS) == ["customer"]
+    assert domain.roles_when_verified("boss@example.com", ["customer", "admin"], ADMINS) == [
+        "customer",
+        "admin",
+    ]
+
+
+def test_granting_and_revoking_a_role_keeps_customer() -> None:
+    assert domain.with_role(["customer"], "admin", granted=True) == ["customer", "admin"]
+    assert domain.with_role(["customer", "admin"], "admin", granted=False) == ["customer"]
+    assert domain.with_role([], "admin", granted=False) == ["customer"]
+
+
+def test_a_refresh_token_names_user_and_session_and_is_stored_hashed() -> None:
+    now = datetime.now(UTC)
+    session = domain.new_session("u1", now, 60)
+    parsed = domain.parse_refresh_token(session.refresh_token)
+    assert parsed is not None
+    assert (parsed.user_id, parsed.session_id) == ("u1", session.session_id)
+    assert domain.same_hash(parsed.secret_hash, session.document["hash"])
+    secret = session.refresh_token.rsplit(".", 1)[1]
+    assert secret not in str(session.document)
+    assert session.document["expires_at"] == now + timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    "token", ["", "a.b", "a.b.c.d", "u1.$where.x", "u1.a.b.", "u1. .x", "u1.sess.é"]
+)
+def test_malformed_refresh_tokens_are_refused(token: str) -> None:
+    assert domain.parse_refresh_token(token) is None
+
+
+def test_expired_sessions_are_found() -> None:
+    now = datetime.now(UTC)
+    sessions = {
+        "old": {"expires_at": now - timedelta(seconds=1)},
+        "live": {"expires_at": now + timedelta(seconds=1)},
+    }
+    assert domain.expired_sessions(sessions, now) == ["old"]
+
+
+def test_the_oldest_live_sessions_are_over_the_cap() -> None:
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+    sessions = {
+        "b": {"created_at": now - timedelta(minutes=2), "expires_at": later},
+        "a": {"created_at": now - timedelta(minutes=3), "expires_at": later},
+        "c": {"created_at": now - timedelta(minutes=1), "expires_at": later},
+        "gone": {"created_at": now - timedelta(days=9), "expires_at": now},
+    }
+    assert domain.sessions_over(sessions, now, 1) == ["a", "b"]
+    assert domain.sessions_over(sessions, now, 5) == []
