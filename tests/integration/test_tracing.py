@@ -44,7 +44,7 @@ PLACE = """
 mutation PlaceOrder($products: [ProductInput!]!) {
   placeOrder(products: $products) { id status }
 }"""
-LAMP = {"productId": "sku-lamp", "title": "Desk lamp", "category": "home", "price": 19.99}
+LAMP = {"productId": "7", "quantity": 1}  # a product of the shipped catalog
 
 
 @pytest.fixture(scope="module")

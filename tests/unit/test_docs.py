@@ -125,3 +125,15 @@ def test_nothing_points_outside_the_repository() -> None:
         and path != "tests/unit/test_docs.py"
     ]
     assert outside == []
+
+
+def test_every_relative_link_of_readme_and_docs_resolves() -> None:
+    pages = [ROOT / "README.md", ROOT / "clients" / "README.md", *(ROOT / "docs").glob("*.md")]
+    broken = [
+        f"{page.relative_to(ROOT)} -> {link}"
+        for page in pages
+        for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8"))
+        if not link.startswith(("http://", "https://", "mailto:"))
+        and not (page.parent / link).exists()
+    ]
+    assert broken == []
