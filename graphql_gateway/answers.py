@@ -27,7 +27,8 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_gateway.auth import authenticate
 from graphql_gateway.cache import Epoch, answer_field
-from graphql_gateway.http_transport import REQUEST_KEY, ParsedRequest
+from graphql_gateway.http_transport import REQUEST_KEY, GatewayRequestData, ParsedRequest
+from graphql_gateway.persisted import PersistedQueries
 from graphql_gateway.tracing import mark_cached_answer
 from shared.errors import Unauthenticated
 
@@ -113,6 +114,7 @@ class AnswerCache:
             operation = parsed.single()
             if operation is not None:
                 mark_cached_answer(operation.query, operation.operation_name)
+                await _register_persisted(scope, operation)
             await _send_answer(send, answer, parsed.answer_headers())
             return
         if epoch is None:
@@ -144,6 +146,17 @@ class AnswerCache:
                 None,
             )
         return self._route
+
+
+async def _register_persisted(scope: Scope, operation: GatewayRequestData) -> None:
+    """Keep a persisted query's document under its hash when its answer comes from the cache:
+    Strawberry, which registers it once it validated, does not run, and a kept answer proves
+    this very operation validated and ran without errors."""
+    if operation.register is None or operation.query is None:
+        return
+    persisted: PersistedQueries | None = getattr(scope["app"].state, "persisted_queries", None)
+    if persisted is not None:
+        await persisted.register(operation.register, operation.query)
 
 
 class MarkCacheableAnswers(SchemaExtension):

@@ -132,6 +132,25 @@ async def test_the_store_is_shared_by_every_replica(
     assert data_of(response.json())["getUserDetails"]["id"] == user_id
 
 
+async def test_a_query_registered_while_its_answer_is_cached_runs_by_hash_after(
+    gateway: LiveGateway, services: Services, store: redis.Redis
+) -> None:
+    """Apollo's link registers (query + hash) after a hash-alone miss; when the answer is
+    already kept, Strawberry does not run, and the hash must be registered all the same."""
+    user_id, token = new_user(services.users)
+    query = unique_details()
+    await post(gateway, {"query": query}, bearer(token))  # the answer is kept
+    await kept_answers(store, user_id)
+    missed = await get(gateway, {"extensions": persisted(query)}, bearer(token, **PREFLIGHT))
+    assert codes(missed.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+    registered = await post(
+        gateway, {"query": query, "extensions": persisted(query)}, bearer(token)
+    )
+    assert data_of(registered.json())["getUserDetails"]["id"] == user_id
+    by_hash = await get(gateway, {"extensions": persisted(query)}, bearer(token, **PREFLIGHT))
+    assert data_of(by_hash.json())["getUserDetails"]["id"] == user_id
+
+
 async def test_persisted_reads_share_the_answer_cache_and_the_limits(
     gateway: LiveGateway, services: Services, store: redis.Redis
 ) -> None:
