@@ -66,6 +66,7 @@ mutation Register($name: String!, $email: String!, $password: String!) {
   registerUser(name: $name, email: $email, password: $password) { token user { id } }
 }
 """
+QUERY_EDITOR = "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror"
 DETAILS = "query Details {\n  getUserDetails { id name email preferences order_status }\n}\n"
 
 
@@ -120,13 +121,15 @@ async def test_graphiql_runs_get_user_details_offline(
             await page.route("**/*", only_localhost)
             await page.goto(fleet.graphql)
             await page.wait_for_selector(".graphiql-query-editor .CodeMirror")
+            # It opens on the fleet's first session; only once that is in the editor has
+            # GraphiQL settled, so what is typed next is not replaced by its initial document.
+            await page.wait_for_function(
+                f"() => {QUERY_EDITOR}.getValue().includes('mutation Register')"
+            )
 
             # The query, then the header, typed into GraphiQL's own editors.
-            await page.evaluate(
-                "q => document.querySelector('.graphiql-query-editor .CodeMirror')"
-                ".CodeMirror.setValue(q)",
-                DETAILS,
-            )
+            await page.evaluate(f"q => {QUERY_EDITOR}.setValue(q)", DETAILS)
+            await page.wait_for_function(f"q => {QUERY_EDITOR}.getValue() === q", arg=DETAILS)
             await page.get_by_role("button", name="Headers").click()
             headers_editor = page.locator(".graphiql-editor-tool .CodeMirror").last
             await headers_editor.wait_for(state="visible")
