@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, status
 
 from order_service.domain import ProductInput
 from order_service.schemas import (
@@ -16,6 +16,7 @@ from order_service.schemas import (
 )
 from order_service.service import Orders
 from shared.http import CallerDep
+from shared.service_app import service_of
 
 router = APIRouter()
 
@@ -25,13 +26,7 @@ OFFSET_MAX = 2**63 - 1
 CURSOR_MAX_LENGTH = 512
 
 
-async def orders(request: Request) -> Orders:
-    """The use cases, built in the lifespan (async: a plain function would cost a worker-thread
-    hop per request)."""
-    return request.app.state.orders
-
-
-OrdersDep = Annotated[Orders, Depends(orders)]
+OrdersDep = Annotated[Orders, Depends(service_of)]
 
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)

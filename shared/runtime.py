@@ -1,12 +1,13 @@
-"""The parts a service runs with (database, publisher, consumers, outbox relay), started and
-stopped in the right order from its FastAPI lifespan."""
+"""The parts a service runs with (database, publisher, consumers, outbox relay, its own workers
+and clients), started and stopped in the right order from its FastAPI lifespan."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI
 
@@ -19,6 +20,48 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
+ReadinessCheck = Callable[[], bool | Awaitable[bool]]
+
+
+class Worker(Protocol):
+    """A service's own background part (mail sender, scheduler): started once the consumers and
+    relay run, stopped before them, so the work in hand finishes while the database is open."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Closable(Protocol):
+    """A client the service opened (catalog, Redis): closed once everything else stopped."""
+
+    async def aclose(self) -> None: ...
+
+
+ClosableT = TypeVar("ClosableT", bound=Closable)
+
+
+class LoopTask:
+    """A coroutine run forever as a worker (a retry pass): cancelled on stop."""
+
+    def __init__(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        self._run = run
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        async def run() -> None:
+            await self._run()
+
+        self._task = asyncio.create_task(run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
 
 class ServiceRuntime:
     """Start: database, publisher, then consumers concurrently, then the outbox relay.
@@ -30,6 +73,10 @@ class ServiceRuntime:
         self.publisher = EventPublisher(settings)
         self.consumers: list[EventConsumer] = []
         self.relay: OutboxRelay | None = None
+        self.workers: list[Worker] = []
+        self.closables: list[Closable] = []
+        self.preparations: list[Callable[[], Awaitable[object]]] = []
+        self.readiness: dict[str, ReadinessCheck] = {}
 
     @property
     def db(self) -> Any:
@@ -53,6 +100,32 @@ class ServiceRuntime:
         )
         return self.relay
 
+    def prepare(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Run this before anything starts (indexes, a migration), in declaration order."""
+        self.preparations.append(step)
+
+    def run_worker(self, worker: Worker) -> None:
+        """Start this once consumers and relay run; stop it first."""
+        self.workers.append(worker)
+
+    def run_loop(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run this coroutine for the service's life (cancelled on stop)."""
+        self.run_worker(LoopTask(run, name))
+
+    def closing(self, client: ClosableT) -> ClosableT:
+        """Close this client last, however the service ends; returns it."""
+        self.closables.append(client)
+        return client
+
+    def ready_when(self, name: str, check: ReadinessCheck) -> None:
+        """One more readiness check beside the database, broker and consumers."""
+        self.readiness[name] = check
+
+    async def prepare_all(self) -> None:
+        """Run the declared preparations."""
+        for step in self.preparations:
+            await step()
+
     async def start_publisher(self) -> None:
         """Connect the producer (consumers need it for dead letters)."""
         await self.publisher.start()
@@ -64,6 +137,8 @@ class ServiceRuntime:
             await self.relay.ensure_indexes()
             await self.relay.relay_once()
             self.relay.start()
+        for worker in self.workers:
+            worker.start()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ServiceRuntime]:
@@ -76,7 +151,10 @@ class ServiceRuntime:
             await self.stop()
 
     async def stop(self) -> None:
-        """Stop consuming, flush the outbox and producer, close the database."""
+        """Stop the workers and consumers, flush the outbox and producer, close the database,
+        then the clients."""
+        for worker in reversed(self.workers):
+            await worker.stop()
         await asyncio.gather(
             *(consumer.stop() for consumer in self.consumers), return_exceptions=True
         )
@@ -84,6 +162,13 @@ class ServiceRuntime:
             await self.relay.stop()
         await self.publisher.stop()
         await self.mongo.close()
+        await self.close_clients()
+
+    async def close_clients(self) -> None:
+        """Close the clients the service opened (also when it never started)."""
+        clients, self.closables = self.closables, []
+        for client in reversed(clients):
+            await client.aclose()
 
     def install_readiness(self, app: FastAPI) -> None:
         """Readiness: the database and broker answer and every consumer is running."""
@@ -92,5 +177,6 @@ class ServiceRuntime:
                 "mongo": self.mongo.ping,
                 "kafka": self.publisher.ready,
                 "consumers": lambda: all(consumer.ready() for consumer in self.consumers),
+                **self.readiness,
             }
         )

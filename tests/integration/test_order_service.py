@@ -129,7 +129,11 @@ async def service(kafka_broker: str) -> AsyncIterator[OrderServiceUnderTest]:
             transport=transport, base_url="http://order-service"
         ) as client:
             yield OrderServiceUnderTest(
-                client, app.state.repository, kafka_broker, app.state.runtime, app.state.orders
+                client,
+                app.state.service.repository,
+                kafka_broker,
+                app.state.runtime,
+                app.state.service,
             )
 
 
