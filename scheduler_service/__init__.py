@@ -1,1 +1,2 @@
-"""The scheduler service: publishes promotions on a schedule (features in a later issue)."""
+"""The scheduler service: keeps promotion subscriptions and publishes one promotion per
+subscribed user each period, once across replicas (README.md has the map of its modules)."""

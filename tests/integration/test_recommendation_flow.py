@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from recommendation_service import main
-from recommendation_service.events import RecommendationFlow
 from recommendation_service.main import create_app
+from recommendation_service.service import Recommendations
 from recommendation_service.settings import RecommendationSettings
 from shared.catalog import CatalogClient
 from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
@@ -46,7 +46,7 @@ BOUGHT, COMPANION = "1", "25"
 @dataclass
 class Flow:
     client: httpx.AsyncClient
-    flow: RecommendationFlow
+    flow: Recommendations
     users: UserRepository
     runtime: ServiceRuntime
     broker: str
@@ -96,7 +96,7 @@ async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
                     timeout=30,
                     what="both consumers assigned",
                 )
-                yield Flow(client, app.state.flow, users, runtime, kafka_broker)
+                yield Flow(client, app.state.service, users, runtime, kafka_broker)
 
 
 async def add_user(flow: Flow, preferences: list[str]) -> str:

@@ -173,7 +173,7 @@ async def test_preferences_decide_the_email_and_products_rotate(
             }
         )
     )
-    repository = app.state.repository
+    repository = app.state.service.repository
 
     async def known() -> bool:
         prefs = await repository.preferences_of([user_id])

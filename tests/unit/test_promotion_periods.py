@@ -14,9 +14,9 @@ import fakeredis
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
-from scheduler_service.events import PromotionJob
 from scheduler_service.locks import MongoSlotLock, RedisSlotLock, SlotLock
 from scheduler_service.repository import SchedulerRepository
+from scheduler_service.service import Promotions
 from scheduler_service.settings import SchedulerSettings
 from shared.catalog import CatalogUnavailable, shipped_products
 from shared.catalog.models import Product
@@ -63,7 +63,7 @@ class CrashingRepository(SchedulerRepository):
 
 def replica(
     db: Any, lease_seconds: float = 60, redis_server: fakeredis.FakeServer | None = None
-) -> tuple[PromotionJob, CrashingRepository, Catalog]:
+) -> tuple[Promotions, CrashingRepository, Catalog]:
     settings = SchedulerSettings(
         _env_file=None,
         jwt_secret=TEST_JWT_SECRET,
@@ -82,7 +82,7 @@ def replica(
         if redis_server is not None
         else MongoSlotLock(repository.job_runs, settings.promotion_job_name, lease_seconds)
     )
-    job = PromotionJob(
+    job = Promotions(
         settings,
         repository,
         EventPublisher(settings),

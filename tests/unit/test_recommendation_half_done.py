@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
-from recommendation_service.events import RecommendationFlow
 from recommendation_service.repository import DONE, RecommendationRepository
+from recommendation_service.service import Recommendations
 from recommendation_service.settings import RecommendationSettings
 from shared.catalog import shipped_products
 from shared.catalog.models import Product
-from shared.events import Envelope
 from shared.events.models import PurchaseHistoryProvided
 from shared.publisher import EventPublisher
 from tests.fixtures.parts import TEST_JWT_SECRET
@@ -43,24 +42,20 @@ class FlakyLatest(RecommendationRepository):
         await super().set_latest(*args, **kwargs)
 
 
-def flow() -> tuple[RecommendationFlow, FlakyLatest]:
+def flow() -> tuple[Recommendations, FlakyLatest]:
     settings = RecommendationSettings(
         _env_file=None, jwt_secret=TEST_JWT_SECRET, recommendation_retry_seconds=0.01
     )
     repository = FlakyLatest(AsyncMongoMockClient(tz_aware=True)[f"t_{uuid.uuid4().hex}"])
     publisher = EventPublisher(settings)
     return (
-        RecommendationFlow(settings, repository, publisher, Relay(), Catalog()),  # type: ignore[arg-type]
+        Recommendations(settings, repository, publisher, Relay(), Catalog()),  # type: ignore[arg-type]
         repository,
     )
 
 
-def answer(request_id: str, user_id: str) -> tuple[Envelope, PurchaseHistoryProvided]:
-    event = PurchaseHistoryProvided(request_id=request_id, user_id=user_id)
-    envelope = Envelope(
-        type=event.event_type, source="test", correlation_id="c", data=event.model_dump()
-    )
-    return envelope, event
+def answer(request_id: str, user_id: str) -> PurchaseHistoryProvided:
+    return PurchaseHistoryProvided(request_id=request_id, user_id=user_id)
 
 
 async def test_a_redelivered_history_finishes_a_half_done_result() -> None:
@@ -72,12 +67,12 @@ async def test_a_redelivered_history_finishes_a_half_done_result() -> None:
     )
     repository.failures = 1
     with pytest.raises(ConnectionResetError):  # the bus retries the message
-        await recommendations.on_history_provided(*answer(request_id, user_id))
+        await recommendations.take_history(answer(request_id, user_id))
     stored = await repository.requests.find_one({"_id": request_id})
     assert stored["status"] == DONE and stored["latest_pending"]
     assert await repository.latest(user_id) == []
 
-    await recommendations.on_history_provided(*answer(request_id, user_id))  # redelivery
+    await recommendations.take_history(answer(request_id, user_id))  # redelivery
     latest = await repository.latest(user_id)
     assert latest and latest == stored["products"]
     assert "latest_pending" not in await repository.requests.find_one({"_id": request_id})
@@ -90,7 +85,7 @@ async def test_the_retry_pass_finishes_a_half_done_result_too() -> None:
     await repository.insert_request(
         request_id, user_id, now, [], expires_at=now + timedelta(days=7)
     )
-    _, event = answer(request_id, user_id)
+    event = answer(request_id, user_id)
     await repository.store_history(
         request_id,
         user_id,
