@@ -34,12 +34,10 @@ CONSUMER_GROUP = "scheduler_service"
 def handlers(promotions: Promotions) -> dict[str, Handler]:
     """The consumer's topic -> handler map."""
 
-    async def on_user_registered(envelope: Envelope, event: UserRegistered) -> None:
-        await promotions.copy_preferences(
-            event.user_id, list(event.preferences), envelope.occurred_at
-        )
-
-    async def on_preferences_updated(envelope: Envelope, event: UserPreferencesUpdated) -> None:
+    async def on_preferences(
+        envelope: Envelope, event: UserRegistered | UserPreferencesUpdated
+    ) -> None:
+        # The envelope's time orders the two kinds: an older event never overwrites a newer.
         await promotions.copy_preferences(
             event.user_id, list(event.preferences), envelope.occurred_at
         )
@@ -49,8 +47,8 @@ def handlers(promotions: Promotions) -> dict[str, Handler]:
         await promotions.copy_purchases(event.user_id, [line.productId for line in event.products])
 
     return {
-        UserRegistered.topic: on_user_registered,
-        UserPreferencesUpdated.topic: on_preferences_updated,
+        UserRegistered.topic: on_preferences,
+        UserPreferencesUpdated.topic: on_preferences,
         OrderPlaced.topic: on_order_placed,
     }
 
