@@ -26,20 +26,6 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
     settings = settings or SchedulerSettings()
     trigger = promotion_trigger(settings)  # a bad PROMOTION_CRON fails at start-up
 
-    def wire(runtime: ServiceRuntime) -> Promotions:
-        repository = SchedulerRepository(runtime.db)
-        relay = runtime.use_outbox([repository.subscriptions])
-        runtime.prepare(
-            functools.partial(repository.ensure_indexes, settings.promotion_lock_ttl_seconds)
-        )
-        catalog = runtime.closing(CatalogClient.from_settings(settings))
-        promotions = Promotions(
-            settings, repository, runtime.publisher, relay, catalog, slot_lock(runtime, repository)
-        )
-        runtime.consume(CONSUMER_GROUP, events.handlers(promotions))
-        runtime.run_worker(PromotionSchedule(settings, promotions, trigger))
-        return promotions
-
     def slot_lock(runtime: ServiceRuntime, repository: SchedulerRepository) -> SlotLock:
         """Redis when REDIS_URL is set (then also a readiness check), else `job_runs`."""
         if not settings.redis_url:
@@ -56,5 +42,19 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
             settings.promotion_lock_ttl_seconds,
             settings.promotion_lease_seconds,
         )
+
+    def wire(runtime: ServiceRuntime) -> Promotions:
+        repository = SchedulerRepository(runtime.db)
+        relay = runtime.use_outbox([repository.subscriptions])
+        runtime.prepare(
+            functools.partial(repository.ensure_indexes, settings.promotion_lock_ttl_seconds)
+        )
+        catalog = runtime.closing(CatalogClient.from_settings(settings))
+        promotions = Promotions(
+            settings, repository, runtime.publisher, relay, catalog, slot_lock(runtime, repository)
+        )
+        runtime.consume(CONSUMER_GROUP, events.handlers(promotions))
+        runtime.run_worker(PromotionSchedule(settings, promotions, trigger))
+        return promotions
 
     return create_service_app(settings, api.router, wire)
