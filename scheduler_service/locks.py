@@ -11,21 +11,21 @@ events have ids derived from the period and the user.
 
 A done mark is kept for `promotion_lock_ttl_seconds` (a released done mark let a slow replica
 run the slot again, agronholm/apscheduler#766), and expires long after its slot has passed.
+
+Two stores keep them: Redis (`RedisSlotLock`, here) and, without Redis, MongoDB's `job_runs`
+(`scheduler_service.repository.MongoSlotLock`: the database stays the repository's).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
 import redis.asyncio as redis
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from scheduler_service import domain
 from shared.errors import ServiceUnavailable
-from shared.times import as_utc
 
 
 class SlotLock(Protocol):
@@ -106,56 +106,6 @@ class RedisSlotLock:
         except (redis.RedisError, OSError) as exc:
             raise ServiceUnavailable("The lock store is unavailable.") from exc
         return [datetime.fromisoformat(_text(m)) for m in members if isinstance(m, bytes | str)]
-
-
-class MongoSlotLock:
-    """One document per period in a `job_runs` collection (shared only when MongoDB is):
-    `_id` = the period's key, its slot, the lease (`token`, `lease_until`) and `done`."""
-
-    def __init__(self, collection: Any, job_name: str, lease_seconds: float) -> None:
-        self.collection = collection
-        self.job_name = job_name
-        self.lease = timedelta(seconds=lease_seconds)
-
-    def _key(self, slot: datetime) -> str:
-        return domain.lock_key(self.job_name, slot)
-
-    async def acquire(self, slot: datetime) -> str | None:
-        now, token = datetime.now(UTC), _new_token()
-        try:
-            taken = await self.collection.find_one_and_update(
-                {"_id": self._key(slot), "done": {"$ne": True}, "lease_until": {"$lte": now}},
-                {
-                    "$set": {"lease_until": now + self.lease, "token": token},
-                    "$setOnInsert": {
-                        "job": self.job_name,
-                        "slot": slot,
-                        "claimed_at": now,
-                        "done": False,
-                    },
-                },
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:  # done, or a live lease: the upsert met the existing document
-            return None
-        return token if taken is not None and taken.get("token") == token else None
-
-    async def complete(self, slot: datetime) -> None:
-        await self.collection.update_one(
-            {"_id": self._key(slot)}, {"$set": {"done": True}, "$unset": {"token": ""}}
-        )
-
-    async def release(self, slot: datetime, token: str) -> None:
-        await self.collection.update_one(
-            {"_id": self._key(slot), "token": token}, {"$set": {"lease_until": datetime.now(UTC)}}
-        )
-
-    async def unfinished(self, since: datetime) -> list[datetime]:
-        cursor = self.collection.find(
-            {"job": self.job_name, "done": False, "slot": {"$gte": since}}
-        ).sort("slot", 1)
-        return [as_utc(doc["slot"]) for doc in await cursor.to_list(None)]
 
 
 def _iso(slot: datetime) -> str:

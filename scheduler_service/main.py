@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from scheduler_service import api, events
 from scheduler_service.events import CONSUMER_GROUP
-from scheduler_service.locks import MongoSlotLock, RedisSlotLock, SlotLock
-from scheduler_service.repository import SchedulerRepository
+from scheduler_service.locks import RedisSlotLock, SlotLock
+from scheduler_service.repository import MongoSlotLock, SchedulerRepository
 from scheduler_service.schedule import PromotionSchedule, promotion_trigger
 from scheduler_service.service import Promotions
 from scheduler_service.settings import SchedulerSettings

@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from scheduler_service import domain
 from shared.outbox import OUTBOX_FIELD
+from shared.times import as_utc
 
 SUBSCRIPTIONS = "subscriptions"
 PREFERENCES = "preferences"
@@ -120,3 +123,54 @@ class SchedulerRepository:
         """The product ids each of these users bought."""
         cursor = self.purchases.find({"_id": {"$in": user_ids}})
         return {doc["_id"]: set(doc.get("product_ids", [])) for doc in await cursor.to_list(None)}
+
+
+class MongoSlotLock:
+    """The periods' lock store (scheduler_service.locks.SlotLock) when no Redis is set: one
+    document per period in `job_runs` (shared only when MongoDB is): `_id` = the period's key,
+    its slot, the lease (`token`, `lease_until`) and `done`."""
+
+    def __init__(self, collection: Any, job_name: str, lease_seconds: float) -> None:
+        self.collection = collection
+        self.job_name = job_name
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def _key(self, slot: datetime) -> str:
+        return domain.lock_key(self.job_name, slot)
+
+    async def acquire(self, slot: datetime) -> str | None:
+        now, token = datetime.now(UTC), uuid.uuid4().hex
+        try:
+            taken = await self.collection.find_one_and_update(
+                {"_id": self._key(slot), "done": {"$ne": True}, "lease_until": {"$lte": now}},
+                {
+                    "$set": {"lease_until": now + self.lease, "token": token},
+                    "$setOnInsert": {
+                        "job": self.job_name,
+                        "slot": slot,
+                        "claimed_at": now,
+                        "done": False,
+                    },
+                },
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:  # done, or a live lease: the upsert met the existing document
+            return None
+        return token if taken is not None and taken.get("token") == token else None
+
+    async def complete(self, slot: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": self._key(slot)}, {"$set": {"done": True}, "$unset": {"token": ""}}
+        )
+
+    async def release(self, slot: datetime, token: str) -> None:
+        await self.collection.update_one(
+            {"_id": self._key(slot), "token": token}, {"$set": {"lease_until": datetime.now(UTC)}}
+        )
+
+    async def unfinished(self, since: datetime) -> list[datetime]:
+        cursor = self.collection.find(
+            {"job": self.job_name, "done": False, "slot": {"$gte": since}}
+        ).sort("slot", 1)
+        return [as_utc(doc["slot"]) for doc in await cursor.to_list(None)]

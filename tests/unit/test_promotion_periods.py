@@ -14,8 +14,8 @@ import fakeredis
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
-from scheduler_service.locks import MongoSlotLock, RedisSlotLock, SlotLock
-from scheduler_service.repository import SchedulerRepository
+from scheduler_service.locks import RedisSlotLock, SlotLock
+from scheduler_service.repository import MongoSlotLock, SchedulerRepository
 from scheduler_service.service import Promotions
 from scheduler_service.settings import SchedulerSettings
 from shared.catalog import CatalogUnavailable, shipped_products

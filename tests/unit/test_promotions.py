@@ -9,7 +9,8 @@ from mongomock_motor import AsyncMongoMockClient
 
 from notification_service import emails
 from scheduler_service import domain
-from scheduler_service.locks import MongoSlotLock, RedisSlotLock, SlotLock
+from scheduler_service.locks import RedisSlotLock, SlotLock
+from scheduler_service.repository import MongoSlotLock
 from shared.catalog import Product
 from tests.fixtures.parts import eventually
 
