@@ -35,11 +35,12 @@ from shared.events.models import (
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.services import RECOMMENDATION
 from shared.times import as_utc
 
 log = get_logger(__name__)
 
-CONSUMER_GROUP = "recommendation_service"
+CONSUMER_GROUP = RECOMMENDATION.name
 EMAIL_PREFERENCE = "recommendations"
 SUBJECT = "Products picked for you"
 

@@ -38,10 +38,11 @@ from shared.events.models import (
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.services import SCHEDULER
 
 log = get_logger(__name__)
 
-CONSUMER_GROUP = "scheduler_service"
+CONSUMER_GROUP = SCHEDULER.name
 
 
 @dataclass
