@@ -12,8 +12,11 @@ UV_VERSION := 0.13.9
 UV_HOME := .tools/uv-$(UV_VERSION)
 UV := $(UV_HOME)/bin/uv
 LOCK_ARGS ?=
-SERVICES := graphql_gateway user_service notification_service order_service \
-	recommendation_service scheduler_service kafka_admin_service
+# The service packages, from the registry (shared/services.py). Deferred (`=`): expanded only in
+# the recipes that use it, which run after .venv exists.
+SERVICES = $(shell $(BIN)/python -m shared.services)
+# Local tooling: the stack, in-process store, API documents (devstack) and the operator CLI.
+TOOLING := devstack fleet
 PYTEST_ARGS ?=
 
 NODE_STAMP := clients/node_modules/.installed-from-lock
@@ -79,15 +82,15 @@ promtool: ## install Debian's promtool for the alert rule tests (root, apt)
 bench: $(STAMP) wrk ## measure the fleet with wrk (gateway vs bare FastAPI, memory, start time)
 	$(BIN)/python -m bench.run
 
-# ARGS go to the launcher: make run ARGS="--free-ports" (see python -m shared.stack --help).
+# ARGS go to the launcher: make run ARGS="--free-ports" (see python -m devstack --help).
 run: $(STAMP) node-tools ## start the whole fleet on embedded parts (Ctrl-C stops it; ARGS=...)
-	$(BIN)/python -m shared.stack $(ARGS)
+	$(BIN)/python -m devstack $(ARGS)
 
 # Against a running fleet (make run in another terminal): users with orders, notifications and
 # recommendations, a verified admin; prints logins, tokens and `export FLEET_TOKEN=...`
 # (docs/demo.md). ARGS go to `fleet demo`: make demo ARGS="--url http://127.0.0.1:4000".
 demo: $(STAMP) ## create demo users, orders and an admin on the running fleet (ARGS=...)
-	$(BIN)/python -m shared.cli demo $(ARGS)
+	$(BIN)/python -m fleet demo $(ARGS)
 
 test: $(STAMP) node-tools browser promtool ## run every test: compose check, unit, integration, end to end, fault injection, security
 	@$(MAKE) --no-print-directory compose-check
@@ -98,19 +101,19 @@ audit: $(STAMP) ## audit the installed dependencies for known vulnerabilities (p
 	$(BIN)/python scripts/audit.py
 
 lint: $(STAMP) ## ruff (format and lint) and mypy
-	$(BIN)/ruff format --check shared tests $(SERVICES)
-	$(BIN)/ruff check shared tests $(SERVICES)
-	$(BIN)/mypy shared $(SERVICES)
+	$(BIN)/ruff format --check shared $(TOOLING) tests $(SERVICES)
+	$(BIN)/ruff check shared $(TOOLING) tests $(SERVICES)
+	$(BIN)/mypy shared $(TOOLING) $(SERVICES)
 
 format: $(STAMP) ## rewrite the code in the house format
-	$(BIN)/ruff format shared tests $(SERVICES)
-	$(BIN)/ruff check --fix shared tests $(SERVICES)
+	$(BIN)/ruff format shared $(TOOLING) tests $(SERVICES)
+	$(BIN)/ruff check --fix shared $(TOOLING) tests $(SERVICES)
 
 # Offline, no Docker: the Compose Specification's JSON schema (deploy/compose-spec, committed
 # with its source named) and the house rules (healthchecks, env files, build targets, scalable
-# services, start order, volumes, one network), by shared/stack/compose_check.py.
+# services, start order, volumes, one network), by devstack/compose_check.py.
 compose-check: $(STAMP) ## validate docker-compose.yml (Compose Specification schema, house rules)
-	$(BIN)/python -m shared.stack.compose_check docker-compose.yml
+	$(BIN)/python -m devstack.compose_check docker-compose.yml
 
 clean: ## remove caches and the local mail folder (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache var

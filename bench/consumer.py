@@ -197,7 +197,7 @@ def _fleet_bootstrap(args: argparse.Namespace) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="broker of a running fleet (host:port)")
-    parser.add_argument("--state-file", help="state file of a running `python -m shared.stack`")
+    parser.add_argument("--state-file", help="state file of a running `python -m devstack`")
     parser.add_argument("--events", type=int, default=EVENTS)
     parser.add_argument("--users", type=int, default=USERS)
     parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS)
@@ -220,7 +220,7 @@ def main() -> None:
         result = measure(bootstrap)
     else:
         from bench.run import start_fleet, stop
-        from shared.stack.config import new_jwt_secret
+        from devstack.config import new_jwt_secret
 
         with tempfile.TemporaryDirectory(prefix="bench-consumer-") as tmp:
             fleet, state, _ready = start_fleet(Path(tmp), new_jwt_secret())

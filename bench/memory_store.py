@@ -10,7 +10,7 @@ async API, as the services call it: insert_one (unique index checked), find_one 
 the indexed `user_id` (N/500 documents each), update_one by _id, and the outbox relay's pass
 (`{"outbox.0": {"$exists": true}}`, limit 100). Each operation runs up to 1,000 times or for
 about 2 s, whichever comes first; the mean is printed in microseconds. `plain` is mongomock as
-released, `indexed` is shared.memory_store.
+released, `indexed` is devstack.memory_store.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ BUDGET_SECONDS = 2.0
 
 def _client(store: str) -> Any:
     if store == "indexed":
-        from shared.memory_store import IndexedMongoClient
+        from devstack.memory_store import IndexedMongoClient
 
         return AsyncMongoMockClient(mock_mongo_client=IndexedMongoClient(tz_aware=True))
     return AsyncMongoMockClient(mock_mongo_client=MongoClient(tz_aware=True))

@@ -38,8 +38,8 @@ from bench.e2e import measure_e2e
 from bench.trace_sink import TraceSink
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from graphql_gateway.persisted import document_hash
-from shared.stack.config import environment_without_parts, new_jwt_secret
-from shared.stack.parts import free_port
+from devstack.config import environment_without_parts, new_jwt_secret
+from devstack.parts import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
@@ -262,7 +262,7 @@ def start_fleet(
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any], float]:
     state_file = workdir / "stack-state.json"
     command = [
-        sys.executable, "-m", "shared.stack", "--free-ports",
+        sys.executable, "-m", "devstack", "--free-ports",
         "--state-file", str(state_file), "--mail-dir", str(workdir / "mail"),
         "--ready-timeout", str(READY_TIMEOUT_SECONDS),
     ]  # fmt: skip
@@ -435,7 +435,7 @@ def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         try:
-            log("starting the fleet (python -m shared.stack --free-ports)")
+            log("starting the fleet (python -m devstack --free-ports)")
             fleet, state, ready_seconds = start_fleet(workdir, secret)
             log(f"fleet ready in {ready_seconds:.1f} s")
             results["fleet_ready_s"] = round(ready_seconds, 2)

@@ -7,20 +7,28 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from shared.ratelimit import parse_limit
+from shared.services import (
+    GATEWAY,
+    NOTIFICATION,
+    ORDER,
+    RECOMMENDATION,
+    SCHEDULER,
+    USER,
+)
 from shared.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
     """Only the gateway's own fields; the rest come from `ServiceSettings`."""
 
-    service_name: str = "graphql_gateway"
-    port: int = Field(default=4000, ge=1, le=65535)
+    service_name: str = GATEWAY.name
+    port: int = Field(default=GATEWAY.port, ge=1, le=65535)
 
-    user_service_url: str = "http://127.0.0.1:5000"
-    notification_service_url: str = "http://127.0.0.1:6000"
-    order_service_url: str = "http://127.0.0.1:7000"
-    recommendation_service_url: str = "http://127.0.0.1:8000"
-    scheduler_service_url: str = "http://127.0.0.1:9000"
+    user_service_url: str = USER.default_url
+    notification_service_url: str = NOTIFICATION.default_url
+    order_service_url: str = ORDER.default_url
+    recommendation_service_url: str = RECOMMENDATION.default_url
+    scheduler_service_url: str = SCHEDULER.default_url
 
     # One pooled client per service: every request to it waits at most this long in total
     # for a connection, for the answer, and between bytes.

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from shared.services import KAFKA_ADMIN
 from shared.settings import ServiceSettings
 
 
 class KafkaAdminSettings(ServiceSettings):
     """What topic provisioning and monitoring add to the common settings."""
 
-    service_name: str = "kafka_admin_service"
-    port: int = Field(default=3000, ge=1, le=65535)
+    service_name: str = KAFKA_ADMIN.name
+    port: int = Field(default=KAFKA_ADMIN.port, ge=1, le=65535)
 
     # One round of ensure_topics retries with backoff for this long before it starts over.
     topic_creation_attempt_seconds: float = Field(default=30, gt=0)

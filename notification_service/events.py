@@ -37,11 +37,12 @@ from shared.events.models import (
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
+from shared.services import NOTIFICATION
 from shared.tracing import event_scope
 
 log = get_logger(__name__)
 
-CONSUMER_GROUP = "notification_service"
+CONSUMER_GROUP = NOTIFICATION.name
 _STAMP_STEP = timedelta(milliseconds=1)  # stored dates keep milliseconds
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
+from shared.services import NOTIFICATION
 from shared.settings import ServiceSettings
 
 
 class NotificationSettings(ServiceSettings):
     """Read from the environment and `.env` (see `.env.example`)."""
 
-    service_name: str = "notification_service"
-    port: int = Field(default=6000, ge=1, le=65535)
+    service_name: str = NOTIFICATION.name
+    port: int = Field(default=NOTIFICATION.port, ge=1, le=65535)
 
     # Outgoing mail. No SMTP_HOST and no known SMTP_SERVICE: email is off, notifications are
     # still stored.

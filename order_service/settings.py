@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from shared.catalog.settings import CatalogServiceSettings
+from shared.services import ORDER
 
 
 class OrderSettings(CatalogServiceSettings):
     """Read from the environment and `.env` (see `.env.example`)."""
 
-    service_name: str = "order_service"
-    port: int = Field(default=7000, ge=1, le=65535)
+    service_name: str = ORDER.name
+    port: int = Field(default=ORDER.port, ge=1, le=65535)
 
     # A placeOrder waits for the catalog: every attempt and backoff together must end well
     # inside the gateway's DOWNSTREAM_TIMEOUT_SECONDS (5), or a client could see

@@ -23,11 +23,12 @@ from shared.events.models import (
     PurchaseHistoryProvided,
     RecommendationGenerated,
 )
+from shared.services import RECOMMENDATION
 
 if TYPE_CHECKING:  # the service builds its events here: a runtime import would be a cycle
     from recommendation_service.service import Recommendations
 
-CONSUMER_GROUP = "recommendation_service"
+CONSUMER_GROUP = RECOMMENDATION.name
 
 
 def handlers(recommendations: Recommendations) -> dict[str, Handler]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.catalog.settings import CatalogServiceSettings
+from shared.services import RECOMMENDATION
 
 
 class RecommendationSettings(CatalogServiceSettings):
     """Only what this service adds to the common and catalog settings."""
 
-    service_name: str = "recommendation_service"
-    port: int = Field(default=8000, ge=1, le=65535)
+    service_name: str = RECOMMENDATION.name
+    port: int = Field(default=RECOMMENDATION.port, ge=1, le=65535)
 
     # How many products one recommendation lists.
     recommendation_limit: int = Field(default=5, ge=1)

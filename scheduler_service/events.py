@@ -24,11 +24,12 @@ from shared.events.models import (
     UserPreferencesUpdated,
     UserRegistered,
 )
+from shared.services import SCHEDULER
 
 if TYPE_CHECKING:  # the service builds its events here: a runtime import would be a cycle
     from scheduler_service.service import Promotions
 
-CONSUMER_GROUP = "scheduler_service"
+CONSUMER_GROUP = SCHEDULER.name
 
 
 def handlers(promotions: Promotions) -> dict[str, Handler]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from shared.catalog.settings import CatalogServiceSettings
+from shared.services import SCHEDULER
 
 
 class SchedulerSettings(CatalogServiceSettings):
     """Only what this service adds to the common and catalog settings."""
 
-    service_name: str = "scheduler_service"
-    port: int = Field(default=9000, ge=1, le=65535)
+    service_name: str = SCHEDULER.name
+    port: int = Field(default=SCHEDULER.port, ge=1, le=65535)
 
     # When promotions go out, in cron syntax (UTC).
     promotion_cron: str = "*/5 * * * *"

@@ -24,12 +24,13 @@ from shared.events.models import (
     UserRegistered,
 )
 from shared.runtime import ServiceRuntime
+from shared.services import USER
 from user_service.order_events import OrderEventHandlers
 from user_service.purchase_history import PurchaseHistoryHandler
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
 
-CONSUMER_GROUP = "user_service"
+CONSUMER_GROUP = USER.name
 
 
 def user_registered(user: Mapping[str, Any], verification_url: str) -> UserRegistered:

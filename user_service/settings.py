@@ -6,14 +6,15 @@ from pydantic import Field, field_validator, model_validator
 
 from shared.auth import DEFAULT_HASH_CONCURRENCY, DEFAULT_HASH_QUEUE
 from shared.ratelimit import parse_limit
+from shared.services import USER
 from shared.settings import ServiceSettings
 
 
 class UserSettings(ServiceSettings):
     """Read from the environment and `.env` (see `.env.example`)."""
 
-    service_name: str = "user_service"
-    port: int = Field(default=5000, ge=1, le=65535)
+    service_name: str = USER.name
+    port: int = Field(default=USER.port, ge=1, le=65535)
 
     password_min_length: int = Field(default=8, ge=1)
     # Bounds the Argon2 work an anonymous caller can ask for.

@@ -1,4 +1,5 @@
-"""The one topic registry: every topic of the fleet, its partitions and who consumes it.
+"""The one topic registry: every topic of the fleet, its partitions and who consumes it (the
+groups come from the service registry, shared/services.py).
 
 The kafka admin service creates exactly these (and a `.dlq` for each consumed topic) before any
 other service starts; nothing relies on the broker's auto-creation.
@@ -6,7 +7,7 @@ other service starts; nothing relies on the broker's auto-creation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DLQ_SUFFIX = ".dlq"
 DEFAULT_PARTITIONS = 3
@@ -15,11 +16,19 @@ DLQ_PARTITIONS = 1
 
 @dataclass(frozen=True, slots=True)
 class Topic:
-    """A topic: its name (`<domain>.<event>`), partition count and consuming groups."""
+    """A topic: its name (`<domain>.<event>`) and partition count."""
 
     name: str
     partitions: int = DEFAULT_PARTITIONS
-    consumer_groups: tuple[str, ...] = field(default=())
+
+    @property
+    def consumer_groups(self) -> tuple[str, ...]:
+        """The groups that consume it (the services that read it in their group)."""
+        # Imported here: the service registry names its topics through shared.events.models,
+        # whose package imports this module.
+        from shared.services import groups_consuming
+
+        return groups_consuming(self.name)
 
     @property
     def dead_letter(self) -> str:
@@ -33,26 +42,23 @@ def dead_letter_topic(name: str) -> str:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("user.registered", consumer_groups=("notification_service", "scheduler_service")),
-    Topic("user.preferences-updated", consumer_groups=("scheduler_service",)),
+    Topic("user.registered"),
+    Topic("user.preferences-updated"),
     # Mails with a link: the notification service sends them.
-    Topic("user.email-verification-requested", consumer_groups=("notification_service",)),
-    Topic("user.password-reset-requested", consumer_groups=("notification_service",)),
+    Topic("user.email-verification-requested"),
+    Topic("user.password-reset-requested"),
     # Read by every gateway replica (no group): the revoked sessions it refuses.
     Topic("user.sessions-revoked"),
     # Read by every gateway replica, like the notification topics below.
     Topic("user.purchase-history-updated"),
-    Topic(
-        "order.placed",
-        consumer_groups=("user_service", "recommendation_service", "scheduler_service"),
-    ),
-    Topic("order.status-changed", consumer_groups=("user_service",)),
-    Topic("notification.requested", consumer_groups=("notification_service",)),
+    Topic("order.placed"),
+    Topic("order.status-changed"),
+    Topic("notification.requested"),
     # Read by every gateway replica (no group, no commits) to drop stale cache entries.
     Topic("notification.created"),
     Topic("notification.read"),
-    Topic("purchase-history.requested", consumer_groups=("user_service",)),
-    Topic("purchase-history.provided", consumer_groups=("recommendation_service",)),
+    Topic("purchase-history.requested"),
+    Topic("purchase-history.provided"),
     # Facts for observers (the gateway may read them without a group to drop stale caches); the
     # notification comes through notification.requested.
     Topic("recommendation.generated"),

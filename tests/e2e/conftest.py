@@ -31,7 +31,7 @@ def running_fleet(directory: Path, env: dict[str, str]) -> Iterator[RunningFleet
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    """`python -m shared.stack --free-ports --state-file ... --mail-dir ...`, all parts embedded;
+    """`python -m devstack --free-ports --state-file ... --mail-dir ...`, all parts embedded;
     `ADMIN_EMAILS` names `ADMIN_EMAIL`."""
     with running_fleet(tmp_path_factory.mktemp("fleet"), {"ADMIN_EMAILS": ADMIN_EMAIL}) as running:
         yield running

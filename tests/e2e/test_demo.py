@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.cli.demo import CUSTOMERS, DEMO_ADMIN_EMAIL, DEMO_PASSWORD, token_roles
+from fleet.demo import CUSTOMERS, DEMO_ADMIN_EMAIL, DEMO_PASSWORD, token_roles
 from shared.errors import ErrorCode
 from tests.e2e.conftest import running_fleet
 from tests.fixtures.fleet import REPO_ROOT, RunningFleet
@@ -51,7 +51,7 @@ def run_demo(fleet: RunningFleet, *args: str) -> subprocess.CompletedProcess[str
     # The state file names the fleet: no URL of the caller's environment may win over it.
     environment = {k: v for k, v in os.environ.items() if k not in ("FLEET_URL", "FLEET_MAIL_URL")}
     return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "shared.cli", "demo", "--state-file", str(state_file), *args],
+        [sys.executable, "-m", "fleet", "demo", "--state-file", str(state_file), *args],
         cwd=REPO_ROOT,
         env={**environment, "COLUMNS": "200"},
         capture_output=True,

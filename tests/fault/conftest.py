@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.config import environment_without_parts
+from devstack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
 from shared.events.envelope import Envelope
 from shared.events.models import NotificationRequested
 from shared.kafka_topics import ensure_topics
-from shared.stack.config import environment_without_parts
-from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
 from tests.fixtures.fleet import REPO_ROOT
 from tests.fixtures.parts import TEST_JWT_SECRET, read_all
 from tests.fixtures.proxy import TcpProxy

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from shared.apidocs import ASYNCAPI_DIR
+from devstack.apidocs import ASYNCAPI_DIR
 from tests.fixtures.fleet import REPO_ROOT
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from devstack.parts import LOOPBACK, free_port
 from shared.catalog import CatalogClient, CatalogUnavailable
-from shared.stack.parts import LOOPBACK, free_port
 
 pytestmark = pytest.mark.integration
 

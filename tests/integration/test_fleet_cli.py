@@ -17,15 +17,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
+from devstack import config as stack_config
+from devstack.config import ADMIN, SERVICES
+from fleet.app import app
+from fleet.targets import DEFAULT_MAIL_PAGE_PORT, DEFAULT_PORTS
 from shared.auth import issue_token, verify_token
-from shared.cli.app import app
-from shared.cli.targets import DEFAULT_MAIL_PAGE_PORT, DEFAULT_PORTS
 from shared.events.envelope import Envelope
 from shared.events.models import PurchaseHistoryProvided, UserRegistered
 from shared.events.topics import dead_letter_topic
 from shared.publisher import CORRELATION_HEADER, EVENT_TYPE_HEADER
-from shared.stack import config as stack_config
-from shared.stack.config import ADMIN, GATEWAY, SERVICES
+from shared.services import GATEWAY
 from tests.fixtures.fleet import RunningFleet, launch_fleet
 from tests.fixtures.parts import eventually, read_all
 

@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 
+from devstack.parts import LOOPBACK, free_port
 from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
 from shared.auth import ROLE_CUSTOMER, issue_token
@@ -32,7 +33,6 @@ from shared.events import NotificationCreated, NotificationRead
 from shared.http import CallerDep, install_common
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 
 pytestmark = pytest.mark.integration

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
+from devstack.parts import LOOPBACK, free_port
 from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import Channel
@@ -40,7 +41,6 @@ from shared.events.models import ProductLine
 from shared.http import CallerDep, install_common
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually, signed_token
 from tests.integration.test_gateway import (
     Calls,

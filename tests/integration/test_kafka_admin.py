@@ -11,11 +11,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from devstack.parts import EmbeddedPart, free_port, start_broker
 from kafka_admin_service.main import create_app
 from kafka_admin_service.settings import KafkaAdminSettings
 from shared.events.topics import all_topic_names, partitions_of
 from shared.kafka_topics import ensure_topics, missing_topics
-from shared.stack.parts import EmbeddedPart, free_port, start_broker
 from tests.fixtures.parts import (  # noqa: F401 - fixtures
     TEST_JWT_SECRET,
     broker_without_topics,

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
+from devstack.parts import LOOPBACK, free_port
 from notification_service import domain
 from notification_service.mailer import Mailer
 from notification_service.main import create_app
@@ -31,7 +32,6 @@ from shared.events.topics import partitions_of
 from shared.links import LinkSigner
 from shared.mongo import MongoStore
 from shared.publisher import EventPublisher
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually
 
 pytestmark = pytest.mark.integration

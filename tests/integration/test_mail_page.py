@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.stack.parts import LOOPBACK, EmbeddedPart, free_port, start_smtp_sink
+from devstack.parts import LOOPBACK, EmbeddedPart, free_port, start_smtp_sink
 from tests.fixtures.parts import eventually
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import pytest
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from devstack.memory_store import IndexedCollectionStore
 from notification_service.domain import DeliveryStatus
 from notification_service.repository import NotificationRepository
 from shared.events import UserPreferencesUpdated
-from shared.memory_store import IndexedCollectionStore
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.parts import free_port
 from notification_service.events import NotificationHandlers
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
@@ -20,7 +21,6 @@ from shared.events import Envelope, NotificationCreated, NotificationRequested
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay
 from shared.publisher import EventPublisher
-from shared.stack.parts import free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, read_all
 
 pytestmark = pytest.mark.integration

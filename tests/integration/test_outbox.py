@@ -8,12 +8,12 @@ import uuid
 
 from prometheus_client import REGISTRY
 
+from devstack.parts import free_port
 from shared.events import Envelope, UserPreferencesUpdated
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, UNPUBLISHABLE_FIELD, OutboxRelay, outbox_entry
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
-from shared.stack.parts import free_port
 from tests.fixtures.bus import bus_settings
 from tests.fixtures.parts import TEST_MONGO_URI, read_all
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from devstack.parts import LOOPBACK, free_port
 from recommendation_service import main
 from recommendation_service.main import create_app
 from recommendation_service.service import Recommendations
@@ -22,7 +23,6 @@ from recommendation_service.settings import RecommendationSettings
 from shared.catalog import CatalogClient
 from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
 from shared.runtime import ServiceRuntime
-from shared.stack.parts import LOOPBACK, free_port
 from shared.times import as_utc
 from tests.fixtures.parts import (
     TEST_JWT_SECRET,

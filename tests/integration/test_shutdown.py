@@ -24,11 +24,11 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from devstack.config import environment_without_parts
+from devstack.parts import LOOPBACK, free_port
 from notification_service.events import CONSUMER_GROUP
 from shared.events import Envelope, NotificationCreated, NotificationRequested
 from shared.publisher import EventPublisher
-from shared.stack.config import environment_without_parts
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.bus import bus_settings
 from tests.fixtures.fleet import REPO_ROOT
 from tests.fixtures.parts import (  # noqa: F401 - fixtures

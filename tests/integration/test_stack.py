@@ -1,4 +1,4 @@
-"""The launcher (`python -m shared.stack`, what `make run` runs): it starts the fleet in order,
+"""The launcher (`python -m devstack`, what `make run` runs): it starts the fleet in order,
 every service answers `/ready`, a signal stops everything, and a dying service stops the rest."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import httpx
 import psutil
 import pytest
 
-from shared.stack.config import ADMIN, FLEET, ServiceSpec
-from shared.stack.parts import EmbeddedPart, broker_binary, start_broker
-from shared.stack.ports import PortPlan, StackError
+from devstack.config import ADMIN, FLEET
+from devstack.parts import EmbeddedPart, broker_binary, start_broker
+from devstack.ports import PortPlan, StackError
+from shared.services import Service
 from tests.fixtures.fleet import REPO_ROOT, launch_fleet
 
 pytestmark = pytest.mark.integration
@@ -131,7 +132,7 @@ def test_a_taken_port_is_reported_before_anything_starts() -> None:
             holder.bind(("127.0.0.1", ADMIN.port))
             holder.listen()
         result = subprocess.run(
-            [sys.executable, "-m", "shared.stack", "--services", "order_service"],
+            [sys.executable, "-m", "devstack", "--services", "order_service"],
             cwd=REPO_ROOT,
             capture_output=True,
             timeout=30,
@@ -155,7 +156,7 @@ def test_a_taken_contract_port_is_an_error_and_a_taken_part_port_moves() -> None
         taken = sock.getsockname()[1]
         plan = PortPlan(free_ports=False)
         with pytest.raises(StackError, match=f"port {taken} for x is already in use") as refused:
-            plan.for_service(ServiceSpec("x", taken))
+            plan.for_service(Service("x", taken))
         # The way out it names is one a user can type.
         assert "make run ARGS=--free-ports" in str(refused.value)
         assert plan.for_part(taken) != taken
@@ -172,4 +173,4 @@ def test_make_run_passes_its_args_to_the_launcher() -> None:
         timeout=30,
         check=True,
     )
-    assert "-m shared.stack --free-ports --services order_service" in shown.stdout
+    assert "-m devstack --free-ports --services order_service" in shown.stdout

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from devstack.parts import LOOPBACK
 from graphql_gateway.main import create_app as gateway_app
 from graphql_gateway.settings import GatewaySettings
 from notification_service.main import create_app as notification_app
@@ -27,7 +28,6 @@ from notification_service.settings import NotificationSettings
 from order_service.main import create_app as order_app
 from order_service.settings import OrderSettings
 from shared import tracing
-from shared.stack.parts import LOOPBACK
 from tests.fixtures.parts import TEST_JWT_SECRET, SmtpRecorder, eventually
 from tests.integration.test_gateway import Served
 from user_service.main import create_app as user_app

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bench.trace_sink import TraceSink
+from devstack.parts import free_port
 from shared import tracing
-from shared.stack.parts import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -28,6 +28,7 @@ import order_service.main as order_main
 import recommendation_service.main as recommendation_main
 import scheduler_service.main as scheduler_main
 import user_service.main as user_main
+from devstack.parts import LOOPBACK, free_port
 from graphql_gateway.clients import (
     Clients,
     NotificationClient,
@@ -47,7 +48,6 @@ from recommendation_service.settings import RecommendationSettings
 from scheduler_service.settings import SchedulerSettings
 from shared.auth import issue_token
 from shared.links import LinkPurpose, LinkSigner
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
 from user_service.settings import UserSettings
 

@@ -21,11 +21,11 @@ import yaml
 from fastapi import FastAPI
 
 import user_service.main as user_main
+from devstack.compose_check import render
+from devstack.parts import LOOPBACK, free_port
 from graphql_gateway.clients import ServiceClient, UserClient
 from graphql_gateway.main import create_app as create_gateway
 from shared.http import proxy_list
-from shared.stack.compose_check import render
-from shared.stack.parts import LOOPBACK, free_port
 from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
 from tests.security.conftest import gateway_settings, unique_email
 from tests.unit.test_compose import k8s_documents

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from shared.apidocs import REST_SERVICES
+from devstack.apidocs import REST_SERVICES
 from shared.events import Envelope
 from shared.events.topics import TOPICS, dead_letter_topic
 from tests.fixtures.parts import eventually, read_all

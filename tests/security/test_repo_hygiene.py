@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from shared.apidocs import REPO_ROOT
-from shared.stack.config import FLEET
+from devstack.apidocs import REPO_ROOT
+from devstack.config import FLEET
 
 SERVICES = tuple(spec.name for spec in FLEET)
 

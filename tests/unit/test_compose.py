@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.stack import compose_check
+from devstack import compose_check
 from tests.unit.test_env_examples import SERVICES, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +359,7 @@ def test_no_service_keeps_a_dockerfile_of_its_own() -> None:
 def test_dockerignore_keeps_secrets_and_clutter_out_of_images() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", "var", "tests", ".git", ".env", "**/.env", "**/__pycache__"} <= ignored
-    assert {".pytest_cache", ".mypy_cache", ".ruff_cache", "shared/stack"} <= ignored
+    assert {".pytest_cache", ".mypy_cache", ".ruff_cache", "devstack", "fleet"} <= ignored
 
 
 # --- Prometheus and Grafana -----------------------------------------------------------------

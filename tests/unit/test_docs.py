@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from graphql import GraphQLObjectType
 
+from devstack.config import DEFAULT_MAIL_PAGE_PORT, FLEET
 from shared.errors import ErrorCode
 from shared.events.topics import TOPICS
-from shared.stack.config import DEFAULT_MAIL_PAGE_PORT, FLEET, GATEWAY
+from shared.services import GATEWAY
 from tests.unit.test_env_examples import SERVICES, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The demo's pieces that need no fleet (shared/cli/demo.py): its documents are trusted as it
+"""The demo's pieces that need no fleet (fleet/demo.py): its documents are trusted as it
 sends them, the roles of a token, and the verification link read from either mail page's API
 (the local stack's and Mailpit's); a second run, and what it says when no admin can be made."""
 
@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphql_gateway.persisted import DEFAULT_MANIFEST, document_hash, load_manifest
-from shared.cli.demo import (
+from fleet.demo import (
     CUSTOMERS,
     DEMO_ADMIN_EMAIL,
     Demo,
@@ -21,6 +20,7 @@ from shared.cli.demo import (
     load_operations,
     token_roles,
 )
+from graphql_gateway.persisted import DEFAULT_MANIFEST, document_hash, load_manifest
 from shared.errors import ErrorCode
 
 LINK = "http://127.0.0.1:4000/verify-email/abc.DEF-123_x"

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as redis
 from structlog.testing import capture_logs
 
+from devstack.parts import free_port
 from graphql_gateway.cache import (
     DETAILS_VIEW,
     EPOCH_FIELD,
@@ -20,7 +21,6 @@ from graphql_gateway.cache import (
     revoked_session_key,
     user_key,
 )
-from shared.stack.parts import free_port
 
 TTL = 60
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.stack import compose_check
-from shared.stack.lockfile import LINUX, RUNTIME, Lock, export_groups
+from devstack import compose_check
+from devstack.lockfile import LINUX, RUNTIME, Lock, export_groups
 from tests.unit.test_compose import (
     COMPOSE,
     SERVICE_DOCKERFILE,
@@ -177,15 +177,40 @@ def test_dockerignore_keeps_tests_docs_var_and_local_tooling_out() -> None:
         "var/mail/1.eml",
         ".tools/uv-0.13.9/bin/uv",
         "clients/node_modules/graphiql/package.json",
-        "shared/stack/parts.py",
-        "shared/cli/app.py",
-        "shared/memory_store.py",
+        "devstack/parts.py",
+        "fleet/app.py",
+        "devstack/memory_store.py",
         "order_service/__pycache__/main.cpython-311.pyc",
         "user_service/.env",
     ]:
         assert any(pattern.match(path) for pattern in patterns), path
     for path in ["shared/http.py", "order_service/main.py", "clients/package-lock.json", "uv.lock"]:
         assert not any(pattern.match(path) for pattern in patterns), path
+
+
+# Local-only tooling: the stack, in-process store, API documents, and the operator CLI.
+LOCAL_TOOLING = ("devstack", "fleet")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_image_holds_the_local_tooling_or_the_cli(service: str) -> None:
+    stage, _ = runtime_stage(
+        dockerfile(), {"SERVICE": service, "PORT": str(default_port(service))}, target(service)
+    )
+    sources = [
+        arguments.split()[0]
+        for name, arguments in stage
+        if name == "COPY" and not arguments.startswith("--from=")
+    ]
+    assert sources == ["shared", service]
+    held = {path.relative_to(ROOT).parts[0] for path in image_files(service)}
+    assert held == {"shared", service}
+    # Not even in the build context.
+    patterns = ignored_patterns()
+    for package in LOCAL_TOOLING:
+        files = [path.relative_to(ROOT).as_posix() for path in (ROOT / package).rglob("*.py")]
+        assert files
+        assert all(any(pattern.match(file) for pattern in patterns) for file in files), package
 
 
 def top_level_imports(path: Path) -> set[str]:
@@ -232,9 +257,9 @@ def test_the_code_in_an_image_imports_only_what_the_image_holds(service: str) ->
 def test_the_import_check_sees_a_local_only_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text(
-        "import fakeredis\nfrom shared.stack import parts\n\n\ndef f():\n    import typer\n"
+        "import fakeredis\nfrom devstack import parts\n\n\ndef f():\n    import typer\n"
     )
-    assert top_level_imports(sample) == {"fakeredis", "shared.stack"}
+    assert top_level_imports(sample) == {"fakeredis", "devstack"}
 
 
 # --- GraphiQL in the gateway's image ----------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.stack.lockfile import (
+from devstack.lockfile import (
     LINUX,
     LOCK_COMMAND,
     RUNTIME,

@@ -1,4 +1,4 @@
-"""shared.memory_store answers exactly like mongomock, and without scanning the collection."""
+"""devstack.memory_store answers exactly like mongomock, and without scanning the collection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from shared.memory_store import IndexedCollection, IndexedMongoClient
+from devstack.memory_store import IndexedCollection, IndexedMongoClient
 
 
 class Kind(enum.StrEnum):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.demo import DEMO_ADMIN_EMAIL
-from shared.stack.__main__ import parse_options
-from shared.stack.config import ADMIN, FLEET, GATEWAY, StackOptions, fleet_named
-from shared.stack.supervisor import TANSU_FETCH_MAX_WAIT_MS, Supervisor
+from devstack.__main__ import parse_options
+from devstack.config import ADMIN, FLEET, StackOptions, fleet_named
+from devstack.supervisor import TANSU_FETCH_MAX_WAIT_MS, Supervisor
+from fleet.demo import DEMO_ADMIN_EMAIL
+from shared.services import GATEWAY
 
 
 def environment_of(environ: dict[str, str], *, smtp: str = "127.0.0.1:2525") -> dict[str, str]:
@@ -139,7 +140,7 @@ class _Terminal:
 
 
 def test_on_a_terminal_the_services_log_readable_lines_unless_told_otherwise() -> None:
-    from shared.stack.output import Console
+    from devstack.output import Console
 
     def environment_on_terminal(environ: dict[str, str]) -> dict[str, str]:
         supervisor = Supervisor(StackOptions(environ=environ), Console(["stack"], _Terminal()))

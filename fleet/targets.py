@@ -1,5 +1,5 @@
 """Where the fleet is: each service's base URL and the broker, from the launcher's state file
-(`python -m shared.stack --state-file ...`) or the contract's default ports."""
+(`python -m devstack --state-file ...`) or the contract's default ports."""
 
 from __future__ import annotations
 
@@ -8,25 +8,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.services import GATEWAY, KAFKA_ADMIN, SERVICES, USER
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BROKER = "127.0.0.1:9092"
 # The local stack's mail page (Mailpit's web port in compose).
 DEFAULT_MAIL_PAGE_PORT = 8025
-GATEWAY_SERVICE = "graphql_gateway"
-ADMIN_SERVICE = "kafka_admin_service"
-USER_SERVICE = "user_service"
-# The contract's ports (docs/contract.md section 2), in the launcher's start order. Written
-# here because images leave shared/stack out; tests/integration/test_fleet_cli.py checks they
-# agree with it.
-DEFAULT_PORTS: dict[str, int] = {
-    ADMIN_SERVICE: 3000,
-    USER_SERVICE: 5000,
-    "notification_service": 6000,
-    "order_service": 7000,
-    "recommendation_service": 8000,
-    "scheduler_service": 9000,
-    GATEWAY_SERVICE: 4000,
-}
+GATEWAY_SERVICE = GATEWAY.name
+ADMIN_SERVICE = KAFKA_ADMIN.name
+USER_SERVICE = USER.name
+# The contract's ports (docs/contract.md section 2), in the launcher's start order.
+DEFAULT_PORTS: dict[str, int] = {service.name: service.port for service in SERVICES}
 
 
 @dataclass(frozen=True)

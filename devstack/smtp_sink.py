@@ -1,7 +1,7 @@
 """An SMTP server that accepts every message and keeps it as a `.eml` file in a folder, and
-(with `--web-port`) the mail page that shows them (shared/stack/mail_page.py).
+(with `--web-port`) the mail page that shows them (devstack/mail_page.py).
 
-python -m shared.stack.smtp_sink --port 2525 --web-port 8025 ./var/mail
+python -m devstack.smtp_sink --port 2525 --web-port 8025 ./var/mail
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import uvicorn
 from aiosmtpd.controller import Controller
 
-from shared.stack.mail_page import mail_page_app
-from shared.stack.parts import LOOPBACK
+from devstack.mail_page import mail_page_app
+from devstack.parts import LOOPBACK
 
 
 class MaildirHandler:

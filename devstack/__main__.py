@@ -1,4 +1,4 @@
-"""`python -m shared.stack` (what `make run` runs): the whole fleet on embedded parts.
+"""`python -m devstack` (what `make run` runs): the whole fleet on embedded parts.
 
 Variables that name a part replace its embedded stand-in: KAFKA_BROKER (no broker is started),
 REDIS_URL (no Redis), SMTP_HOST (no SMTP sink), MONGO_URI (default memory://). The rest of the
@@ -13,19 +13,19 @@ import asyncio
 import sys
 from pathlib import Path
 
-from shared.stack.config import (
+from devstack.config import (
     DEFAULT_MAIL_DIR,
     DEFAULT_READY_TIMEOUT_SECONDS,
     StackOptions,
     fleet_named,
 )
-from shared.stack.supervisor import Supervisor
+from devstack.supervisor import Supervisor
 
 
 def parse_options(argv: list[str] | None = None) -> StackOptions:
     """The command line as launcher options."""
     parser = argparse.ArgumentParser(
-        prog="python -m shared.stack",
+        prog="python -m devstack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

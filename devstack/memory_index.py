@@ -1,4 +1,4 @@
-"""What an in-process collection's hash index files a document under (shared.memory_store).
+"""What an in-process collection's hash index files a document under (devstack.memory_store).
 
 A lookup must never miss a document mongomock's `filter_applies` would match, so a document is
 filed under a value only when Python's hashing decides equality exactly as that matcher does:

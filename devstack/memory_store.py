@@ -1,15 +1,16 @@
-"""mongomock with hash indexes: the in-process store behind `MONGO_URI=memory://`.
+"""mongomock with hash indexes: the in-process store behind `MONGO_URI=memory://` (local stack
+and tests only; shared/mongo.py loads it when that URI is asked for).
 
 mongomock answers every find, update, delete, count and unique-index check by testing each
 document of the collection against the filter, so a service storing n documents pays O(n) per
 operation. Here each collection also keeps, for the leading field of every index declared with
-`create_index`, a map from value to the keys of the documents holding it (shared.memory_index),
-and `_id` lookups use mongomock's own key-to-document dict. A filter with an equality (`v`,
-`{"$eq": v}`, `{"$in": [...]}`) on `_id` or on such a field, or `{"$exists": true}` on such a
-field (the outbox relay's `outbox.0`), at the top level or inside `$and` (or in every branch of
-an `$or`), is tested only against those documents, in mongomock's (insertion) order, with
-mongomock's own `filter_applies`; so are unique-index checks, which query the new value. Any
-other filter is mongomock's full scan. Results are mongomock's.
+`create_index`, a map from value to the keys of the documents holding it
+(devstack.memory_index), and `_id` lookups use mongomock's own key-to-document dict. A filter
+with an equality (`v`, `{"$eq": v}`, `{"$in": [...]}`) on `_id` or on such a field, or
+`{"$exists": true}` on such a field (the outbox relay's `outbox.0`), at the top level or inside
+`$and` (or in every branch of an `$or`), is tested only against those documents, in mongomock's
+(insertion) order, with mongomock's own `filter_applies`; so are unique-index checks, which
+query the new value. Any other filter is mongomock's full scan. Results are mongomock's.
 
 The maps follow every write: the store re-files a document whenever it is stored or removed
 (insert, rollback, delete, TTL expiry, drop), the collection after each in-place update. What
@@ -34,7 +35,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.results import BulkWriteResult
 
-from shared.memory_index import FieldIndex, lookup_key, wanted_keys
+from devstack.memory_index import FieldIndex, lookup_key, wanted_keys
 
 # MongoDB's code of a duplicate key error.
 DUPLICATE_KEY = 11000

@@ -19,11 +19,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
-from shared.cli.admin import TOKEN_ENV, AdminApiError, AdminClient, dlq_name
-from shared.cli.demo import DemoError, DemoResult, run_demo
-from shared.cli.probes import ServiceState, probe_all
-from shared.cli.tail import TailedMessage, TopicNotFound, pretty_data, tail
-from shared.cli.targets import DEFAULT_HOST, DEFAULT_MAIL_PAGE_PORT, Targets, resolve_targets
+from fleet.admin import TOKEN_ENV, AdminApiError, AdminClient, dlq_name
+from fleet.demo import DemoError, DemoResult, run_demo
+from fleet.probes import ServiceState, probe_all
+from fleet.tail import TailedMessage, TopicNotFound, pretty_data, tail
+from fleet.targets import DEFAULT_HOST, DEFAULT_MAIL_PAGE_PORT, Targets, resolve_targets
 
 app = typer.Typer(
     help="Operate a running fleet: health, topics and lag, dead letters, a live topic tail, "
@@ -50,7 +50,7 @@ StateFileOpt = Annotated[
     typer.Option(
         "--state-file",
         envvar="FLEET_STATE_FILE",
-        help="The launcher's state file (python -m shared.stack --state-file); "
+        help="The launcher's state file (python -m devstack --state-file); "
         "default: the contract's ports on --host.",
     ),
 ]

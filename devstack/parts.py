@@ -150,7 +150,7 @@ def start_smtp_sink(
 
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "shared.stack.smtp_sink", "--port", str(port), str(folder)]
+    command = [sys.executable, "-m", "devstack.smtp_sink", "--port", str(port), str(folder)]
     if page_port is not None:
         command += ["--web-port", str(page_port)]
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments

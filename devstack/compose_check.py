@@ -1,13 +1,13 @@
 """A check of docker-compose.yml, offline: the Compose Specification's JSON schema
 (deploy/compose-spec, no Docker needed) and the house rules the schema does not know.
 
-python -m shared.stack.compose_check docker-compose.yml
+python -m devstack.compose_check docker-compose.yml
 
 `make compose-check` (part of `make test`) runs it. Besides the schema, it checks:
 every service has an image or a build, and a healthcheck; every service built from this
 repository is built from the one shared Dockerfile (deploy/docker/service.Dockerfile, existing)
 with a SERVICE build arg naming its own package (in the build context), a PORT build arg
-equal to its contract port (shared/stack/config.py; and to its PORT variable when set) and as
+equal to its contract port (shared/services.py; and to its PORT variable when set) and as
 target the Dockerfile's stage named after it if there is one, else `service`; has env_files
 that exist (but those marked `required: false`) and no container_name (so it can be scaled),
 and every one but the admin service waits for the admin service to be healthy;
@@ -29,7 +29,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from shared.stack.config import ADMIN, FLEET
+from devstack.config import ADMIN, FLEET
 
 ADMIN_SERVICE = ADMIN.name
 # The one Dockerfile of every service, relative to the build context (the repository root).
@@ -37,7 +37,7 @@ SERVICE_DOCKERFILE = "deploy/docker/service.Dockerfile"
 CONTRACT_PORTS = {spec.name: spec.port for spec in FLEET}
 # The target of a service without a stage of its own in that Dockerfile.
 DEFAULT_TARGET = "service"
-SCHEMA = Path(__file__).resolve().parents[2] / "deploy" / "compose-spec" / "compose-spec.json"
+SCHEMA = Path(__file__).resolve().parents[1] / "deploy" / "compose-spec" / "compose-spec.json"
 _STAGE = re.compile(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -136,7 +136,7 @@ def _check_image_args(name: str, service: dict[str, Any], root: Path) -> list[st
         problems.append(f"{name}: no package {name} (with __main__.py) in the build context")
     port = args.get("PORT")
     if name not in CONTRACT_PORTS:
-        problems.append(f"{name}: not a service of the fleet (shared/stack/config.py)")
+        problems.append(f"{name}: not a service of the fleet (shared/services.py)")
     elif port != str(CONTRACT_PORTS[name]):
         problems.append(
             f"{name}: build arg PORT is {port!r}, not its contract port {CONTRACT_PORTS[name]}"

@@ -1,8 +1,8 @@
-"""`python -m shared.cli` (installed as `fleet`)."""
+"""`python -m fleet` (installed as `fleet`)."""
 
 from __future__ import annotations
 
-from shared.cli.app import app
+from fleet.app import app
 
 
 def main() -> None:

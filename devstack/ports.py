@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from shared.stack.config import ServiceSpec
-from shared.stack.parts import LOOPBACK, free_port
+from devstack.parts import LOOPBACK, free_port
+from shared.services import Service
 
 
 class StackError(RuntimeError):
@@ -44,7 +44,7 @@ class PortPlan:
             return default
         return self._fresh()
 
-    def for_service(self, spec: ServiceSpec) -> int:
+    def for_service(self, spec: Service) -> int:
         """The contract port (it must be free), or any free one with --free-ports."""
         if self._free_ports:
             return self._fresh()

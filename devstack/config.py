@@ -7,7 +7,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from shared.services import KAFKA_ADMIN, Service
+from shared.services import SERVICES as REGISTERED_SERVICES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAIL_DIR = REPO_ROOT / "var" / "mail"
 DEFAULT_READY_TIMEOUT_SECONDS = 60.0
 DEFAULT_STOP_GRACE_SECONDS = 7.5
@@ -40,34 +43,14 @@ def environment_without_parts(environ: dict[str, str] | None = None) -> dict[str
     return {k: v for k, v in source.items() if k not in PART_VARIABLES}
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """One service of the fleet: its package (run as `python -m <name>`) and contract port."""
-
-    name: str
-    port: int
-
-    @property
-    def url_env(self) -> str:
-        """The variable that tells other services (the gateway) where this one listens."""
-        return f"{self.name.upper()}_URL"
+# The services and their contract ports come from the registry (shared/services.py), in start
+# order: the admin service first, then the others together once it reports every topic created.
+ADMIN = KAFKA_ADMIN
+FLEET: tuple[Service, ...] = REGISTERED_SERVICES
+SERVICES: tuple[Service, ...] = tuple(service for service in FLEET if service is not ADMIN)
 
 
-ADMIN = ServiceSpec("kafka_admin_service", 3000)
-GATEWAY = ServiceSpec("graphql_gateway", 4000)
-# Started together once the admin service reports every topic created.
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("user_service", 5000),
-    ServiceSpec("notification_service", 6000),
-    ServiceSpec("order_service", 7000),
-    ServiceSpec("recommendation_service", 8000),
-    ServiceSpec("scheduler_service", 9000),
-    GATEWAY,
-)
-FLEET: tuple[ServiceSpec, ...] = (ADMIN, *SERVICES)
-
-
-def fleet_named(names: list[str] | None) -> tuple[ServiceSpec, ...]:
+def fleet_named(names: list[str] | None) -> tuple[Service, ...]:
     """The admin service plus the named services (all of them when `names` is empty)."""
     if not names:
         return FLEET
@@ -87,7 +70,7 @@ class StackOptions:
     mail_dir: Path = DEFAULT_MAIL_DIR
     ready_timeout: float = DEFAULT_READY_TIMEOUT_SECONDS
     stop_grace: float = DEFAULT_STOP_GRACE_SECONDS
-    services: tuple[ServiceSpec, ...] = FLEET
+    services: tuple[Service, ...] = FLEET
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property

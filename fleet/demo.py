@@ -29,7 +29,7 @@ T = TypeVar("T")
 DEMO_ADMIN_EMAIL = "admin@demo.fleet"
 # Everyone's password: a demo of a local stack, printed on the terminal anyway.
 DEMO_PASSWORD = "fleet demo password"  # noqa: S105 - a published demo login
-DOCUMENTS = Path(__file__).resolve().parents[2] / "clients" / "documents" / "demo.graphql"
+DOCUMENTS = Path(__file__).resolve().parents[1] / "clients" / "documents" / "demo.graphql"
 # Products read from the catalog's first page to choose the demo's orders from.
 CATALOG_PAGE = 20
 # Where an emailed link points: `{PUBLIC_BASE_URL}/verify-email/{token}`.

@@ -1,7 +1,7 @@
 """Write the fleet's API documents: the gateway's GraphQL schema (docs/schema.graphql, the public
 API's contract), AsyncAPI 3 per service (docs/asyncapi/<service>.yaml, from shared/events) and
 OpenAPI per REST service (docs/openapi/<service>.json, from each app's `app.openapi()`). Run
-`python -m shared.apidocs` after changing the schema, an event or a route;
+`python -m devstack.apidocs` after changing the schema, an event or a route;
 tests/unit/test_asyncapi.py fails while the committed files differ from these."""
 
 from __future__ import annotations
@@ -14,21 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.events.asyncapi import documents
+from devstack.asyncapi import documents
+from shared.services import GATEWAY, SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASYNCAPI_DIR = REPO_ROOT / "docs" / "asyncapi"
 OPENAPI_DIR = REPO_ROOT / "docs" / "openapi"
 GRAPHQL_SCHEMA_FILE = REPO_ROOT / "docs" / "schema.graphql"
-# The gateway's API is GraphQL (its schema is its document); these serve REST.
-REST_SERVICES = (
-    "user_service",
-    "notification_service",
-    "order_service",
-    "recommendation_service",
-    "scheduler_service",
-    "kafka_admin_service",
-)
+# The gateway's API is GraphQL (its schema is its document); the others serve REST.
+REST_SERVICES = tuple(service.name for service in SERVICES if service is not GATEWAY)
 # Building an app reads settings; the secret is never used to document routes (a random one:
 # the settings refuse a placeholder).
 _DOCUMENTING_SECRET = secrets.token_urlsafe(48)

@@ -1,7 +1,7 @@
 """What uv.lock says: whether it still matches pyproject.toml, and which packages a given install
 (the runtime set, a dependency group, an image's `uv export`) brings in.
 
-python -m shared.stack.lockfile            # the packages of each group, from uv.lock
+python -m devstack.lockfile            # the packages of each group, from uv.lock
 
 Read with the standard library and `packaging` only, so a test can check the lock and the
 images without uv or a network. `make lock` rewrites the lock (see the Makefile).

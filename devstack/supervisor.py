@@ -24,31 +24,30 @@ from typing import IO, Any
 
 import httpx
 
-from shared.cli.demo import DEMO_ADMIN_EMAIL
-from shared.settings import placeholder_marker
-from shared.stack.config import (
+from devstack.config import (
     ADMIN,
     DEFAULT_KAFKA_PORT,
     DEFAULT_MAIL_PAGE_PORT,
     DEFAULT_REDIS_PORT,
     DEFAULT_SMTP_PORT,
-    GATEWAY,
     READY_POLL_INTERVAL_SECONDS,
     READY_REQUEST_TIMEOUT_SECONDS,
     REPO_ROOT,
-    ServiceSpec,
     StackOptions,
     new_jwt_secret,
 )
-from shared.stack.output import Console
-from shared.stack.parts import (
+from devstack.output import Console
+from devstack.parts import (
     LOOPBACK,
     EmbeddedPart,
     start_broker,
     start_redis,
     start_smtp_sink,
 )
-from shared.stack.ports import PortPlan, StackError
+from devstack.ports import PortPlan, StackError
+from fleet.demo import DEMO_ADMIN_EMAIL
+from shared.services import GATEWAY, Service
+from shared.settings import placeholder_marker
 
 STACK = "stack"
 _PIPE = subprocess.PIPE
@@ -70,7 +69,7 @@ TANSU_FETCH_MAX_WAIT_MS = 50
 class Child:
     """A running service: its process (leader of its own process group) and address."""
 
-    spec: ServiceSpec
+    spec: Service
     port: int
     process: asyncio.subprocess.Process
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -286,7 +285,7 @@ class Supervisor:
             env.setdefault("FORCE_COLOR", "1")
         return env
 
-    async def _spawn(self, spec: ServiceSpec) -> Child:
+    async def _spawn(self, spec: Service) -> Child:
         port = self._service_ports[spec.name]
         process = await asyncio.create_subprocess_exec(
             sys.executable,

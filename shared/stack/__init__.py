@@ -1,1 +1,0 @@
-"""The local stack: embedded parts (broker, Redis, SMTP sink) and the fleet supervisor."""
