@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import websockets
 
-from user_service.purchases import short_order_id
+from user_service.domain import short_order_id
 
 PROTOCOL = websockets.Subprotocol("graphql-transport-ws")
 SUBSCRIPTION = "subscription { notificationAdded { type content sentAt } }"

@@ -1,4 +1,5 @@
-"""Login and registration rate limits: per email and per client address, in Redis."""
+"""The rate limits the use cases check (in Redis, `shared/ratelimit.py`): login and registration
+per email and per client address, mails with a link per address."""
 
 from __future__ import annotations
 

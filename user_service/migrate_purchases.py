@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.mongo import MongoStore
 from shared.times import as_utc
-from user_service.purchases import STATUSES_FIELD
+from user_service.domain import STATUSES_FIELD
 from user_service.repository import LEGACY_APPLIED, LEGACY_HISTORY, UserRepository
 from user_service.settings import UserSettings
 
@@ -52,7 +52,7 @@ async def migrate(repository: UserRepository) -> Moved:
     while users := await repository.with_embedded_history(BATCH):
         for user in users:
             for purchase in purchases_of(user):
-                moved.purchases += await repository.purchases.insert_if_absent(purchase)
+                moved.purchases += await repository.insert_purchase_if_absent(purchase)
             await repository.drop_embedded_history(user["_id"])
             moved.users += 1
     return moved

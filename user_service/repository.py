@@ -1,4 +1,4 @@
-"""The user service's collections.
+"""The only code that touches the user service's database: its two collections and indexes.
 
 - `users`: one document per user (with a bounded order summary), its pending events in
   `outbox`.
@@ -19,12 +19,14 @@ from shared.events.models import Preference
 from shared.outbox import OUTBOX_FIELD
 from user_service.domain import (
     AUTH_VERSION_FIELD,
+    LATEST_FIELD,
     ROLES_FIELD,
     SESSIONS_FIELD,
+    STATUSES_FIELD,
     VERIFIED_FIELD,
+    VERSION_FIELD,
     NewSession,
 )
-from user_service.purchases import LATEST_FIELD, STATUSES_FIELD, VERSION_FIELD
 
 USERS = "users"
 PURCHASES = "purchases"
@@ -35,16 +37,20 @@ ORDER_EVENT_FIELDS = {"email": 1, "preferences": 1, LATEST_FIELD: 1, VERSION_FIE
 
 
 class UserRepository:
-    """Reads and single-document writes of users."""
+    """Reads and single-document writes of users and their purchases."""
 
     def __init__(self, db: Any) -> None:
         self.users: Any = db[USERS]
-        self.purchases = PurchaseRepository(db)
+        self.purchases: Any = db[PURCHASES]
 
     async def ensure_indexes(self) -> None:
-        """The unique email index is what makes registration race-free."""
+        """The unique email index is what makes registration race-free; a user's purchases
+        are read newest first (the history's query and sort)."""
         await self.users.create_index([("email", ASCENDING)], unique=True, name="email_unique")
-        await self.purchases.ensure_indexes()
+        await self.purchases.create_index(
+            [("user_id", ASCENDING), ("purchase_date", DESCENDING), ("_id", DESCENDING)],
+            name="user_newest_first",
+        )
 
     async def migrate_identity(self) -> int:
         """Users stored before verified email and stored roles get them once: not verified,
@@ -208,26 +214,14 @@ class UserRepository:
         """How many users match (tests and checks)."""
         return int(await self.users.count_documents(query))
 
+    # --- purchases: one document per order, its statuses applied and their pending events ---
 
-class PurchaseRepository:
-    """The `purchases` collection: single-document writes, reads newest first."""
-
-    def __init__(self, db: Any) -> None:
-        self.collection: Any = db[PURCHASES]
-
-    async def ensure_indexes(self) -> None:
-        """A user's purchases, newest first (the history's query and sort)."""
-        await self.collection.create_index(
-            [("user_id", ASCENDING), ("purchase_date", DESCENDING), ("_id", DESCENDING)],
-            name="user_newest_first",
-        )
-
-    async def applied(self, order_ids: list[str]) -> dict[str, list[str]]:
+    async def applied_statuses(self, order_ids: list[str]) -> dict[str, list[str]]:
         """The statuses already applied of those orders that have a purchase."""
-        cursor = self.collection.find({"_id": {"$in": order_ids}}, {STATUSES_FIELD: 1})
+        cursor = self.purchases.find({"_id": {"$in": order_ids}}, {STATUSES_FIELD: 1})
         return {doc["_id"]: list(doc.get(STATUSES_FIELD, [])) for doc in await cursor.to_list(None)}
 
-    async def apply(
+    async def apply_statuses(
         self,
         order_id: str,
         *,
@@ -238,7 +232,7 @@ class PurchaseRepository:
         """Record statuses of an order (creating its purchase with `fields`) and queue their
         events in one write, only if none of them was applied meanwhile; False if one was."""
         try:
-            result = await self.collection.update_one(
+            result = await self.purchases.update_one(
                 {"_id": order_id, STATUSES_FIELD: {"$nin": statuses}},
                 {
                     "$setOnInsert": fields,
@@ -253,19 +247,19 @@ class PurchaseRepository:
             return False
         return bool(result.matched_count or result.upserted_id is not None)
 
-    async def newest(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+    async def newest_purchases(self, user_id: str, limit: int) -> list[dict[str, Any]]:
         """The user's newest `limit` purchases, newest first."""
         cursor = (
-            self.collection.find({"user_id": user_id}, {OUTBOX_FIELD: 0})
+            self.purchases.find({"user_id": user_id}, {OUTBOX_FIELD: 0})
             .sort([("purchase_date", DESCENDING), ("_id", DESCENDING)])
             .limit(limit)
         )
         return list(await cursor.to_list(None))
 
-    async def insert_if_absent(self, purchase: dict[str, Any]) -> bool:
+    async def insert_purchase_if_absent(self, purchase: dict[str, Any]) -> bool:
         """Store a purchase unless one with its id exists (the migration); True if stored."""
         try:
-            await self.collection.insert_one(purchase)
+            await self.purchases.insert_one(purchase)
         except DuplicateKeyError:
             return False
         return True

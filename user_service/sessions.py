@@ -1,9 +1,10 @@
-"""Sessions: short access tokens of a session, rotating refresh tokens, and ending sessions.
+"""Use cases (service layer) of sessions: open one, refresh its tokens, end sessions.
 
 A session lives in its user's document (`sessions.<id>`: the hash of the current refresh
 token, the last used ones, its expiry). Ending sessions, and whatever change causes it (a new
 password, new roles), is one write of that document together with `user.sessions-revoked`
-(the outbox): the gateway refuses the ended sessions' access tokens from then on.
+(the outbox): the gateway refuses the ended sessions' access tokens from then on. The routes
+reach these through `service.Users.sessions`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shared.errors import Conflict, NotFound, Unauthenticated
 from shared.events.models import Event, SessionsRevoked
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay, outbox_entry
-from shared.publisher import EventPublisher
+from shared.runtime import ServiceRuntime
 from shared.times import as_utc
 from user_service import domain
 from user_service.repository import UserRepository
@@ -42,8 +43,13 @@ class Sessions:
 
     settings: UserSettings
     repository: UserRepository
-    publisher: EventPublisher
-    relay: OutboxRelay
+    runtime: ServiceRuntime
+
+    @property
+    def relay(self) -> OutboxRelay:
+        """The outbox relay `main.wire` declared: it publishes what a write queued."""
+        assert self.runtime.relay is not None, "the outbox relay is declared in main.wire"
+        return self.runtime.relay
 
     def new(self, user_id: str) -> domain.NewSession:
         """A session to store (with its user, or through `open`)."""
@@ -74,7 +80,9 @@ class Sessions:
         sessions = user.get(domain.SESSIONS_FIELD) or {}
         now = datetime.now(UTC)
         over = domain.sessions_over(sessions, now, self.settings.max_sessions_per_user - 1)
-        outbox = [outbox_entry(self.publisher, self._revoked(user["_id"], over))] if over else []
+        outbox = (
+            [outbox_entry(self.runtime.publisher, self._revoked(user["_id"], over))] if over else []
+        )
         await self.repository.open_session(
             user["_id"], session, domain.expired_sessions(sessions, now) + over, outbox
         )
@@ -151,7 +159,7 @@ class Sessions:
                 new=new,
                 fields=fields,
                 unset=unset,
-                outbox=[outbox_entry(self.publisher, event) for event in queued],
+                outbox=[outbox_entry(self.runtime.publisher, event) for event in queued],
             )
             if written is not None:
                 if queued:

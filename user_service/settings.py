@@ -8,6 +8,7 @@ from shared.auth import DEFAULT_HASH_CONCURRENCY, DEFAULT_HASH_QUEUE
 from shared.ratelimit import parse_limit
 from shared.services import USER
 from shared.settings import ServiceSettings
+from user_service.domain import InputLimits
 
 
 class UserSettings(ServiceSettings):
@@ -87,3 +88,12 @@ class UserSettings(ServiceSettings):
         if self.password_min_length > self.password_max_length:
             raise ValueError("PASSWORD_MIN_LENGTH must not exceed PASSWORD_MAX_LENGTH")
         return self
+
+    @property
+    def input_limits(self) -> InputLimits:
+        """The length limits of a name and a new password, as the rules take them."""
+        return InputLimits(
+            password_min_length=self.password_min_length,
+            password_max_length=self.password_max_length,
+            name_max_length=self.name_max_length,
+        )

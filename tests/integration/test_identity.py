@@ -97,7 +97,7 @@ async def service(kafka_broker: str) -> AsyncIterator[Service]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://users") as client:
-            yield Service(client, app.state.repository, kafka_broker)
+            yield Service(client, app.state.service.repository, kafka_broker)
 
 
 async def verification_url(service: Service, user_id: str) -> str:

@@ -31,8 +31,10 @@ from tests.fixtures.parts import (
     read_all,
     signed_token,
 )
-from user_service.purchase_history import PurchaseHistoryHandler
+from user_service.events import consumer_handlers
+from user_service.limits import AuthLimits
 from user_service.repository import UserRepository
+from user_service.service import Users
 from user_service.settings import UserSettings
 
 pytestmark = pytest.mark.integration
@@ -78,10 +80,11 @@ async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
     # The user service's side: only its purchase-history handler, in a group of this test's own.
     runtime = ServiceRuntime(user_settings)
     users = UserRepository(runtime.db)
-    handler = PurchaseHistoryHandler(user_settings, users, runtime.publisher)
+    limits = AuthLimits.from_settings(user_settings)
+    handlers = consumer_handlers(Users(user_settings, runtime, users, limits))
     user_consumer = runtime.consume(
         f"user_service-test-{uuid.uuid4().hex[:8]}",
-        {PurchaseHistoryRequested.topic: handler.on_requested},
+        {PurchaseHistoryRequested.topic: handlers[PurchaseHistoryRequested.topic]},
     )
     app = create_app(settings)
     # A group of this module's own: Tansu can leave a restarted group's join hanging.
@@ -109,7 +112,7 @@ async def add_user(flow: Flow, preferences: list[str]) -> str:
             "preferences": preferences,
         }
     )
-    await flow.users.purchases.collection.insert_one(
+    await flow.users.purchases.insert_one(
         {
             "_id": f"order-{uuid.uuid4().hex}",
             "user_id": user_id,

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from shared.bus import Batched
 from shared.events import (
     Envelope,
     Event,
@@ -39,10 +40,11 @@ from tests.fixtures.parts import (
     eventually,
     read_all,
 )
+from user_service.events import consumer_handlers
 from user_service.main import create_app
 from user_service.migrate_purchases import migrate
-from user_service.order_events import OrderEventHandlers
 from user_service.repository import UserRepository
+from user_service.service import Users
 from user_service.settings import UserSettings
 
 pytestmark = pytest.mark.integration
@@ -59,6 +61,7 @@ class UserServiceUnderTest:
     runtime: ServiceRuntime
     broker: str
     settings: UserSettings
+    users: Users
 
     async def register(self, preferences: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -86,7 +89,7 @@ class UserServiceUnderTest:
 
     async def purchases(self, user_id: str) -> list[dict[str, Any]]:
         """The user's purchase documents, newest first (with their outboxes)."""
-        cursor = self.repository.purchases.collection.find({"user_id": user_id}).sort(
+        cursor = self.repository.purchases.find({"user_id": user_id}).sort(
             [("purchase_date", -1), ("_id", -1)]
         )
         return list(await cursor.to_list(None))
@@ -101,7 +104,7 @@ class UserServiceUnderTest:
 
     async def wait_applied(self, user_id: str, order_id: str, status: str) -> None:
         async def applied() -> bool:
-            found = await self.repository.purchases.collection.find_one({"_id": order_id})
+            found = await self.repository.purchases.find_one({"_id": order_id})
             return found is not None and status in found["statuses"]
 
         await eventually(applied, what=f"{status} of {order_id} applied")
@@ -153,7 +156,12 @@ async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as client:
             yield UserServiceUnderTest(
-                client, app.state.repository, runtime, kafka_broker, settings
+                client,
+                app.state.service.repository,
+                runtime,
+                kafka_broker,
+                settings,
+                app.state.service,
             )
 
 
@@ -334,8 +342,9 @@ async def test_a_batch_of_order_events_is_one_summary_write_per_user_in_arrival_
     version_before = (await service.user(user["id"])).get("order_version") or 0
 
     # Straight to the handler: one batch for sure, as the consumer hands over one fetch.
-    handlers = OrderEventHandlers(service.settings, service.runtime, service.repository)
-    await handlers.on_order_events(received)
+    on_order_events = consumer_handlers(service.users)[OrderPlaced.topic]
+    assert isinstance(on_order_events, Batched)
+    await on_order_events.handle(received)
 
     stored = await service.user(user["id"])
     assert stored["order_version"] == version_before + 1  # one summary write for the batch
@@ -379,7 +388,7 @@ async def store_purchases(
     now = stored_now()
     ids = [new_order_id() for _ in range(count)]
     for age, order_id in enumerate(ids):
-        await service.repository.purchases.collection.insert_one(
+        await service.repository.purchases.insert_one(
             {
                 "_id": order_id,
                 "user_id": user_id,
@@ -410,7 +419,7 @@ async def provided(service: UserServiceUnderTest, request_id: str) -> list[Any]:
 async def test_purchases_are_their_own_documents_indexed_by_user_and_date(
     service: UserServiceUnderTest,
 ) -> None:
-    indexes = await service.repository.purchases.collection.index_information()
+    indexes = await service.repository.purchases.index_information()
     assert indexes["user_newest_first"]["key"] == [
         ("user_id", 1),
         ("purchase_date", -1),

@@ -74,7 +74,7 @@ async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as client:
-            yield UserServiceUnderTest(client, app.state.repository, kafka_broker, settings)
+            yield UserServiceUnderTest(client, app.state.service.repository, kafka_broker, settings)
 
 
 async def test_ready(service: UserServiceUnderTest) -> None:

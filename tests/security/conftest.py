@@ -285,7 +285,7 @@ async def verified_admin(client: httpx.AsyncClient, user_app: FastAPI, email: st
     """Register an ADMIN_EMAILS address, follow its verification link, and log in: only then
     does its token carry the admin role."""
     registered = await register(client, email)
-    user = await user_app.state.repository.by_id(registered.user_id)
+    user = await user_app.state.service.repository.by_id(registered.user_id)
     verified = await client.post(
         "/auth/verify-email", json={"token": verification_token(user_app, user)}
     )

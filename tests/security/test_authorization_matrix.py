@@ -144,7 +144,7 @@ async def throwaway(world: World, kind: Kind) -> tuple[Account | None, dict[str,
 
 async def verify_token_of_fresh_user(world: World) -> str:
     account = await fresh_account(world)
-    user = await world.apps["user_service"].state.repository.by_id(account.user_id)
+    user = await world.apps["user_service"].state.service.repository.by_id(account.user_id)
     return verification_token(world.apps["user_service"], user)
 
 
@@ -152,7 +152,7 @@ async def reset_token_of_fresh_user(world: World) -> str:
     account = await fresh_account(world)
     users = world.clients["user_service"]
     await users.post("/auth/password-reset-requests", json={"email": account.email})
-    user = await world.apps["user_service"].state.repository.by_id(account.user_id)
+    user = await world.apps["user_service"].state.service.repository.by_id(account.user_id)
     return LINKS.sign(
         LinkPurpose.RESET_PASSWORD, account.user_id, ttl_seconds=600, token_id=user["reset_jti"]
     )

@@ -97,7 +97,7 @@ async def test_no_password_or_token_in_the_logs(
             assert refreshed["data"]["refreshSession"]["refreshToken"]
             reused = await gql(client, REFRESH, {"r": refresh})
             assert reused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-            stored = await world.apps["user_service"].state.repository.by_id(user_id)
+            stored = await world.apps["user_service"].state.service.repository.by_id(user_id)
             verify = verification_token(world.apps["user_service"], stored)
             assert (await client.post(f"/verify-email/{verify}")).status_code == 200
         # And straight at the service, as a caller inside the network.
@@ -125,7 +125,7 @@ async def test_no_password_or_token_in_the_logs(
 async def test_unexpected_errors_answer_without_a_stack_trace(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repository = world.apps["user_service"].state.repository
+    repository = world.apps["user_service"].state.service.repository
 
     async def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom: internal detail /srv/app/repository.py line 12")

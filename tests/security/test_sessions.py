@@ -119,7 +119,7 @@ async def test_revocations_expire_with_the_last_token_of_the_session(world: Worl
 async def test_the_verify_page_shows_on_get_and_verifies_on_post(world: World) -> None:
     email, auth = await signed_up(world)
     user_app = world.apps["user_service"]
-    user = await user_app.state.repository.by_id(auth["user"]["id"])
+    user = await user_app.state.service.repository.by_id(auth["user"]["id"])
     path = f"/verify-email/{verification_token(user_app, user)}"
     async with httpx.AsyncClient(base_url=world.gateway_url) as client:
         shown = await client.get(path)
@@ -149,7 +149,7 @@ async def test_the_reset_page_shows_a_form_and_its_post_sets_the_password(world:
         world, "mutation($e: String!) { requestPasswordReset(email: $e) }", {"e": unique_email()}
     )
     assert answer["data"] == unknown["data"]
-    user = await world.apps["user_service"].state.repository.by_id(auth["user"]["id"])
+    user = await world.apps["user_service"].state.service.repository.by_id(auth["user"]["id"])
     token = LinkSigner(TEST_JWT_SECRET).sign(
         LinkPurpose.RESET_PASSWORD, user["_id"], ttl_seconds=600, token_id=user["reset_jti"]
     )

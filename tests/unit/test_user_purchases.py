@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events.models import OrderStatus, ProductLine
-from user_service.purchases import (
+from user_service.domain import (
     OrderFact,
     notification_content,
     plan_batch,
