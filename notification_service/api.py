@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from notification_service import domain, tracking
-from notification_service.repository import NotificationRepository
 from notification_service.schemas import NotificationOut
-from notification_service.settings import NotificationSettings
-from shared.errors import NotFound
-from shared.events import NotificationRead
-from shared.http import CallerDep, get_settings
-from shared.logging import get_logger
-from shared.outbox import outbox_entry
-from shared.runtime import ServiceRuntime
+from notification_service.service import Notifications
+from shared.http import CallerDep
+from shared.service_app import service_of
 
-log = get_logger(__name__)
 router = APIRouter()
 
 # A 1x1 transparent GIF.
@@ -30,64 +23,28 @@ NO_STORE_HEADERS = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
-NOTIFICATION_NOT_FOUND = "That notification does not exist."
 
-
-def repository(request: Request) -> NotificationRepository:
-    """The repository, built in the lifespan."""
-    repo: NotificationRepository = request.app.state.repository
-    return repo
-
-
-RepositoryDep = Annotated[NotificationRepository, Depends(repository)]
-SettingsDep = Annotated[NotificationSettings, Depends(get_settings)]
+NotificationsDep = Annotated[Notifications, Depends(service_of)]
 
 
 @router.get("/notifications", response_model=list[NotificationOut])
 async def list_notifications(
     caller: CallerDep,
-    notifications: RepositoryDep,
-    settings: SettingsDep,
+    service: NotificationsDep,
     unread_only: Annotated[bool, Query()] = True,
 ) -> list[NotificationOut]:
-    found = await notifications.list_for_user(
-        caller.user_id, unread_only=unread_only, limit=settings.notifications_page_limit
-    )
-    return [domain.notification_out(n) for n in found]
-
-
-async def _mark_read(
-    request: Request, notifications: NotificationRepository, notification_id: str, user_id: str
-) -> dict[str, Any] | None:
-    """Mark read and announce it (`notification.read`) in the same write."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    event = NotificationRead(notification_id=notification_id, user_id=user_id)
-    found, changed = await notifications.mark_read(
-        notification_id, user_id, outbox_entry(runtime.publisher, event)
-    )
-    if changed and runtime.relay is not None:
-        await runtime.relay.flush_document(notifications.notifications, notification_id)
-    return found
+    return await service.list_mine(caller.user_id, unread_only=unread_only)
 
 
 @router.post("/notifications/{notification_id}/read", response_model=NotificationOut)
 async def mark_read(
-    notification_id: str, caller: CallerDep, notifications: RepositoryDep, request: Request
+    notification_id: str, caller: CallerDep, service: NotificationsDep
 ) -> NotificationOut:
-    found = await _mark_read(request, notifications, notification_id, caller.user_id)
-    if found is None:
-        raise NotFound(NOTIFICATION_NOT_FOUND)
-    return domain.notification_out(found)
+    return await service.mark_read(notification_id, caller.user_id)
 
 
 @router.get("/track/{token}.gif", include_in_schema=False)
-async def tracking_pixel(token: str, request: Request, notifications: RepositoryDep) -> Response:
+async def tracking_pixel(token: str, service: NotificationsDep) -> Response:
     """Always the pixel; only a validly signed token marks its notification read."""
-    read = tracking.verify(request.app.state.links, token)
-    if read is not None:
-        try:
-            await _mark_read(request, notifications, read.notification_id, read.user_id)
-        except Exception:
-            # The pixel is served regardless: an email client cannot act on an error.
-            log.exception("marking a tracked read failed", notification_id=read.notification_id)
+    await service.mark_tracked_read(token)
     return Response(PIXEL_GIF, media_type="image/gif", headers=NO_STORE_HEADERS)

@@ -1,9 +1,11 @@
-"""The notification rules: ids, the stored shape, delivery states and the public view. Pure."""
+"""The notification rules: what a consumed event asks to store, ids, the stored shape,
+delivery states and the public view. Pure."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -18,6 +20,22 @@ VERIFY_CONTENT = "We emailed you a link to confirm your email address."
 RESET_CONTENT = "A password reset link was emailed to you. If you did not ask for it, ignore it."
 EMAIL_DISABLED = "email is disabled"
 EMAIL_NOT_WANTED = "no email was asked for"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingNotification:
+    """A notification to store, as any consumed event describes it."""
+
+    user_id: str
+    kind: NotificationType
+    content: str
+    email: str | None
+    subject: str | None
+    wants_email: bool
+    welcome_name: str | None = None
+    unsubscribe_url: str | None = None
+    link: str | None = None
+    link_kind: str | None = None
 
 
 class DeliveryStatus(StrEnum):

@@ -20,7 +20,7 @@ _DUPLICATE_KEY = 11000
 
 
 class NotificationRepository:
-    """Reads and single-document writes of notifications."""
+    """Reads and writes of notifications: the only code that touches the collection."""
 
     def __init__(self, db: Any) -> None:
         self.notifications: Any = db[NOTIFICATIONS]

@@ -1,9 +1,11 @@
 """The background mail sender: claims due pending mail, sends it, records the outcome.
 
-Consumers never wait on SMTP: a handler stores the notification with delivery `pending` and
-wakes this sender. Each claim is one conditional write that leases the mail (its due time moves
-past the lease), so two replicas never send the same mail at once. A failure schedules the next
-attempt with exponential backoff; after MAIL_MAX_ATTEMPTS the mail is `failed`.
+Consumers never wait on SMTP: the service (`service.py`) stores the notification with
+delivery `pending` and wakes this sender, a worker of the runtime (started after the consumers,
+stopped before them and the database). Each claim is one conditional write that leases the
+mail (its due time moves past the lease), so two replicas never send the same mail at once. A
+failure schedules the next attempt with exponential backoff; after MAIL_MAX_ATTEMPTS the mail
+is `failed`.
 
 Only a crash between the SMTP server's acceptance and the `sent` write can send twice (the
 lease expires and the mail is retried); the Message-ID is the notification id, so mail clients
@@ -34,7 +36,7 @@ log = get_logger(__name__)
 
 @dataclass
 class MailSender:
-    """Sends pending mail in the background until stopped."""
+    """Sends pending mail in the background until stopped (a runtime worker)."""
 
     settings: NotificationSettings
     repository: NotificationRepository

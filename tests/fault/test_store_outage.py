@@ -105,9 +105,9 @@ async def service(
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        consumer: EventConsumer = app.state.consumer
+        consumer: EventConsumer = app.state.runtime.consumers[0]
         await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
-        yield app.state.repository, outage
+        yield app.state.service.repository, outage
 
 
 async def test_a_minute_without_the_store_loses_nothing_and_dead_letters_nothing(

@@ -81,9 +81,9 @@ async def notification_service(settings: NotificationSettings) -> AsyncIterator[
             patch.setattr("notification_service.main.CONSUMER_GROUP", group)
             app = create_app(settings)
             async with app.router.lifespan_context(app):
-                consumer: EventConsumer = app.state.consumer
+                consumer: EventConsumer = app.state.runtime.consumers[0]
                 await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
-                yield Running(app.state.repository, publisher)
+                yield Running(app.state.service.repository, publisher)
     finally:
         await publisher.stop()
 

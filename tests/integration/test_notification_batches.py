@@ -15,9 +15,11 @@ from devstack.parts import free_port
 from notification_service.events import NotificationHandlers
 from notification_service.mailer import Mailer
 from notification_service.repository import NotificationRepository
+from notification_service.service import Notifications
 from notification_service.settings import NotificationSettings
 from shared.bus import Received
 from shared.events import Envelope, NotificationCreated, NotificationRequested
+from shared.links import LinkSigner
 from shared.mongo import MongoStore
 from shared.outbox import OUTBOX_FIELD, OutboxRelay
 from shared.publisher import EventPublisher
@@ -52,14 +54,17 @@ class Parts:
     def handlers(self, publisher: EventPublisher | None = None) -> NotificationHandlers:
         publisher = publisher or self.publisher
         return NotificationHandlers(
-            settings=self.settings,
-            repository=self.repository,
-            publisher=publisher,
-            relay=OutboxRelay(
-                publisher, [self.repository.notifications], 60, FLUSH_TIMEOUT_SECONDS
-            ),
-            mailer=Mailer(self.settings),
-            wake_sender=lambda: None,
+            Notifications(
+                settings=self.settings,
+                repository=self.repository,
+                publisher=publisher,
+                relay=OutboxRelay(
+                    publisher, [self.repository.notifications], 60, FLUSH_TIMEOUT_SECONDS
+                ),
+                links=LinkSigner(TEST_JWT_SECRET),
+                mail_enabled=Mailer(self.settings).enabled,
+                wake_sender=lambda: None,
+            )
         )
 
 

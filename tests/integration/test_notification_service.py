@@ -103,13 +103,13 @@ async def service(
     app = create_app(settings)
     try:
         async with app.router.lifespan_context(app):
-            consumer: EventConsumer = app.state.consumer
+            consumer: EventConsumer = app.state.runtime.consumers[0]
             await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
                 yield NotificationServiceUnderTest(
                     client,
-                    app.state.repository,
+                    app.state.service.repository,
                     consumer,
                     test_publisher,
                     smtp_server,

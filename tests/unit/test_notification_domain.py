@@ -11,8 +11,8 @@ from email.message import Message
 import pytest
 
 from notification_service import domain, emails, tracking
-from notification_service.events import NotificationHandlers
 from notification_service.mailer import SMTP_PORT, SMTPS_PORT, resolve_endpoint
+from notification_service.service import Notifications
 from notification_service.settings import NotificationSettings
 from shared.events.models import NotificationRequested
 from shared.links import LinkPurpose, LinkSigner
@@ -247,18 +247,19 @@ def test_pending_mail_is_due_at_once_and_skipped_mail_never() -> None:
 
 
 def test_send_times_keep_the_partition_order_at_stored_precision() -> None:
-    handlers = NotificationHandlers(
+    notifications = Notifications(
         settings=settings(),
         repository=None,  # type: ignore[arg-type]
         publisher=None,  # type: ignore[arg-type]
         relay=None,  # type: ignore[arg-type]
-        mailer=None,  # type: ignore[arg-type]
+        links=LINKS,
+        mail_enabled=False,
         wake_sender=lambda: None,
     )
     now = datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=UTC)
-    first = handlers._stamps(now, 3)
+    first = notifications._stamps(now, 3)
     # The same instant again (a next batch within the millisecond): still after the first.
-    second = handlers._stamps(now, 2)
+    second = notifications._stamps(now, 2)
     stamps = first + second
     assert all(s.microsecond % 1000 == 0 for s in stamps)  # what MongoDB keeps
     assert stamps == sorted(set(stamps))
