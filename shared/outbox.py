@@ -63,10 +63,11 @@ class OutboxEntry(dict[str, Any]):
 
 def outbox_entry(
     publisher: EventPublisher, event: Event, event_id: uuid.UUID | None = None
-) -> OutboxEntry:
+) -> dict[str, Any]:
     """The pending-event record to embed in a document's `outbox` array (`event_id`: an id
     derived from what the event is about, so that writing it twice publishes the same event);
-    MessageTooLarge if it could never be published (refused before anything is stored)."""
+    MessageTooLarge if it could never be published (refused before anything is stored). It is
+    an `OutboxEntry`: typed as the plain record the repositories store."""
     envelope = publisher.envelope_for(event)
     if event_id is not None:
         envelope = envelope.model_copy(update={"id": event_id})
