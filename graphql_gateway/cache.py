@@ -41,7 +41,8 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
 from redis.exceptions import WatchError
@@ -261,6 +262,15 @@ class GatewayCache:
             await self._client.delete(user_key(user_id))
         except (redis.RedisError, OSError) as exc:
             self._failed("delete", exc)
+
+    @asynccontextmanager
+    async def changing(self, user_id: str) -> AsyncIterator[None]:
+        """Around a call that changes what is cached for the user (a mutation): their hash is
+        dropped after it, also when it failed (a call that timed out may have been applied)."""
+        try:
+            yield
+        finally:
+            await self.forget_user(user_id)
 
     async def ready(self) -> bool:
         """Whether Redis answers a PING."""

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from order_service.domain import ProductInput
 from order_service.schemas import (
     CatalogProductOut,
     OrderOut,
@@ -31,8 +30,7 @@ OrdersDep = Annotated[Orders, Depends(service_of)]
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
 async def place_order(body: PlaceOrderIn, caller: CallerDep, service: OrdersDep) -> OrderOut:
-    products = [ProductInput(productId=p.productId, quantity=p.quantity) for p in body.products]
-    return await service.place(caller, products, body.idempotencyKey)
+    return await service.place(caller, body.products, body.idempotencyKey)
 
 
 @router.get("/orders", response_model=list[OrderOut])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pydantic import BaseModel, ConfigDict
 
 from shared.auth import Caller
 from shared.catalog.models import Product
@@ -47,10 +48,11 @@ class ProductLimits:
     category_max_length: int
 
 
-@dataclass(frozen=True, slots=True)
-class ProductInput:
-    """A product as the caller sent it: an id and a quantity. A title, category or price the
-    caller also sends (older clients) is not kept: the catalog's are."""
+class ProductInput(BaseModel):
+    """A product as the caller asks for it: an id and a quantity (the body of POST /orders is
+    validated into these once; the rules below check them against the settings)."""
+
+    model_config = ConfigDict(frozen=True)
 
     productId: str
     quantity: int = 1
@@ -166,21 +168,33 @@ def now() -> datetime:
     return stored_now()
 
 
-def new_order_document(
-    *, order_id: str, user_id: str, products: list[ProductLine], created_at: datetime
-) -> dict[str, Any]:
-    """The stored order (its pending events are added by the repository)."""
-    return {
-        "_id": order_id,
-        "user_id": user_id,
-        "products": [p.model_dump() for p in products],
-        "total": order_total(products),
-        "status": PLACED,
-        "created_at": created_at,
-        "updated_at": created_at,
-    }
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order being placed: its lines stay the catalog-priced models until it is written
+    (`document`), and its event and its answer are made from the same ones."""
+
+    id: str
+    user_id: str
+    products: list[ProductLine]
+    created_at: datetime
+    total: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", order_total(self.products))
+
+    def document(self) -> dict[str, Any]:
+        """The stored order, Placed (its pending events are added by the repository)."""
+        return {
+            "_id": self.id,
+            "user_id": self.user_id,
+            "products": [p.model_dump() for p in self.products],
+            "total": self.total,
+            "status": PLACED,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        }
 
 
 def products_of(order: Mapping[str, Any]) -> list[ProductLine]:
-    """A stored order's products as event lines."""
+    """A stored order's products as event lines (read back from the store)."""
     return [ProductLine.model_validate(p) for p in order["products"]]

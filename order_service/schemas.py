@@ -6,18 +6,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events.models import OrderStatus
+from order_service.domain import ProductInput
+from shared.events.models import OrderStatus, ProductLine
 
 
-class ProductIn(BaseModel):
+# A `ProductInput` itself: the domain prices the body's products as they were validated.
+class ProductIn(ProductInput):
     """One product of POST /orders: its catalog id and how many. `title`, `category` and
     `price` are accepted from older clients and not used (the catalog's are); the quantity's
     bounds are checked by the domain against the settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    productId: str
-    quantity: int = 1
     title: str | None = None
     category: str | None = None
     price: float | None = None
@@ -40,19 +40,11 @@ class StatusIn(BaseModel):
     status: OrderStatus
 
 
-class ProductOut(BaseModel):
-    productId: str
-    title: str
-    category: str
-    price: float | None = None
-    # Orders stored before quantities were ordered one of each.
-    quantity: int = 1
-
-
 class OrderOut(BaseModel):
     id: str
     userId: str
-    products: list[ProductOut]
+    # The lines as priced (a new order's own models; a stored one's read back).
+    products: list[ProductLine]
     # Sum of unit price x quantity (None for orders stored before the catalog priced them).
     total: float | None = None
     status: OrderStatus

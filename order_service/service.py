@@ -17,7 +17,6 @@ from order_service.repository import PENDING_FIELD, OrderRepository
 from order_service.schemas import (
     CatalogProductOut,
     OrderOut,
-    ProductOut,
     ProductPageOut,
     RatingOut,
 )
@@ -27,7 +26,7 @@ from shared.catalog import CatalogClient, Product, page_of
 from shared.errors import Conflict, NotFound
 from shared.events.models import OrderStatus
 from shared.logging import get_logger
-from shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from shared.outbox import OUTBOX_FIELD, OutboxRelay, in_hand, outbox_entry
 from shared.runtime import ServiceRuntime
 from shared.times import as_utc
 
@@ -39,11 +38,25 @@ def order_out(order: Mapping[str, Any]) -> OrderOut:
     return OrderOut(
         id=order["_id"],
         userId=order["user_id"],
-        products=[ProductOut.model_validate(p) for p in order["products"]],
+        products=order["products"],
         total=order.get("total"),
         status=order["status"],
         createdAt=as_utc(order["created_at"]),
         updatedAt=as_utc(order["updated_at"]),
+    )
+
+
+def new_order_out(order: domain.NewOrder) -> OrderOut:
+    """The public view of an order just placed (its own lines, not read back)."""
+    created_at = as_utc(order.created_at)
+    return OrderOut(
+        id=order.id,
+        userId=order.user_id,
+        products=order.products,
+        total=order.total,
+        status=domain.PLACED,
+        createdAt=created_at,
+        updatedAt=created_at,
     )
 
 
@@ -92,7 +105,11 @@ class Orders:
     ) -> OrderOut:
         """Store a new Placed order, priced by the catalog, and queue `order.placed` in the
         same write. With a key, a second call within the window answers the first order and
-        stores and publishes nothing new."""
+        stores and publishes nothing new.
+
+        The products arrive as validated at the edge; once priced, each is one `ProductLine`
+        carried by the order, its event and the answer alike, and turned into the stored form
+        only by `NewOrder.document`."""
         key = domain.check_idempotency_key(
             idempotency_key, self.settings.order_idempotency_key_max_length
         )
@@ -103,30 +120,30 @@ class Orders:
             if first is not None:
                 return await self._finish_first(first)
         # CatalogUnavailable is SERVICE_UNAVAILABLE: no order is priced by a guess.
-        lines = domain.price_products(products, await self.catalog.by_id(), self._limits)
-        order = domain.new_order_document(
-            order_id=domain.new_order_id(),
+        order = domain.NewOrder(
+            id=domain.new_order_id(),
             user_id=caller.user_id,
-            products=lines,
+            products=domain.price_products(products, await self.catalog.by_id(), self._limits),
             created_at=now,
         )
         entry = outbox_entry(self.runtime.publisher, events.order_placed(order))
+        document = order.document()
         if key_id is not None:
             window = timedelta(seconds=self.settings.order_idempotency_window_seconds)
             first = await self.repository.claim_key(
                 key_id,
                 user_id=caller.user_id,
-                order=order,
+                order=document,
                 outbox=[entry],
                 now=now,
                 expires_at=now + window,
             )
             if first is not None:
                 return await self._finish_first(first)
-        if await self.repository.insert(order, [entry]):
-            await self._relay.flush_entries(self.repository.orders, {order["_id"]: [entry]})
-            log.info("order placed", order_id=order["_id"], products=len(lines))
-        return order_out(order)
+        if await self.repository.insert(document, [entry]):
+            await self._relay.flush_entries(self.repository.orders, {order.id: [entry]})
+            log.info("order placed", order_id=order.id, products=len(order.products))
+        return new_order_out(order)
 
     async def _finish_first(self, first: Mapping[str, Any]) -> OrderOut:
         """The order of the request that used the key first, as it is now; stored here if that
@@ -182,18 +199,19 @@ class Orders:
         )
         changed_at = domain.now()
         event = events.order_status_changed(order, status=status, changed_at=changed_at)
+        entry = outbox_entry(self.runtime.publisher, event)
         updated = await self.repository.change_status(
             order_id,
             expected=order["status"],
             status=status,
             changed_at=changed_at,
-            outbox_entry=outbox_entry(self.runtime.publisher, event),
+            outbox_entry=entry,
         )
         if updated is None:
             raise Conflict(domain.CHANGED_MEANWHILE)
         # Every pending event of the order, in order: one left over from an earlier change is
         # not overtaken by this one.
-        pending = updated.pop(OUTBOX_FIELD, [])
+        pending = in_hand(updated.pop(OUTBOX_FIELD, []), [entry])
         await self._relay.flush_entries(self.repository.orders, {order_id: pending})
         log.info(
             "order status changed",

@@ -7,11 +7,17 @@ keeps its envelope id, and handlers are idempotent on it. Events are published i
 sent, then all acknowledgements awaited once) and cleared in one write per batch. An entry that
 cannot be read back as an envelope is moved to `outbox_unpublishable` in its document (logged
 once, kept for a person, never retried).
+
+The envelope is serialised once, when its entry is made; what is published is that stored text
+as it is. A writer flushing the entries it has just made (`flush_entries`) publishes the
+envelopes they still hold; only entries read back from the store are parsed (for the headers,
+and to set aside what is broken).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -39,18 +45,35 @@ _RELAY_BATCH = 500
 Pending = Mapping[Any, Sequence[dict[str, Any]]]
 
 
+class OutboxEntry(dict[str, Any]):
+    """A pending-event record as `outbox_entry` made it: to the store a plain mapping, to the
+    writer that flushes it the envelope it was made from as well (published without parsing
+    the stored text back). A copy the store makes, or an entry read back, is a plain dict."""
+
+    __slots__ = ("envelope",)
+
+    def __init__(self, record: Mapping[str, Any], envelope: Envelope) -> None:
+        super().__init__(record)
+        self.envelope = envelope
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        # What an in-process store keeps: the record alone.
+        return copy.deepcopy(dict(self), memo)
+
+
 def outbox_entry(
     publisher: EventPublisher, event: Event, event_id: uuid.UUID | None = None
 ) -> dict[str, Any]:
     """The pending-event record to embed in a document's `outbox` array (`event_id`: an id
     derived from what the event is about, so that writing it twice publishes the same event);
-    MessageTooLarge if it could never be published (refused before anything is stored)."""
+    MessageTooLarge if it could never be published (refused before anything is stored). It is
+    an `OutboxEntry`: typed as the plain record the repositories store."""
     envelope = publisher.envelope_for(event)
     if event_id is not None:
         envelope = envelope.model_copy(update={"id": event_id})
     value = envelope.to_bytes()
     publisher.check_size(event.topic, event.key.encode(), value, headers_of(envelope))
-    entry = {
+    record = {
         "id": str(envelope.id),
         "topic": event.topic,
         "key": event.key,
@@ -60,8 +83,17 @@ def outbox_entry(
         "queued_at": time.time(),
     }
     # Whoever publishes it later (this request's flush or the relay) continues this trace.
-    tracing.remember(entry)
-    return entry
+    tracing.remember(record)
+    return OutboxEntry(record, envelope)
+
+
+def in_hand(
+    stored: Sequence[dict[str, Any]], made: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A document's pending entries as a write returned them, oldest first, with the ones this
+    writer has just made (`outbox_entry`) in their place: those are published as they are."""
+    mine = {entry["id"]: entry for entry in made}
+    return [mine.get(entry["id"], entry) for entry in stored]
 
 
 class OutboxRelay:
@@ -222,26 +254,34 @@ class OutboxRelay:
         """Publish the entries together, then pull the acknowledged ones; returns how many were
         published and the documents left with entries the broker did not take."""
         messages: list[tuple[str, str | None, Envelope]] = []
+        values: list[bytes] = []
         traces: list[dict[str, str] | None] = []
         owners: list[tuple[Any, str]] = []
         kept: list[dict[str, Any]] = []
         for document_id, entries in pending.items():
             for entry in entries:
                 try:
-                    envelope = Envelope.model_validate_json(entry["envelope"])
-                except (KeyError, TypeError, ValidationError):
+                    # The stored text is the envelope serialised: it is published as it is.
+                    value = entry["envelope"].encode()
+                    envelope = (
+                        entry.envelope
+                        if isinstance(entry, OutboxEntry)
+                        else Envelope.model_validate_json(value)
+                    )
+                except (AttributeError, KeyError, TypeError, ValidationError):
                     # One broken entry must not hold back every other event, nor be tried at
                     # every pass: it is set aside in the document, for a person to look at.
                     log.exception("outbox entry not publishable", document_id=str(document_id))
                     await self._set_aside(collection, document_id, entry)
                     continue
                 messages.append((entry["topic"], entry["key"], envelope))
+                values.append(value)
                 traces.append(entry.get(tracing.TRACE_FIELD))
                 owners.append((document_id, entry["id"]))
                 kept.append(entry)
         if not messages:
             return 0, set()
-        outcomes = await self._publisher.publish_envelopes(messages, traces)
+        outcomes = await self._publisher.publish_envelopes(messages, traces, values)
         for (document_id, _), entry, error in zip(owners, kept, outcomes, strict=True):
             if isinstance(error, MessageTooLarge):
                 # Queued under a larger KAFKA_MAX_MESSAGE_BYTES: it will never fit.

@@ -160,6 +160,7 @@ class EventPublisher:
         self,
         messages: Sequence[tuple[str, str | None, Envelope]],
         traces: Sequence[Mapping[str, str] | None] | None = None,
+        values: Sequence[bytes] | None = None,
     ) -> list[BaseException | None]:
         """Publish many (topic, key, envelope) at once: all are handed to the producer, which
         batches them, then every acknowledgement is awaited under one publish timeout.
@@ -167,7 +168,8 @@ class EventPublisher:
         Returns, per message, None when the broker acknowledged it, else the error (a
         MessageTooLarge one is never sent): the caller keeps those for later (one awaited
         round trip per event would cap a consumer's rate). `traces`, per message, is the trace
-        context stored with it (outbox), else the current.
+        context stored with it (outbox), else the current; `values`, per message, its envelope
+        already serialised (outbox), else it is serialised here.
         """
         if not self._started:
             return [KafkaConnectionError("the publisher is not connected to the broker")] * len(
@@ -184,7 +186,8 @@ class EventPublisher:
         try:
             async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
                 for index, (topic, key, envelope) in enumerate(messages):
-                    value, encoded_key = envelope.to_bytes(), key.encode() if key else None
+                    value = values[index] if values else envelope.to_bytes()
+                    encoded_key = key.encode() if key else None
                     span, trace_headers = tracing.start_send(
                         topic, envelope, traces[index] if traces else None
                     )

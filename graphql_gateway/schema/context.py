@@ -1,4 +1,5 @@
-"""What every resolver reaches through `info.context`: the long-lived parts and the caller."""
+"""What every resolver reaches through `info.context` (`ctx = info.context`, then `ctx.clients`,
+`ctx.cache`, `ctx.limits`, `ctx.hub`, `ctx.settings`): the long-lived parts and the caller."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ class GatewayContext:
     expiry_watch: asyncio.Task[None] | None = field(default=None, repr=False)
     connection_of: str | None = None
     _credentials: Credentials | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> GatewaySettings:
+        """The gateway's settings."""
+        return self.gateway.settings
 
     @property
     def clients(self) -> Clients:

@@ -1,4 +1,5 @@
-"""Mutation fields: thin resolvers that call a client and drop the cache entries they change."""
+"""Mutation fields: thin resolvers that call a client; one that changes what is cached for a
+user calls it inside `ctx.cache.changing(user_id)`, which drops that user's entries after it."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class Mutation:
     ) -> AuthPayload:
         # Left out (or null): the user service applies its default.
         chosen = None if not isinstance(preferences, list) else [p.value for p in preferences]
-        raw = await info.context.clients.users.register(
+        ctx = info.context
+        raw = await ctx.clients.users.register(
             name=name, email=email, password=password, preferences=chosen
         )
         return AuthPayload.from_json(orjson.loads(raw))
@@ -76,7 +78,8 @@ class Mutation:
         ],
         password: Annotated[str, strawberry.argument(description="The account's password.")],
     ) -> AuthPayload:
-        raw = await info.context.clients.users.login(email=email, password=password)
+        ctx = info.context
+        raw = await ctx.clients.users.login(email=email, password=password)
         return AuthPayload.from_json(orjson.loads(raw))
 
     @strawberry.mutation(
@@ -92,13 +95,10 @@ class Mutation:
     ) -> User:
         ctx = info.context
         credentials = ctx.credentials()
-        try:
+        async with ctx.cache.changing(credentials.caller.user_id):
             raw = await ctx.clients.users.update_preferences(
                 credentials, [p.value for p in preferences]
             )
-        finally:
-            # Also after a timeout: the change may have been applied.
-            await ctx.cache.forget_user(credentials.caller.user_id)
         return User.from_json(orjson.loads(raw))
 
     @strawberry.mutation(
@@ -127,13 +127,11 @@ class Mutation:
         ctx = info.context
         credentials = ctx.credentials()
         await ctx.limits.place_order(credentials.caller.user_id)
-        try:
+        # The history changes asynchronously too; the user service's event drops it again.
+        async with ctx.cache.changing(credentials.caller.user_id):
             raw = await ctx.clients.orders.place(
                 credentials, [p.to_json() for p in products], idempotencyKey
             )
-        finally:
-            # The history changes asynchronously; the user service's event drops it again.
-            await ctx.cache.forget_user(credentials.caller.user_id)
         return Order.from_json(orjson.loads(raw))
 
     @strawberry.mutation(
@@ -154,12 +152,10 @@ class Mutation:
     ) -> Order:
         ctx = info.context
         credentials = ctx.credentials()
-        try:
+        async with ctx.cache.changing(credentials.caller.user_id):
             raw = await ctx.clients.orders.update_status(
                 credentials, str(orderId), order_status.value
             )
-        finally:
-            await ctx.cache.forget_user(credentials.caller.user_id)
         order = Order.from_json(orjson.loads(raw))
         if order.userId != credentials.caller.user_id:
             # An admin changed someone else's order: the owner's details are stale.
@@ -197,10 +193,8 @@ class Mutation:
     ) -> Notification:
         ctx = info.context
         credentials = ctx.credentials()
-        try:
+        async with ctx.cache.changing(credentials.caller.user_id):
             raw = await ctx.clients.notifications.mark_read(credentials, str(id))
-        finally:
-            await ctx.cache.forget_user(credentials.caller.user_id)
         return Notification.from_json(orjson.loads(raw))
 
     # --- sessions, verification and passwords (issue 13) ---
@@ -220,7 +214,8 @@ class Mutation:
             ),
         ],
     ) -> AuthPayload:
-        raw = await info.context.clients.users.refresh(refreshToken)
+        ctx = info.context
+        raw = await ctx.clients.users.refresh(refreshToken)
         return AuthPayload.from_json(orjson.loads(raw))
 
     @strawberry.mutation(
@@ -275,7 +270,8 @@ class Mutation:
             str, strawberry.argument(description="The account's email address (any case).")
         ],
     ) -> str:
-        return message_of(await info.context.clients.users.request_password_reset(email))
+        ctx = info.context
+        return message_of(await ctx.clients.users.request_password_reset(email))
 
     @strawberry.mutation(
         description="Set a new password with the token of the emailed reset link (no access "
@@ -291,7 +287,8 @@ class Mutation:
         ],
         newPassword: Annotated[str, strawberry.argument(description=LENGTH_RULE)],
     ) -> AuthPayload:
-        raw = await info.context.clients.users.reset_password(token, newPassword)
+        ctx = info.context
+        raw = await ctx.clients.users.reset_password(token, newPassword)
         return AuthPayload.from_json(orjson.loads(raw))
 
     @strawberry.mutation(

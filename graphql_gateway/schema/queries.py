@@ -147,7 +147,7 @@ class Query:
                 params[name] = value
         raw = await ctx.cache.read_public(
             public_name("products", params),
-            ctx.gateway.settings.catalog_cache_ttl_seconds,
+            ctx.settings.catalog_cache_ttl_seconds,
             lambda: ctx.clients.orders.products(params),
         )
         return ProductPage.from_json(orjson.loads(raw))
@@ -165,7 +165,7 @@ class Query:
         try:
             raw = await ctx.cache.read_public(
                 public_name("product", {"productId": product_id}),
-                ctx.gateway.settings.catalog_cache_ttl_seconds,
+                ctx.settings.catalog_cache_ttl_seconds,
                 lambda: ctx.clients.orders.product(product_id),
             )
         except NotFound:

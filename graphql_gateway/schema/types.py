@@ -246,7 +246,7 @@ class User:
     ) -> list[PurchaseHistory]:
         ctx = info.context
         credentials = (
-            authenticate(self.authorization, ctx.gateway.settings)
+            authenticate(self.authorization, ctx.settings)
             if self.authorization is not None
             else ctx.credentials()
         )

@@ -546,7 +546,7 @@ async def test_a_second_request_finishes_a_first_that_stopped_between_its_writes
 
     monkeypatch.setattr(service.repository, "insert", crash)
     with pytest.raises(ConnectionError):
-        await service.orders.place(caller_of(ada), [ProductInput("4")], "stopped")
+        await service.orders.place(caller_of(ada), [ProductInput(productId="4")], "stopped")
     monkeypatch.setattr(service.repository, "insert", insert)
     assert await service.repository.count({"user_id": ada.user_id}) == 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from prometheus_client import REGISTRY
 
 from devstack.parts import free_port
@@ -174,3 +175,27 @@ async def test_relay_exports_the_pending_count_and_the_oldest_age() -> None:
         assert age is not None and 90 <= age < 120
     finally:
         await store.close()
+
+
+async def test_entries_in_hand_are_published_as_made_without_parsing_them_back(
+    kafka_broker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = EventPublisher(settings_for(kafka_broker))
+    await publisher.start()
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    user_id = uuid.uuid4().hex
+    entry = outbox_entry(publisher, UserPreferencesUpdated(user_id=user_id, preferences=[]))
+    await users.insert_one({"_id": user_id, OUTBOX_FIELD: [entry]})
+
+    def parsed_back(*_: object, **__: object) -> Envelope:
+        raise AssertionError("an entry in hand was parsed back")
+
+    monkeypatch.setattr(Envelope, "model_validate_json", parsed_back)
+    try:
+        assert await OutboxRelay(publisher, [users], 60).flush_entries(users, {user_id: [entry]})
+    finally:
+        await publisher.stop()
+    assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == []
+    records = [r for r in await read_all(kafka_broker, entry["topic"]) if r.key == user_id.encode()]
+    assert [r.value for r in records] == [entry["envelope"].encode()]

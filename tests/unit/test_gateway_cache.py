@@ -79,6 +79,24 @@ async def test_read_through_fetches_once_until_the_user_is_forgotten(cache: Gate
     assert fetch.calls == 2
 
 
+async def test_a_change_drops_the_users_entries_after_it_also_when_it_failed(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis
+) -> None:
+    fetch = Fetcher(b'{"id": "u1"}')
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    async with cache.changing("u1"):
+        # Dropped once the call is over (the change is made then), not before.
+        assert await server.exists(user_key("u1"))
+    assert not await server.exists(user_key("u1"))
+
+    await cache.read_through("u1", DETAILS_VIEW, fetch)
+    with pytest.raises(TimeoutError):
+        async with cache.changing("u1"):
+            raise TimeoutError("the service did not answer; the change may have been applied")
+    assert not await server.exists(user_key("u1"))
+    assert fetch.calls == 2
+
+
 async def test_bytes_fetched_before_an_invalidation_are_not_stored_after_it(
     cache: GatewayCache,
 ) -> None:
