@@ -11,13 +11,12 @@ import dataclasses
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
@@ -48,7 +47,8 @@ from scheduler_service.settings import SchedulerSettings
 from shared.auth import issue_token
 from shared.links import LinkPurpose, LinkSigner
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
+from tests.fixtures.apps import own_consumer_group, running_service, service_settings
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 from user_service.settings import UserSettings
 
 ISSUER = "fleet"
@@ -163,26 +163,16 @@ class World:
 
 
 def _service_settings(kafka_broker: str) -> dict[str, Any]:
-    common: dict[str, Any] = {
-        "_env_file": None,
-        "kafka_broker": kafka_broker,
-        "mongo_uri": TEST_MONGO_URI,
-        "jwt_secret": TEST_JWT_SECRET,
-        "admin_emails": ADMIN_EMAIL,
-    }
-
-    def db() -> str:
-        return f"test_sec_{uuid.uuid4().hex}"
+    def settings(settings_class: type[Any], **overrides: Any) -> Any:
+        return service_settings(settings_class, kafka_broker, admin_emails=ADMIN_EMAIL, **overrides)
 
     return {
-        "user_service": UserSettings(**common, mongo_database=db()),
-        "notification_service": NotificationSettings(**common, mongo_database=db()),
-        "order_service": OrderSettings(**common, mongo_database=db()),
-        "recommendation_service": RecommendationSettings(**common, mongo_database=db()),
-        "scheduler_service": SchedulerSettings(
-            **common, mongo_database=db(), promotion_cron=NEVER_CRON
-        ),
-        "kafka_admin_service": KafkaAdminSettings(**common),
+        "user_service": settings(UserSettings),
+        "notification_service": settings(NotificationSettings),
+        "order_service": settings(OrderSettings),
+        "recommendation_service": settings(RecommendationSettings),
+        "scheduler_service": settings(SchedulerSettings, promotion_cron=NEVER_CRON),
+        "kafka_admin_service": settings(KafkaAdminSettings),
     }
 
 
@@ -302,18 +292,16 @@ async def world(kafka_broker: str, redis_url: str) -> AsyncIterator[World]:
     async with AsyncExitStack() as stack:
         apps: dict[str, FastAPI] = {}
         clients: dict[str, httpx.AsyncClient] = {}
-        with pytest.MonkeyPatch.context() as patch:
+        with ExitStack() as groups:
             for module in _GROUPED:
-                group = f"{module.CONSUMER_GROUP}-sec-{uuid.uuid4().hex[:8]}"
-                patch.setattr(module, "CONSUMER_GROUP", group)
+                groups.enter_context(own_consumer_group(module, "sec"))
             for name, create in CREATE_APP.items():
-                app = create(settings[name])
-                await stack.enter_async_context(app.router.lifespan_context(app))
-                apps[name] = app
-                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-                clients[name] = await stack.enter_async_context(
-                    httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+                # Like a network: a crash inside the service is its 500 answer, not an exception.
+                running = await stack.enter_async_context(
+                    running_service(create, settings[name], raise_app_exceptions=False)
                 )
+                apps[name] = running.app
+                clients[name] = running.client
         gateway = await stack.enter_async_context(
             serve_gateway(gateway_settings(redis_url, kafka_broker), apps)
         )

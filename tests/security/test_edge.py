@@ -26,7 +26,8 @@ from graphql_gateway.main import create_app as create_gateway
 from shared.http import proxy_list
 from shared.stack.compose_check import render
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
+from tests.fixtures.apps import own_consumer_group, running_service, service_settings
+from tests.fixtures.parts import eventually
 from tests.security.conftest import gateway_settings, unique_email
 from tests.unit.test_compose import k8s_documents
 from tests.unit.test_stack_launcher import environment_of
@@ -132,22 +133,17 @@ def test_k8s_user_service_and_gateway_trust_the_pod_network_only() -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def compose_user_service(kafka_broker: str, redis_url: str) -> AsyncIterator[FastAPI]:
     environment = compose()["services"]["user_service"]["environment"]
-    settings = UserSettings(
-        _env_file=None,
+    settings = service_settings(
+        UserSettings,
+        kafka_broker,
         service_name=f"user_service_edge_{uuid.uuid4().hex[:8]}",  # its own Redis keys
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_edge_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
         redis_url=redis_url,
         login_limit_per_address=f"{LOGIN_PER_ADDRESS}/minute",
         trusted_proxies=environment["TRUSTED_PROXIES"],
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(user_main, "CONSUMER_GROUP", f"user_service-edge-{uuid.uuid4().hex[:8]}")
-        app = user_main.create_app(settings)
-        async with app.router.lifespan_context(app):
-            yield app
+    with own_consumer_group(user_main, "edge"):
+        async with running_service(user_main.create_app, settings) as running:
+            yield running.app
 
 
 LOGIN = 'mutation($e: String!) { login(email: $e, password: "wrong-password") { token } }'

@@ -20,7 +20,8 @@ from graphql_gateway.clients import ServiceClient, UserClient
 from graphql_gateway.main import create_app as create_gateway
 from graphql_gateway.schema.context import Gateway
 from shared.ratelimit import RateLimiter, Rule, parse_limit
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
+from tests.fixtures.apps import asgi_client, own_consumer_group, running_service, service_settings
+from tests.fixtures.parts import eventually
 from tests.security.conftest import PASSWORD, gateway_settings, unique_email
 from user_service.settings import UserSettings
 
@@ -41,29 +42,23 @@ def unique_address() -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def user_app(kafka_broker: str, redis_url: str) -> AsyncIterator[FastAPI]:
-    settings = UserSettings(
-        _env_file=None,
+    settings = service_settings(
+        UserSettings,
+        kafka_broker,
         service_name=f"user_service_rl_{uuid.uuid4().hex[:8]}",  # its own Redis key prefix
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_rl_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
         redis_url=redis_url,
         login_limit_per_email=f"{LOGIN_PER_EMAIL}/minute",
         login_limit_per_address=f"{LOGIN_PER_ADDRESS}/minute",
         register_limit_per_email=f"{REGISTER_PER_EMAIL}/minute",
         register_limit_per_address=f"{REGISTER_PER_ADDRESS}/minute",
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(user_main, "CONSUMER_GROUP", f"user_service-rl-{uuid.uuid4().hex[:8]}")
-        app = user_main.create_app(settings)
-        async with app.router.lifespan_context(app):
-            yield app
+    with own_consumer_group(user_main, "rl"):
+        async with running_service(user_main.create_app, settings) as running:
+            yield running.app
 
 
 def client_for(app: FastAPI, peer: str = GATEWAY_PEER) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://user-service")
+    return asgi_client(app, "user-service", client=(peer, 40000))
 
 
 async def register(
