@@ -37,7 +37,7 @@ from tests.fault.conftest import (
     FaultBroker,
     Tally,
     distinct_and_duplicates,
-    envelopes_on,
+    ids_on,
     report,
     requested,
 )
@@ -165,8 +165,7 @@ async def test_a_minute_without_the_store_loses_nothing_and_dead_letters_nothing
         await producer.stop()
 
     async def created_of_this_test() -> list[str]:
-        envelopes = await envelopes_on(fault_broker.direct, NotificationCreated.topic)
-        return [e.data["notification_id"] for e in envelopes if e.data["notification_id"] in ids]
+        return await ids_on(fault_broker.direct, NotificationCreated.topic, "notification_id", ids)
 
     created = await eventually(
         lambda: _when_complete(created_of_this_test, len(ids)),

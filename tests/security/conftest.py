@@ -47,7 +47,12 @@ from scheduler_service.settings import SchedulerSettings
 from shared.auth import issue_token
 from shared.links import LinkPurpose, LinkSigner
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.apps import own_consumer_group, running_service, service_settings
+from tests.fixtures.apps import (
+    RunningService,
+    own_consumer_group,
+    running_service,
+    service_settings,
+)
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 from user_service.settings import UserSettings
 
@@ -56,6 +61,9 @@ PASSWORD = "security matrix password 1"
 ADMIN_EMAIL = f"sec-admin-{uuid.uuid4().hex[:10]}@example.com"
 # A cron that does not fire while the tests run.
 NEVER_CRON = "0 0 1 1 *"
+# The port the gateway's calls to an in-process user service come from (any; only the address
+# counts).
+GATEWAY_CLIENT_PORT = 40001
 
 
 class Kind(StrEnum):
@@ -235,6 +243,24 @@ async def serve_gateway(settings: GatewaySettings, apps: dict[str, FastAPI]) -> 
         server.should_exit = True
         await task
         await app.state.gateway.clients.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningService[Any]]:
+    """The gateway in-process with a client of it, once its event reader is up (stopped while
+    the reader still starts, the gateway leaks a Kafka producer)."""
+    async with running_service(create_gateway, settings) as running:
+        app = running.app
+        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
+        yield running
+
+
+def send_users_to(gateway: RunningService[Any], user_app: FastAPI, peer: str) -> None:
+    """The gateway's user-service client calls `user_app` in-process, arriving from `peer`
+    (the gateway's address as the user service sees it)."""
+    transport = httpx.ASGITransport(app=user_app, client=(peer, GATEWAY_CLIENT_PORT))
+    users = ServiceClient("user service", "http://users", gateway.settings, transport=transport)
+    object.__setattr__(gateway.app.state.gateway.clients, "users", UserClient(users))
 
 
 def gateway_settings(redis_url: str, kafka_broker: str, **overrides: Any) -> GatewaySettings:

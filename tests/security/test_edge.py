@@ -21,14 +21,11 @@ import yaml
 from fastapi import FastAPI
 
 import user_service.main as user_main
-from graphql_gateway.clients import ServiceClient, UserClient
-from graphql_gateway.main import create_app as create_gateway
 from shared.http import proxy_list
 from shared.stack.compose_check import render
 from shared.stack.parts import LOOPBACK, free_port
-from tests.fixtures.apps import own_consumer_group, running_service, service_settings
-from tests.fixtures.parts import eventually
-from tests.security.conftest import gateway_settings, unique_email
+from tests.fixtures.apps import asgi_client, own_consumer_group, running_service, service_settings
+from tests.security.conftest import gateway_settings, running_gateway, send_users_to, unique_email
 from tests.unit.test_compose import k8s_documents
 from tests.unit.test_stack_launcher import environment_of
 from user_service.settings import UserSettings
@@ -161,18 +158,14 @@ async def test_two_clients_behind_the_gateway_have_separate_login_budgets(
         kafka_broker,
         trusted_proxies=document["services"]["graphql_gateway"]["environment"]["TRUSTED_PROXIES"],
     )
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        to_users = httpx.ASGITransport(app=compose_user_service, client=(gateway_address, 40001))
-        users = ServiceClient("user service", "http://users", settings, transport=to_users)
-        object.__setattr__(app.state.gateway.clients, "users", UserClient(users))
+    async with running_gateway(settings) as running:
+        app = running.app
+        send_users_to(running, compose_user_service, gateway_address)
 
         async def codes(peer: str, forwarded_for: str | None, attempts: int) -> list[str]:
-            transport = httpx.ASGITransport(app=app, client=(peer, 5555))
             headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
             found = []
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            async with asgi_client(app, "gw", client=(peer, 5555)) as client:
                 for _ in range(attempts):
                     variables = {"e": unique_email("edge")}
                     response = await client.post(
@@ -247,11 +240,9 @@ async def test_with_a_metrics_port_the_public_port_serves_no_metrics(
 ) -> None:
     metrics_port = free_port()
     settings = gateway_settings(redis_url, kafka_broker, metrics_port=metrics_port)
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as public:
+    async with running_gateway(settings) as running:
+        app = running.app
+        async with asgi_client(app, "gw") as public:
             assert (await public.post("/graphql", json={"query": "{ __typename }"})).is_success
             assert (await public.get("/metrics")).status_code == 404
             assert (await public.get("/health")).status_code == 200
@@ -276,11 +267,9 @@ async def test_make_run_keeps_metrics_and_introspection_on_the_gateways_port(
     assert "GRAPHQL_INTROSPECTION" not in environment_of({}) and "METRICS_PORT" not in (
         environment_of({})
     )
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with running_gateway(settings) as running:
+        app = running.app
+        async with asgi_client(app, "gw") as client:
             assert (await client.get("/metrics")).status_code == 200
             schema = await client.post(
                 "/graphql", json={"query": "{ __schema { queryType { name } } }"}
