@@ -36,10 +36,10 @@ import redis
 from bench.consumer import measure_consumer
 from bench.e2e import measure_e2e
 from bench.trace_sink import TraceSink
-from graphql_gateway.cache import DETAILS_VIEW, user_key
-from graphql_gateway.persisted import document_hash
 from devstack.config import environment_without_parts, new_jwt_secret
 from devstack.parts import free_port
+from graphql_gateway.cache import DETAILS_VIEW, user_key
+from graphql_gateway.persisted import document_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"

@@ -1,16 +1,18 @@
 """Fault-injection helpers: a broker of each test's own (optionally behind a cuttable proxy),
-services as real processes (`python -m <service>`), and the tally line every test prints."""
+services as real processes (`python -m <service>`), what a test reads back off the topics,
+and the tally line every test prints."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 
 from devstack.config import environment_without_parts
 from devstack.parts import LOOPBACK, EmbeddedPart, free_port, start_broker
+from graphql_gateway.settings import GatewaySettings
 from shared.events.envelope import Envelope
 from shared.events.models import NotificationRequested
 from shared.kafka_topics import ensure_topics
@@ -32,6 +35,12 @@ SERVICE_STOP_SECONDS = 10.0
 TOPICS_READY_SECONDS = 30.0
 _READY_POLL_SECONDS = 0.2
 _LOG_TAIL_CHARS = 4000
+# A request must answer within what the gateway waits for a service, outage or not (the
+# service publishes its events inline only up to OUTBOX_FLUSH_TIMEOUT_SECONDS).
+GATEWAY_PATIENCE_SECONDS = GatewaySettings.model_fields["downstream_timeout_seconds"].default
+RELAY_INTERVAL_SECONDS = 0.5
+# How long the outbox may take to deliver what piled up during a broker outage.
+DELIVERY_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass
@@ -211,6 +220,24 @@ async def envelopes_on(broker: str, topic: str) -> list[Envelope]:
         except Exception:  # noqa: S112 - a poison record is not an envelope; the DLQ test reads it
             continue
     return envelopes
+
+
+async def ids_on(broker: str, topic: str, field: str, among: Container[str]) -> list[str]:
+    """The `field` of each envelope on `topic` whose value is one of `among` (a test's own),
+    in topic order, repeats kept (what `distinct_and_duplicates` counts)."""
+    values = [str(e.data[field]) for e in await envelopes_on(broker, topic)]
+    return [value for value in values if value in among]
+
+
+def outbox_service(module: str, broker: FaultBroker, log_dir: Path) -> ServiceProcess:
+    """`module` on `broker`'s advertised address, its outbox relay retrying every
+    RELAY_INTERVAL_SECONDS, under a service name of its own."""
+    env = {
+        "KAFKA_BROKER": broker.advertised,
+        "OUTBOX_RELAY_INTERVAL_SECONDS": str(RELAY_INTERVAL_SECONDS),
+        "SERVICE_NAME": f"{module}_{secrets.token_hex(3)}",
+    }
+    return ServiceProcess(module, env, log_dir / f"{module}.log")
 
 
 def requested(user_id: str, content: str, correlation_id: str) -> Envelope:

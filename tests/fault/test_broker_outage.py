@@ -29,15 +29,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graphql_gateway.settings import GatewaySettings
 from shared.events.models import UserRegistered
 from shared.events.topics import dead_letter_topic
 from tests.fault.conftest import (
+    DELIVERY_TIMEOUT_SECONDS,
+    GATEWAY_PATIENCE_SECONDS,
     FaultBroker,
-    ServiceProcess,
     Tally,
     distinct_and_duplicates,
-    envelopes_on,
+    ids_on,
+    outbox_service,
     report,
 )
 from tests.fixtures.parts import eventually, read_all
@@ -47,11 +48,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.timeout(150)]
 OUTAGE_SECONDS = 10.0
 WRITERS = 4
 BEFORE_AND_AFTER = 5
-# A request must answer within what the gateway waits for a service, outage or not (the
-# service publishes its events inline only up to OUTBOX_FLUSH_TIMEOUT_SECONDS).
-GATEWAY_PATIENCE_SECONDS = GatewaySettings.model_fields["downstream_timeout_seconds"].default
-RELAY_INTERVAL_SECONDS = 0.5
-DELIVERY_TIMEOUT_SECONDS = 60.0
 
 
 async def _register(client: httpx.AsyncClient, run: str, n: int) -> str:
@@ -70,15 +66,7 @@ async def test_registrations_during_a_broker_outage_are_all_published(
 ) -> None:
     proxy = proxied_broker.proxy
     assert proxy is not None
-    service = ServiceProcess(
-        "user_service",
-        {
-            "KAFKA_BROKER": proxied_broker.advertised,
-            "OUTBOX_RELAY_INTERVAL_SECONDS": str(RELAY_INTERVAL_SECONDS),
-            "SERVICE_NAME": f"user_service_{secrets.token_hex(3)}",
-        },
-        tmp_path / "user_service.log",
-    )
+    service = outbox_service("user_service", proxied_broker, tmp_path)
     await service.start()
     run = secrets.token_hex(4)
     user_ids: list[str] = []
@@ -106,9 +94,8 @@ async def test_registrations_during_a_broker_outage_are_all_published(
 
         expected = set(user_ids)
 
-        async def published() -> set[str]:
-            envelopes = await envelopes_on(proxied_broker.direct, UserRegistered.topic)
-            return {e.data["user_id"] for e in envelopes} & expected
+        async def published() -> list[str]:
+            return await ids_on(proxied_broker.direct, UserRegistered.topic, "user_id", expected)
 
         try:
             await eventually(
@@ -118,9 +105,7 @@ async def test_registrations_during_a_broker_outage_are_all_published(
                 what="every registration's user.registered on the topic",
             )
         finally:
-            envelopes = await envelopes_on(proxied_broker.direct, UserRegistered.topic)
-            mine = [e.data["user_id"] for e in envelopes if e.data["user_id"] in expected]
-            distinct, duplicated = distinct_and_duplicates(mine)
+            distinct, duplicated = distinct_and_duplicates(await published())
             dlq = await read_all(proxied_broker.direct, dead_letter_topic(UserRegistered.topic))
             report(Tally(len(user_ids), len(distinct), duplicated, len(dlq)))
             print(f"registrations during the {OUTAGE_SECONDS:.0f} s outage: {during}")
@@ -131,5 +116,5 @@ async def test_registrations_during_a_broker_outage_are_all_published(
         service.stop()
 
 
-async def _all(probe: Callable[[], Awaitable[set[str]]], expected: set[str]) -> bool:
-    return await probe() == expected
+async def _all(probe: Callable[[], Awaitable[list[str]]], expected: set[str]) -> bool:
+    return set(await probe()) == expected

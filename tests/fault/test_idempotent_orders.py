@@ -24,15 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graphql_gateway.settings import GatewaySettings
 from shared.events.models import OrderPlaced
 from shared.events.topics import dead_letter_topic
 from tests.fault.conftest import (
+    DELIVERY_TIMEOUT_SECONDS,
+    GATEWAY_PATIENCE_SECONDS,
     FaultBroker,
-    ServiceProcess,
     Tally,
     distinct_and_duplicates,
     envelopes_on,
+    outbox_service,
     report,
 )
 from tests.fixtures.parts import eventually, read_all, signed_token
@@ -41,9 +42,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.timeout(150)]
 
 OUTAGE_SECONDS = 10.0
 BEFORE_AND_AFTER = 3
-GATEWAY_PATIENCE_SECONDS = GatewaySettings.model_fields["downstream_timeout_seconds"].default
-RELAY_INTERVAL_SECONDS = 0.5
-DELIVERY_TIMEOUT_SECONDS = 60.0
 
 
 async def _order_three_times(client: httpx.AsyncClient, key: str, n: int) -> str:
@@ -64,15 +62,7 @@ async def test_retried_orders_make_one_order_per_key_through_a_broker_outage(
 ) -> None:
     proxy = proxied_broker.proxy
     assert proxy is not None
-    service = ServiceProcess(
-        "order_service",
-        {
-            "KAFKA_BROKER": proxied_broker.advertised,
-            "OUTBOX_RELAY_INTERVAL_SECONDS": str(RELAY_INTERVAL_SECONDS),
-            "SERVICE_NAME": f"order_service_{secrets.token_hex(3)}",
-        },
-        tmp_path / "order_service.log",
-    )
+    service = outbox_service("order_service", proxied_broker, tmp_path)
     await service.start()
     user_id = uuid.uuid4().hex
     token = signed_token(user_id, f"{user_id}@example.com", ["customer"])

@@ -35,7 +35,7 @@ from tests.fault.conftest import (
     ServiceProcess,
     Tally,
     distinct_and_duplicates,
-    envelopes_on,
+    ids_on,
     report,
     requested,
 )
@@ -121,12 +121,8 @@ async def test_kill_9_in_the_middle_loses_nothing_and_repeats_at_most_the_batch_
         await second.start()
 
         async def created_ids() -> list[str]:
-            envelopes = await envelopes_on(fault_broker.direct, NotificationCreated.topic)
-            return [
-                e.data["notification_id"]
-                for e in envelopes
-                if e.data["notification_id"] in expected
-            ]
+            topic = NotificationCreated.topic
+            return await ids_on(fault_broker.direct, topic, "notification_id", expected)
 
         async def all_announced() -> bool:
             return set(await created_ids()) == expected

@@ -30,8 +30,8 @@ from tests.fault.conftest import (
     ServiceProcess,
     Tally,
     distinct_and_duplicates,
-    envelopes_on,
     headers_of,
+    ids_on,
     report,
     requested,
 )
@@ -86,12 +86,8 @@ async def test_poison_goes_to_the_dlq_and_the_partition_moves_on(
     try:
 
         async def created_ids() -> list[str]:
-            envelopes = await envelopes_on(fault_broker.direct, NotificationCreated.topic)
-            return [
-                e.data["notification_id"]
-                for e in envelopes
-                if e.data["notification_id"] in expected
-            ]
+            topic = NotificationCreated.topic
+            return await ids_on(fault_broker.direct, topic, "notification_id", expected)
 
         async def all_created() -> bool:
             return set(await created_ids()) == expected

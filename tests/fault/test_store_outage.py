@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -38,11 +37,12 @@ from tests.fault.conftest import (
     FaultBroker,
     Tally,
     distinct_and_duplicates,
-    envelopes_on,
+    ids_on,
     report,
     requested,
 )
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import eventually, read_all
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
@@ -92,19 +92,17 @@ async def service(
     fault_broker: FaultBroker, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Any, StoreOutage]]:
     outage = StoreOutage(monkeypatch)
-    settings = NotificationSettings(
-        _env_file=None,
-        kafka_broker=fault_broker.advertised,
+    settings = service_settings(
+        NotificationSettings,
+        fault_broker.advertised,
         mongo_uri="memory://",
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
         kafka_retry_backoff_seconds=0.1,
         kafka_retry_backoff_max_seconds=2.0,
         kafka_retry_horizon_seconds=300.0,
         outbox_relay_interval_seconds=0.5,
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with running_service(create_app, settings) as running:
+        app = running.app
         consumer: EventConsumer = app.state.runtime.consumers[0]
         await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
         yield app.state.service.repository, outage
@@ -167,8 +165,7 @@ async def test_a_minute_without_the_store_loses_nothing_and_dead_letters_nothing
         await producer.stop()
 
     async def created_of_this_test() -> list[str]:
-        envelopes = await envelopes_on(fault_broker.direct, NotificationCreated.topic)
-        return [e.data["notification_id"] for e in envelopes if e.data["notification_id"] in ids]
+        return await ids_on(fault_broker.direct, NotificationCreated.topic, "notification_id", ids)
 
     created = await eventually(
         lambda: _when_complete(created_of_this_test, len(ids)),

@@ -8,7 +8,14 @@ from typing import Any
 from shared.events import Envelope, NotificationCreated
 from shared.logging import correlation_scope, current_correlation_id
 from shared.publisher import CORRELATION_HEADER, EventPublisher
-from tests.fixtures.bus import TOPIC, bus_publisher, created, started_consumer  # noqa: F401
+from tests.fixtures.bus import (  # noqa: F401
+    TOPIC,
+    FailingOne,
+    bus_publisher,
+    created,
+    dead_letters,
+    started_consumer,
+)
 from tests.fixtures.parts import eventually, read_all
 
 
@@ -65,17 +72,9 @@ async def test_a_failure_past_the_retry_horizon_is_dead_lettered_and_the_partiti
     kafka_broker: str, publisher: EventPublisher
 ) -> None:
     user = f"user-{uuid.uuid4().hex}"
-    attempts: dict[str, int] = {}
-    handled: list[str] = []
     bad = created(user)
-
-    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
-        if event.user_id != user:
-            return
-        attempts[event.notification_id] = attempts.get(event.notification_id, 0) + 1
-        if event.notification_id == bad.notification_id:
-            raise RuntimeError("the database is on fire")
-        handled.append(event.notification_id)
+    handler = FailingOne(user, bad.notification_id, RuntimeError, "the database is on fire")
+    attempts, handled = handler.calls, handler.handled
 
     consumer = await started_consumer(
         kafka_broker,
@@ -96,7 +95,7 @@ async def test_a_failure_past_the_retry_horizon_is_dead_lettered_and_the_partiti
         await consumer.stop()
     assert attempts[bad.notification_id] > 1
 
-    dead = [r for r in await read_all(kafka_broker, f"{TOPIC}.dlq") if r.key == user.encode()]
+    dead = await dead_letters(kafka_broker, user)
     assert len(dead) == 1
     headers = dict(dead[0].headers)
     assert headers["dlq_attempts"] == str(attempts[bad.notification_id]).encode()
@@ -120,15 +119,11 @@ async def test_poison_message_goes_straight_to_the_dlq(
     try:
         await publisher.publish_raw(TOPIC, key.encode(), b"\x00 definitely not json", [])
         await eventually(
-            lambda: _dead_for(kafka_broker, key), what="poison message in the DLQ", timeout=20
+            lambda: dead_letters(kafka_broker, key), what="poison message in the DLQ", timeout=20
         )
     finally:
         await consumer.stop()
-    dead = await _dead_for(kafka_broker, key)
+    dead = await dead_letters(kafka_broker, key)
     assert dict(dead[0].headers)["dlq_attempts"] == b"0"
     assert dead[0].value == b"\x00 definitely not json"
     assert not [c for c in calls if getattr(c, "user_id", None) == key]
-
-
-async def _dead_for(broker: str, key: str) -> list[Any]:
-    return [r for r in await read_all(broker, f"{TOPIC}.dlq") if r.key == key.encode()]

@@ -16,10 +16,11 @@ from tests.fixtures.bus import (  # noqa: F401
     TOPIC,
     bus_publisher,
     created,
+    dead_letters,
     started_batch_consumer,
     started_consumer,
 )
-from tests.fixtures.parts import eventually, read_all
+from tests.fixtures.parts import eventually
 
 
 async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[str]:
@@ -130,5 +131,5 @@ async def test_an_event_refused_for_good_is_dead_lettered_alone(
 
 
 async def _dead_for(broker: str, key: str, count: int) -> list[Any] | None:
-    dead = [r for r in await read_all(broker, f"{TOPIC}.dlq") if r.key == key.encode()]
+    dead = await dead_letters(broker, key)
     return dead if len(dead) == count else None

@@ -25,9 +25,11 @@ from shared.failures import PermanentFailure
 from shared.publisher import EventPublisher
 from tests.fixtures.bus import (  # noqa: F401
     TOPIC,
+    FailingOne,
     bus_publisher,
     bus_settings,
     created,
+    dead_letters,
     started_batch_consumer,
     started_consumer,
 )
@@ -50,10 +52,6 @@ def users_on_two_partitions() -> tuple[str, str]:
         other = f"user-{uuid.uuid4().hex}"
         if partitioner(other.encode(), everything, everything) != home:
             return first, other
-
-
-async def dead_for(broker: str, user: str) -> list[Any]:
-    return [r for r in await read_all(broker, f"{TOPIC}.dlq") if r.key == user.encode()]
 
 
 async def test_an_outage_holds_one_users_events_in_order_while_other_partitions_go_on(
@@ -99,7 +97,7 @@ async def test_an_outage_holds_one_users_events_in_order_while_other_partitions_
     finally:
         await consumer.stop()
     assert [n for u, n in handled if u == stuck] == [e.notification_id for e in stuck_events]
-    assert await dead_for(kafka_broker, stuck) == []
+    assert await dead_letters(kafka_broker, stuck) == []
 
 
 async def test_a_member_that_stops_while_waiting_leaves_the_message_to_the_next_in_order(
@@ -134,7 +132,7 @@ async def test_a_member_that_stops_while_waiting_leaves_the_message_to_the_next_
         await second.stop()
     assert set(failed) == {events[0].notification_id}, "nothing behind the failed event ran"
     assert handled == [e.notification_id for e in events]
-    assert await dead_for(kafka_broker, user) == []
+    assert await dead_letters(kafka_broker, user) == []
 
 
 async def test_a_batch_that_fails_in_an_outage_is_retried_whole_and_in_order(
@@ -162,31 +160,23 @@ async def test_a_batch_that_fails_in_an_outage_is_retried_whole_and_in_order(
     finally:
         await consumer.stop()
     assert handled == [e.notification_id for e in events]
-    assert await dead_for(kafka_broker, user) == []
+    assert await dead_letters(kafka_broker, user) == []
 
 
 async def test_a_message_refused_for_good_is_dead_lettered_at_once(
     kafka_broker: str, publisher: EventPublisher
 ) -> None:
     user = f"user-{uuid.uuid4().hex}"
-    calls: dict[str, int] = {}
-    handled: list[str] = []
     bad, good = created(user), created(user)
-
-    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
-        if event.user_id != user:
-            return
-        calls[event.notification_id] = calls.get(event.notification_id, 0) + 1
-        if event.notification_id == bad.notification_id:
-            raise PermanentFailure("no such product")
-        handled.append(event.notification_id)
+    handler = FailingOne(user, bad.notification_id, PermanentFailure, "no such product")
+    calls, handled = handler.calls, handler.handled
 
     consumer = await started_consumer(kafka_broker, publisher, handler, f"group-{uuid.uuid4().hex}")
     try:
         await publisher.publish(bad)
         await publisher.publish(good)
         await eventually(lambda: handled == [good.notification_id], what="the event behind it")
-        dead = await eventually(lambda: dead_for(kafka_broker, user), what="the dead letter")
+        dead = await eventually(lambda: dead_letters(kafka_broker, user), what="the dead letter")
     finally:
         await consumer.stop()
     assert calls[bad.notification_id] == 1

@@ -33,6 +33,7 @@ from shared.events import NotificationCreated, NotificationRead
 from shared.http import CallerDep, install_common
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
+from tests.fixtures.apps import running_service
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 
 pytestmark = pytest.mark.integration
@@ -299,12 +300,8 @@ def gateway_settings(fleet: Fleet, kafka_broker: str, redis_url: str, **override
 
 @asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as http,
-    ):
-        yield RunningGateway(app, http)
+    async with running_service(create_app, settings) as running:
+        yield RunningGateway(running.app, running.client)
 
 
 @pytest.fixture(scope="module")

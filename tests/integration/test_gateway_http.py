@@ -25,6 +25,7 @@ from graphql_gateway.http_transport import GRAPHQL_RESPONSE_JSON, GraphQLTranspo
 from graphql_gateway.http_view import GraphQLOverHTTP, public_answers
 from graphql_gateway.persisted import KEY_PREFIX, MANIFEST_FORMAT, document_hash
 from graphql_gateway.settings import GatewaySettings
+from tests.fixtures.apps import asgi_client
 from tests.integration import test_gateway_answers, test_gateway_orders
 from tests.integration.test_gateway import running_gateway
 from tests.integration.test_gateway_answers import answers, kept_answers
@@ -417,8 +418,7 @@ def catalog_app() -> Starlette:
 
 
 async def test_a_public_query_by_get_may_be_kept_by_a_cdn() -> None:
-    transport = httpx.ASGITransport(app=catalog_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
+    async with asgi_client(catalog_app(), "catalog") as client:
 
         async def fetch(query: str, method: str = "GET") -> httpx.Response:
             if method == "GET":

@@ -23,7 +23,8 @@ from shared.events import (
     UserRegistered,
 )
 from shared.links import LinkPurpose, LinkSigner
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
 from user_service.main import create_app
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -84,20 +85,12 @@ def token_of(url: str) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(kafka_broker: str) -> AsyncIterator[Service]:
-    settings = UserSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
-        admin_emails=ADMIN_EMAIL,
-        max_sessions_per_user=MAX_SESSIONS,
+    settings = service_settings(
+        UserSettings, kafka_broker, admin_emails=ADMIN_EMAIL, max_sessions_per_user=MAX_SESSIONS
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://users") as client:
-            yield Service(client, app.state.service.repository, kafka_broker)
+    async with running_service(create_app, settings) as running:
+        app, client = running.app, running.client
+        yield Service(client, app.state.service.repository, kafka_broker)
 
 
 async def verification_url(service: Service, user_id: str) -> str:

@@ -16,19 +16,16 @@ from kafka_admin_service.main import create_app
 from kafka_admin_service.settings import KafkaAdminSettings
 from shared.events.topics import all_topic_names, partitions_of
 from shared.kafka_topics import ensure_topics, missing_topics
-from tests.fixtures.parts import (  # noqa: F401 - fixtures
-    TEST_JWT_SECRET,
-    broker_without_topics,
-    eventually,
-)
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import broker_without_topics, eventually  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
 
 def admin_settings(broker: str) -> KafkaAdminSettings:
-    return KafkaAdminSettings(
-        kafka_broker=broker,
-        jwt_secret=TEST_JWT_SECRET,
+    return service_settings(
+        KafkaAdminSettings,
+        broker,
         topic_creation_attempt_seconds=5,
         topic_creation_pause_seconds=0.1,
         topic_check_timeout_ms=1000,
@@ -56,14 +53,8 @@ def assert_every_registry_topic_has_its_partitions(found: dict[str, int]) -> Non
 async def admin_without_broker() -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
     """The admin app started while nothing listens on its broker's port yet."""
     port = free_port()
-    app = create_app(admin_settings(f"127.0.0.1:{port}"))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://admin"
-        ) as client,
-    ):
-        yield client, port
+    async with running_service(create_app, admin_settings(f"127.0.0.1:{port}")) as running:
+        yield running.client, port
 
 
 async def test_ready_only_once_the_broker_is_up_and_every_topic_exists(
@@ -103,11 +94,8 @@ async def test_the_app_on_a_broker_whose_topics_exist_is_ready(
     fresh_broker: EmbeddedPart,
 ) -> None:
     await ensure_topics(fresh_broker.url, timeout_seconds=10)
-    app = create_app(admin_settings(fresh_broker.url))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client,
-    ):
+    async with running_service(create_app, admin_settings(fresh_broker.url)) as running:
+        client = running.client
 
         async def is_ready() -> bool:
             return (await client.get("/ready")).status_code == 200

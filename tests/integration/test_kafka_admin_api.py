@@ -19,7 +19,8 @@ from kafka_admin_service.main import create_app
 from kafka_admin_service.replay import REPLAYED_FROM_HEADER
 from kafka_admin_service.settings import KafkaAdminSettings
 from shared.events.topics import all_topic_names, consumer_groups, partitions_of
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import eventually, read_all, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +52,11 @@ class Admin:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def admin(kafka_broker: str) -> AsyncIterator[Admin]:
-    settings = KafkaAdminSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        jwt_secret=TEST_JWT_SECRET,
-        admin_metrics_interval_seconds=0.2,
+    settings = service_settings(
+        KafkaAdminSettings, kafka_broker, admin_metrics_interval_seconds=0.2
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client,
-    ):
+    async with running_service(create_app, settings) as running:
+        app, client = running.app, running.client
         await eventually(app.state.provisioner.created.is_set, what="topics provisioned")
         yield Admin(client, kafka_broker, token("customer", "admin"))
 

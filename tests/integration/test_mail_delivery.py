@@ -32,7 +32,8 @@ from shared.events.topics import partitions_of
 from shared.links import LinkSigner
 from shared.mongo import MongoStore
 from shared.publisher import EventPublisher
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, SmtpRecorder, eventually
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import SmtpRecorder, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +46,6 @@ OUTAGE_SECONDS = 30.0
 
 def mail_settings(broker: str, smtp: SmtpRecorder, **overrides: Any) -> NotificationSettings:
     values: dict[str, Any] = {
-        "kafka_broker": broker,
-        "mongo_uri": TEST_MONGO_URI,
-        "mongo_database": f"test_{uuid.uuid4().hex}",
-        "jwt_secret": TEST_JWT_SECRET,
         "smtp_host": smtp.host,
         "smtp_port": smtp.port,
         "smtp_mail": "fleet@example.test",
@@ -59,7 +56,7 @@ def mail_settings(broker: str, smtp: SmtpRecorder, **overrides: Any) -> Notifica
         "mail_poll_interval_seconds": 0.1,
         **overrides,
     }
-    return NotificationSettings(_env_file=None, **values)
+    return service_settings(NotificationSettings, broker, **values)
 
 
 @dataclass
@@ -79,8 +76,8 @@ async def notification_service(settings: NotificationSettings) -> AsyncIterator[
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("notification_service.main.CONSUMER_GROUP", group)
-            app = create_app(settings)
-            async with app.router.lifespan_context(app):
+            async with running_service(create_app, settings) as running:
+                app = running.app
                 consumer: EventConsumer = app.state.runtime.consumers[0]
                 await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
                 yield Running(app.state.service.repository, publisher)

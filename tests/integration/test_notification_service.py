@@ -27,9 +27,8 @@ from shared.events import (
     UserRegistered,
 )
 from shared.publisher import EventPublisher
+from tests.fixtures.apps import running_service, service_settings
 from tests.fixtures.parts import (
-    TEST_JWT_SECRET,
-    TEST_MONGO_URI,
     SmtpRecorder,
     eventually,
     read_all,
@@ -84,12 +83,9 @@ def registered(user: User, email: str | None = None) -> UserRegistered:
 async def service(
     kafka_broker: str, smtp_server: SmtpRecorder
 ) -> AsyncIterator[NotificationServiceUnderTest]:
-    settings = NotificationSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
+    settings = service_settings(
+        NotificationSettings,
+        kafka_broker,
         smtp_host=smtp_server.host,
         smtp_port=smtp_server.port,
         smtp_mail="fleet@example.test",
@@ -100,21 +96,19 @@ async def service(
     )
     test_publisher = EventPublisher(settings.model_copy(update={"service_name": "test"}))
     await test_publisher.start()
-    app = create_app(settings)
     try:
-        async with app.router.lifespan_context(app):
+        async with running_service(create_app, settings) as running:
+            app, client = running.app, running.client
             consumer: EventConsumer = app.state.runtime.consumers[0]
             await eventually(consumer.assigned, timeout=60, what="the consumer's partitions")
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
-                yield NotificationServiceUnderTest(
-                    client,
-                    app.state.service.repository,
-                    consumer,
-                    test_publisher,
-                    smtp_server,
-                    kafka_broker,
-                )
+            yield NotificationServiceUnderTest(
+                client,
+                app.state.service.repository,
+                consumer,
+                test_publisher,
+                smtp_server,
+                kafka_broker,
+            )
     finally:
         await test_publisher.stop()
 

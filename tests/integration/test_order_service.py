@@ -27,7 +27,8 @@ from shared.catalog import CatalogClient, shipped_products
 from shared.events import Envelope, OrderPlaced, OrderStatusChanged
 from shared.outbox import outbox_entry
 from shared.runtime import ServiceRuntime
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all, signed_token
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import envelope_or_none, eventually, read_all, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -109,32 +110,22 @@ class OrderServiceUnderTest:
     async def events_of(self, topic: str, user_id: str) -> list[tuple[str | None, Envelope]]:
         """(key, envelope) of the records on the topic about that user."""
         records = await read_all(self.broker, topic)
-        pairs = [(r.key.decode() if r.key else None, Envelope.from_bytes(r.value)) for r in records]
-        return [(key, e) for key, e in pairs if e.data.get("user_id") == user_id]
+        pairs = [(r.key.decode() if r.key else None, envelope_or_none(r.value)) for r in records]
+        return [(key, e) for key, e in pairs if e is not None and e.data.get("user_id") == user_id]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(kafka_broker: str) -> AsyncIterator[OrderServiceUnderTest]:
-    settings = OrderSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://order-service"
-        ) as client:
-            yield OrderServiceUnderTest(
-                client,
-                app.state.service.repository,
-                kafka_broker,
-                app.state.runtime,
-                app.state.service,
-            )
+    settings = service_settings(OrderSettings, kafka_broker)
+    async with running_service(create_app, settings) as running:
+        app, client = running.app, running.client
+        yield OrderServiceUnderTest(
+            client,
+            app.state.service.repository,
+            kafka_broker,
+            app.state.runtime,
+            app.state.service,
+        )
 
 
 async def test_ready(service: OrderServiceUnderTest) -> None:

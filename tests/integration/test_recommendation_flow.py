@@ -24,8 +24,8 @@ from shared.catalog import CatalogClient
 from shared.events import Envelope, OrderPlaced, PurchaseHistoryRequested
 from shared.runtime import ServiceRuntime
 from shared.times import as_utc
+from tests.fixtures.apps import own_consumer_group, running_service, service_settings
 from tests.fixtures.parts import (
-    TEST_JWT_SECRET,
     envelope_or_none,
     eventually,
     read_all,
@@ -65,18 +65,13 @@ def line(pid: str, title: str, category: str) -> dict[str, Any]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
-    def common() -> dict[str, Any]:
-        """What both services' settings share (each its own database)."""
-        return {
-            "_env_file": None,
-            "kafka_broker": kafka_broker,
-            "mongo_uri": "memory://",
-            "mongo_database": f"test_{uuid.uuid4().hex}",
-            "jwt_secret": TEST_JWT_SECRET,
-        }
-
-    settings = RecommendationSettings(**common(), recommendation_retry_seconds=RETRY_SECONDS)
-    user_settings = UserSettings(**common())
+    settings = service_settings(
+        RecommendationSettings,
+        kafka_broker,
+        mongo_uri="memory://",
+        recommendation_retry_seconds=RETRY_SECONDS,
+    )
+    user_settings = service_settings(UserSettings, kafka_broker, mongo_uri="memory://")
     # The user service's side: only its purchase-history handler, in a group of this test's own.
     runtime = ServiceRuntime(user_settings)
     users = UserRepository(runtime.db)
@@ -86,20 +81,16 @@ async def flow(kafka_broker: str) -> AsyncIterator[Flow]:
         f"user_service-test-{uuid.uuid4().hex[:8]}",
         {PurchaseHistoryRequested.topic: handlers[PurchaseHistoryRequested.topic]},
     )
-    app = create_app(settings)
-    # A group of this module's own: Tansu can leave a restarted group's join hanging.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(main, "CONSUMER_GROUP", f"recommendation_service-test-{uuid.uuid4().hex[:8]}")
-        async with runtime.running(), app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://recs") as client:
-                rec_consumer = app.state.runtime.consumers[0]
-                await eventually(
-                    lambda: rec_consumer.assigned() and user_consumer.assigned(),
-                    timeout=30,
-                    what="both consumers assigned",
-                )
-                yield Flow(client, app.state.service, users, runtime, kafka_broker)
+    with own_consumer_group(main):
+        async with runtime.running(), running_service(create_app, settings) as running:
+            app, client = running.app, running.client
+            rec_consumer = app.state.runtime.consumers[0]
+            await eventually(
+                lambda: rec_consumer.assigned() and user_consumer.assigned(),
+                timeout=30,
+                what="both consumers assigned",
+            )
+            yield Flow(client, app.state.service, users, runtime, kafka_broker)
 
 
 async def add_user(flow: Flow, preferences: list[str]) -> str:

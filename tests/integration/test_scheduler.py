@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import httpx
@@ -19,7 +19,8 @@ from scheduler_service import main
 from scheduler_service.main import create_app
 from scheduler_service.settings import SchedulerSettings
 from shared.events import Envelope, OrderPlaced, UserRegistered
-from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all, signed_token
+from tests.fixtures.apps import asgi_client, own_consumer_group, running_service, service_settings
+from tests.fixtures.parts import eventually, read_all, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +28,11 @@ INTERVAL_SECONDS = 1.5
 PERIODS = 3
 
 
-@contextmanager
-def own_consumer_group() -> Iterator[None]:
-    """A consumer group of this fixture's own: Tansu can leave a restarted group's join
-    hanging (aiokafka's start waits for an assignment that never comes)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(main, "CONSUMER_GROUP", f"scheduler_service-test-{uuid.uuid4().hex[:8]}")
-        yield
-
-
 def settings_for(broker: str, redis_url: str, job_name: str) -> SchedulerSettings:
-    return SchedulerSettings(
-        _env_file=None,
-        kafka_broker=broker,
+    return service_settings(
+        SchedulerSettings,
+        broker,
         mongo_uri="memory://",
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
         redis_url=redis_url,
         promotion_interval_seconds=INTERVAL_SECONDS,
         promotion_job_name=job_name,
@@ -59,17 +49,14 @@ async def two_instances(
 ) -> AsyncIterator[tuple[list[httpx.AsyncClient], list[FastAPI], str]]:
     job_name = f"promotions-{uuid.uuid4().hex[:8]}"
     async with AsyncExitStack() as stack:
-        stack.enter_context(own_consumer_group())
+        stack.enter_context(own_consumer_group(main))
         clients, apps = [], []
         for _ in range(2):
-            app = create_app(settings_for(kafka_broker, redis_url, job_name))
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx.ASGITransport(app=app)
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=transport, base_url="http://scheduler")
+            running = await stack.enter_async_context(
+                running_service(create_app, settings_for(kafka_broker, redis_url, job_name))
             )
-            clients.append(client)
-            apps.append(app)
+            clients.append(running.client)
+            apps.append(running.app)
         yield clients, apps, job_name
 
 
@@ -133,8 +120,7 @@ async def test_two_instances_fire_each_period_once_and_stop_after_cancel(
 
 
 async def test_subscribing_needs_a_token(one_instance: FastAPI) -> None:
-    transport = httpx.ASGITransport(app=one_instance)
-    async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as client:
+    async with asgi_client(one_instance, "scheduler") as client:
         response = await client.put("/subscriptions/me")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "UNAUTHENTICATED"
@@ -145,10 +131,9 @@ async def one_instance(kafka_broker: str) -> AsyncIterator[FastAPI]:
     """One instance without Redis: firing claims go to its `job_runs` collection."""
     settings = settings_for(kafka_broker, "", f"promotions-{uuid.uuid4().hex[:8]}")
     settings = settings.model_copy(update={"redis_url": None})
-    app = create_app(settings)
-    with own_consumer_group():
-        async with app.router.lifespan_context(app):
-            yield app
+    with own_consumer_group(main):
+        async with running_service(create_app, settings) as running:
+            yield running.app
 
 
 async def test_preferences_decide_the_email_and_products_rotate(
@@ -182,8 +167,7 @@ async def test_preferences_decide_the_email_and_products_rotate(
         )
 
     await eventually(known, what="the preferences and purchases copied")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as client:
+    async with asgi_client(app, "scheduler") as client:
         response = await client.put("/subscriptions/me", headers=token_for(user_id, email))
         assert response.status_code == 200
 

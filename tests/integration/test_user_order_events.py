@@ -33,9 +33,8 @@ from shared.events.models import OrderStatus, ProductLine
 from shared.publisher import message_size
 from shared.runtime import ServiceRuntime
 from shared.times import stored_now
+from tests.fixtures.apps import running_service, service_settings
 from tests.fixtures.parts import (
-    TEST_JWT_SECRET,
-    TEST_MONGO_URI,
     envelope_or_none,
     eventually,
     read_all,
@@ -141,28 +140,15 @@ def status_changed(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
-    settings = UserSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    settings = service_settings(UserSettings, kafka_broker)
+    async with running_service(create_app, settings) as running:
+        app, client = running.app, running.client
         runtime: ServiceRuntime = app.state.runtime
         [consumer] = runtime.consumers
         await eventually(consumer.assigned, what="the user_service group's partitions")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as client:
-            yield UserServiceUnderTest(
-                client,
-                app.state.service.repository,
-                runtime,
-                kafka_broker,
-                settings,
-                app.state.service,
-            )
+        yield UserServiceUnderTest(
+            client, app.state.service.repository, runtime, kafka_broker, settings, app.state.service
+        )
 
 
 async def test_order_placed_twice_is_recorded_and_notified_once(

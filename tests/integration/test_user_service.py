@@ -17,7 +17,8 @@ import pytest_asyncio
 
 from shared.auth import issue_token, verify_token
 from shared.events import Envelope, UserPreferencesUpdated, UserRegistered
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually, read_all
+from tests.fixtures.apps import running_service, service_settings
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually, read_all
 from user_service.main import create_app
 from user_service.repository import UserRepository
 from user_service.settings import UserSettings
@@ -62,19 +63,10 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(kafka_broker: str) -> AsyncIterator[UserServiceUnderTest]:
-    settings = UserSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
-        admin_emails=ADMIN_EMAIL.upper(),
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as client:
-            yield UserServiceUnderTest(client, app.state.service.repository, kafka_broker, settings)
+    settings = service_settings(UserSettings, kafka_broker, admin_emails=ADMIN_EMAIL.upper())
+    async with running_service(create_app, settings) as running:
+        app, client = running.app, running.client
+        yield UserServiceUnderTest(client, app.state.service.repository, kafka_broker, settings)
 
 
 async def test_ready(service: UserServiceUnderTest) -> None:

@@ -11,13 +11,12 @@ import dataclasses
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
@@ -48,7 +47,13 @@ from recommendation_service.settings import RecommendationSettings
 from scheduler_service.settings import SchedulerSettings
 from shared.auth import issue_token
 from shared.links import LinkPurpose, LinkSigner
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
+from tests.fixtures.apps import (
+    RunningService,
+    own_consumer_group,
+    running_service,
+    service_settings,
+)
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 from user_service.settings import UserSettings
 
 ISSUER = "fleet"
@@ -56,6 +61,9 @@ PASSWORD = "security matrix password 1"
 ADMIN_EMAIL = f"sec-admin-{uuid.uuid4().hex[:10]}@example.com"
 # A cron that does not fire while the tests run.
 NEVER_CRON = "0 0 1 1 *"
+# The port the gateway's calls to an in-process user service come from (any; only the address
+# counts).
+GATEWAY_CLIENT_PORT = 40001
 
 
 class Kind(StrEnum):
@@ -163,26 +171,16 @@ class World:
 
 
 def _service_settings(kafka_broker: str) -> dict[str, Any]:
-    common: dict[str, Any] = {
-        "_env_file": None,
-        "kafka_broker": kafka_broker,
-        "mongo_uri": TEST_MONGO_URI,
-        "jwt_secret": TEST_JWT_SECRET,
-        "admin_emails": ADMIN_EMAIL,
-    }
-
-    def db() -> str:
-        return f"test_sec_{uuid.uuid4().hex}"
+    def settings(settings_class: type[Any], **overrides: Any) -> Any:
+        return service_settings(settings_class, kafka_broker, admin_emails=ADMIN_EMAIL, **overrides)
 
     return {
-        "user_service": UserSettings(**common, mongo_database=db()),
-        "notification_service": NotificationSettings(**common, mongo_database=db()),
-        "order_service": OrderSettings(**common, mongo_database=db()),
-        "recommendation_service": RecommendationSettings(**common, mongo_database=db()),
-        "scheduler_service": SchedulerSettings(
-            **common, mongo_database=db(), promotion_cron=NEVER_CRON
-        ),
-        "kafka_admin_service": KafkaAdminSettings(**common),
+        "user_service": settings(UserSettings),
+        "notification_service": settings(NotificationSettings),
+        "order_service": settings(OrderSettings),
+        "recommendation_service": settings(RecommendationSettings),
+        "scheduler_service": settings(SchedulerSettings, promotion_cron=NEVER_CRON),
+        "kafka_admin_service": settings(KafkaAdminSettings),
     }
 
 
@@ -247,6 +245,24 @@ async def serve_gateway(settings: GatewaySettings, apps: dict[str, FastAPI]) -> 
         await app.state.gateway.clients.aclose()
 
 
+@contextlib.asynccontextmanager
+async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningService[Any]]:
+    """The gateway in-process with a client of it, once its event reader is up (stopped while
+    the reader still starts, the gateway leaks a Kafka producer)."""
+    async with running_service(create_gateway, settings) as running:
+        app = running.app
+        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
+        yield running
+
+
+def send_users_to(gateway: RunningService[Any], user_app: FastAPI, peer: str) -> None:
+    """The gateway's user-service client calls `user_app` in-process, arriving from `peer`
+    (the gateway's address as the user service sees it)."""
+    transport = httpx.ASGITransport(app=user_app, client=(peer, GATEWAY_CLIENT_PORT))
+    users = ServiceClient("user service", "http://users", gateway.settings, transport=transport)
+    object.__setattr__(gateway.app.state.gateway.clients, "users", UserClient(users))
+
+
 def gateway_settings(redis_url: str, kafka_broker: str, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {
         "_env_file": None,
@@ -302,18 +318,16 @@ async def world(kafka_broker: str, redis_url: str) -> AsyncIterator[World]:
     async with AsyncExitStack() as stack:
         apps: dict[str, FastAPI] = {}
         clients: dict[str, httpx.AsyncClient] = {}
-        with pytest.MonkeyPatch.context() as patch:
+        with ExitStack() as groups:
             for module in _GROUPED:
-                group = f"{module.CONSUMER_GROUP}-sec-{uuid.uuid4().hex[:8]}"
-                patch.setattr(module, "CONSUMER_GROUP", group)
+                groups.enter_context(own_consumer_group(module, "sec"))
             for name, create in CREATE_APP.items():
-                app = create(settings[name])
-                await stack.enter_async_context(app.router.lifespan_context(app))
-                apps[name] = app
-                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-                clients[name] = await stack.enter_async_context(
-                    httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+                # Like a network: a crash inside the service is its 500 answer, not an exception.
+                running = await stack.enter_async_context(
+                    running_service(create, settings[name], raise_app_exceptions=False)
                 )
+                apps[name] = running.app
+                clients[name] = running.client
         gateway = await stack.enter_async_context(
             serve_gateway(gateway_settings(redis_url, kafka_broker), apps)
         )

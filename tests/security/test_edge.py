@@ -23,11 +23,9 @@ from fastapi import FastAPI
 import user_service.main as user_main
 from devstack.compose_check import render
 from devstack.parts import LOOPBACK, free_port
-from graphql_gateway.clients import ServiceClient, UserClient
-from graphql_gateway.main import create_app as create_gateway
 from shared.http import proxy_list
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
-from tests.security.conftest import gateway_settings, unique_email
+from tests.fixtures.apps import asgi_client, own_consumer_group, running_service, service_settings
+from tests.security.conftest import gateway_settings, running_gateway, send_users_to, unique_email
 from tests.unit.test_compose import k8s_documents
 from tests.unit.test_stack_launcher import environment_of
 from user_service.settings import UserSettings
@@ -132,22 +130,17 @@ def test_k8s_user_service_and_gateway_trust_the_pod_network_only() -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def compose_user_service(kafka_broker: str, redis_url: str) -> AsyncIterator[FastAPI]:
     environment = compose()["services"]["user_service"]["environment"]
-    settings = UserSettings(
-        _env_file=None,
+    settings = service_settings(
+        UserSettings,
+        kafka_broker,
         service_name=f"user_service_edge_{uuid.uuid4().hex[:8]}",  # its own Redis keys
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_edge_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
         redis_url=redis_url,
         login_limit_per_address=f"{LOGIN_PER_ADDRESS}/minute",
         trusted_proxies=environment["TRUSTED_PROXIES"],
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(user_main, "CONSUMER_GROUP", f"user_service-edge-{uuid.uuid4().hex[:8]}")
-        app = user_main.create_app(settings)
-        async with app.router.lifespan_context(app):
-            yield app
+    with own_consumer_group(user_main, "edge"):
+        async with running_service(user_main.create_app, settings) as running:
+            yield running.app
 
 
 LOGIN = 'mutation($e: String!) { login(email: $e, password: "wrong-password") { token } }'
@@ -165,18 +158,14 @@ async def test_two_clients_behind_the_gateway_have_separate_login_budgets(
         kafka_broker,
         trusted_proxies=document["services"]["graphql_gateway"]["environment"]["TRUSTED_PROXIES"],
     )
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        to_users = httpx.ASGITransport(app=compose_user_service, client=(gateway_address, 40001))
-        users = ServiceClient("user service", "http://users", settings, transport=to_users)
-        object.__setattr__(app.state.gateway.clients, "users", UserClient(users))
+    async with running_gateway(settings) as running:
+        app = running.app
+        send_users_to(running, compose_user_service, gateway_address)
 
         async def codes(peer: str, forwarded_for: str | None, attempts: int) -> list[str]:
-            transport = httpx.ASGITransport(app=app, client=(peer, 5555))
             headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
             found = []
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            async with asgi_client(app, "gw", client=(peer, 5555)) as client:
                 for _ in range(attempts):
                     variables = {"e": unique_email("edge")}
                     response = await client.post(
@@ -251,11 +240,9 @@ async def test_with_a_metrics_port_the_public_port_serves_no_metrics(
 ) -> None:
     metrics_port = free_port()
     settings = gateway_settings(redis_url, kafka_broker, metrics_port=metrics_port)
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as public:
+    async with running_gateway(settings) as running:
+        app = running.app
+        async with asgi_client(app, "gw") as public:
             assert (await public.post("/graphql", json={"query": "{ __typename }"})).is_success
             assert (await public.get("/metrics")).status_code == 404
             assert (await public.get("/health")).status_code == 200
@@ -280,11 +267,9 @@ async def test_make_run_keeps_metrics_and_introspection_on_the_gateways_port(
     assert "GRAPHQL_INTROSPECTION" not in environment_of({}) and "METRICS_PORT" not in (
         environment_of({})
     )
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with running_gateway(settings) as running:
+        app = running.app
+        async with asgi_client(app, "gw") as client:
             assert (await client.get("/metrics")).status_code == 200
             schema = await client.post(
                 "/graphql", json={"query": "{ __schema { queryType { name } } }"}

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
-from graphql_gateway.clients import ServiceClient, UserClient
-from graphql_gateway.main import create_app as create_gateway
-from tests.fixtures.parts import eventually
+from tests.fixtures.apps import asgi_client
 from tests.security import test_rate_limits
-from tests.security.conftest import gateway_settings, unique_email
+from tests.security.conftest import gateway_settings, running_gateway, send_users_to, unique_email
 from tests.security.test_rate_limits import GATEWAY_PEER, LOGIN_PER_ADDRESS, unique_address
 
 pytestmark = pytest.mark.integration
@@ -36,11 +33,9 @@ async def test_each_operation_of_a_batch_meets_the_document_limits(
     settings = gateway_settings(
         redis_url, kafka_broker, graphql_max_depth=2, graphql_max_aliases=3, graphql_max_cost=10
     )
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with running_gateway(settings) as running:
+        app = running.app
+        async with asgi_client(app, "gw") as client:
             batch = [
                 {"query": "{ __typename }"},
                 {"query": DEEP},
@@ -68,14 +63,10 @@ async def test_each_operation_of_a_batch_counts_against_the_rate_limits(
     user_app: FastAPI, redis_url: str, kafka_broker: str
 ) -> None:
     settings = gateway_settings(redis_url, kafka_broker)
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        to_users = httpx.ASGITransport(app=user_app, client=(GATEWAY_PEER, 40002))
-        users = ServiceClient("user service", "http://users", settings, transport=to_users)
-        object.__setattr__(app.state.gateway.clients, "users", UserClient(users))
-        transport = httpx.ASGITransport(app=app, client=(unique_address(), 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with running_gateway(settings) as running:
+        app = running.app
+        send_users_to(running, user_app, GATEWAY_PEER)
+        async with asgi_client(app, "gw", client=(unique_address(), 5555)) as client:
             batch = [
                 {"query": LOGIN, "variables": {"e": unique_email("batch")}}
                 for _ in range(LOGIN_PER_ADDRESS + 1)

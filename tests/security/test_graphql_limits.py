@@ -11,10 +11,8 @@ import httpx
 import pytest
 
 import graphql_gateway.limits as limits
-from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
-from tests.fixtures.parts import eventually
-from tests.security.conftest import gateway_settings
+from tests.security.conftest import gateway_settings, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +23,8 @@ NESTED = "{ getUserDetails { purchase_history { products { title } } } }"  # dep
 async def gateway(
     redis_url: str, kafka_broker: str, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(gateway_settings(redis_url, kafka_broker, **overrides))
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with running_gateway(gateway_settings(redis_url, kafka_broker, **overrides)) as running:
+        yield running.client
 
 
 async def post(client: httpx.AsyncClient, query: str) -> dict[str, Any]:

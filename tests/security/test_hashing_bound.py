@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 import user_service.main as user_main
 from shared import auth
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
+from tests.fixtures.apps import asgi_client, own_consumer_group, running_service, service_settings
+from tests.fixtures.parts import TEST_JWT_SECRET, eventually
 from tests.security.conftest import PASSWORD, unique_email
 from user_service.settings import UserSettings
 
@@ -72,21 +72,16 @@ def counting_verify(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingVerify]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def user_app(kafka_broker: str) -> AsyncIterator[FastAPI]:
-    settings = UserSettings(
-        _env_file=None,
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_hash_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
+    settings = service_settings(
+        UserSettings,
+        kafka_broker,
         password_hash_concurrency=CONCURRENCY,
         password_hash_queue=QUEUE,
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(user_main, "CONSUMER_GROUP", f"user_service-hash-{uuid.uuid4().hex[:8]}")
-        app = user_main.create_app(settings)
+    with own_consumer_group(user_main, "hash"):
         try:
-            async with app.router.lifespan_context(app):
-                yield app
+            async with running_service(user_main.create_app, settings) as running:
+                yield running.app
         finally:
             # The bound is process-wide: give the other tests the default one back.
             defaults = UserSettings(_env_file=None, jwt_secret=TEST_JWT_SECRET)
@@ -99,8 +94,7 @@ async def user_app(kafka_broker: str) -> AsyncIterator[FastAPI]:
 async def test_a_login_flood_runs_at_most_n_hashes_and_refuses_the_rest_at_once(
     user_app: FastAPI, counting_verify: CountingVerify
 ) -> None:
-    transport = httpx.ASGITransport(app=user_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://users") as client:
+    async with asgi_client(user_app, "users") as client:
         email = unique_email("hash")
         body = {"name": "Hash Tester", "email": email, "password": PASSWORD}
         assert (await client.post("/users", json=body)).status_code == 201

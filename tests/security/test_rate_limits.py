@@ -17,11 +17,16 @@ from structlog.testing import capture_logs
 
 import user_service.main as user_main
 from graphql_gateway.clients import ServiceClient, UserClient
-from graphql_gateway.main import create_app as create_gateway
 from graphql_gateway.schema.context import Gateway
 from shared.ratelimit import RateLimiter, Rule, parse_limit
-from tests.fixtures.parts import TEST_JWT_SECRET, TEST_MONGO_URI, eventually
-from tests.security.conftest import PASSWORD, gateway_settings, unique_email
+from tests.fixtures.apps import asgi_client, own_consumer_group, running_service, service_settings
+from tests.security.conftest import (
+    PASSWORD,
+    gateway_settings,
+    running_gateway,
+    send_users_to,
+    unique_email,
+)
 from user_service.settings import UserSettings
 
 pytestmark = pytest.mark.integration
@@ -41,29 +46,23 @@ def unique_address() -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def user_app(kafka_broker: str, redis_url: str) -> AsyncIterator[FastAPI]:
-    settings = UserSettings(
-        _env_file=None,
+    settings = service_settings(
+        UserSettings,
+        kafka_broker,
         service_name=f"user_service_rl_{uuid.uuid4().hex[:8]}",  # its own Redis key prefix
-        kafka_broker=kafka_broker,
-        mongo_uri=TEST_MONGO_URI,
-        mongo_database=f"test_rl_{uuid.uuid4().hex}",
-        jwt_secret=TEST_JWT_SECRET,
         redis_url=redis_url,
         login_limit_per_email=f"{LOGIN_PER_EMAIL}/minute",
         login_limit_per_address=f"{LOGIN_PER_ADDRESS}/minute",
         register_limit_per_email=f"{REGISTER_PER_EMAIL}/minute",
         register_limit_per_address=f"{REGISTER_PER_ADDRESS}/minute",
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(user_main, "CONSUMER_GROUP", f"user_service-rl-{uuid.uuid4().hex[:8]}")
-        app = user_main.create_app(settings)
-        async with app.router.lifespan_context(app):
-            yield app
+    with own_consumer_group(user_main, "rl"):
+        async with running_service(user_main.create_app, settings) as running:
+            yield running.app
 
 
 def client_for(app: FastAPI, peer: str = GATEWAY_PEER) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://user-service")
+    return asgi_client(app, "user-service", client=(peer, 40000))
 
 
 async def register(
@@ -173,10 +172,8 @@ async def test_the_gateway_sends_the_client_address_on(redis_url: str, kafka_bro
         return httpx.Response(401, json={"error": {"code": "UNAUTHENTICATED", "message": "No."}})
 
     settings = gateway_settings(redis_url, kafka_broker)
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        # Stopped while its event reader still starts, the gateway leaks a Kafka producer.
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
+    async with running_gateway(settings) as running:
+        app = running.app
         original: Gateway = app.state.gateway
         users = ServiceClient(
             "user service", "http://users", settings, transport=httpx.MockTransport(user_service)
@@ -184,8 +181,7 @@ async def test_the_gateway_sends_the_client_address_on(redis_url: str, kafka_bro
         clients = original.clients
         object.__setattr__(clients, "users", UserClient(users))
         client_address = unique_address()
-        transport = httpx.ASGITransport(app=app, client=(client_address, 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        async with asgi_client(app, "gateway", client=(client_address, 5555)) as client:
             response = await client.post(
                 "/graphql",
                 json={"query": 'mutation { login(email: "a@b.c", password: "x") { token } }'},
@@ -202,17 +198,13 @@ async def test_through_the_gateway_each_client_address_has_its_own_count(
     """Gateway -> user service: the gateway names its client in X-Forwarded-For, the user
     service trusts it (the gateway is a trusted proxy), and RATE_LIMITED reaches GraphQL."""
     settings = gateway_settings(redis_url, kafka_broker)
-    app = create_gateway(settings)
     login_query = 'mutation($e: String!) { login(email: $e, password: "wrong-password") { token } }'
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.cache_events.ready, what="the gateway's event reader")
-        to_users = httpx.ASGITransport(app=user_app, client=(GATEWAY_PEER, 40001))
-        users = ServiceClient("user service", "http://users", settings, transport=to_users)
-        object.__setattr__(app.state.gateway.clients, "users", UserClient(users))
+    async with running_gateway(settings) as running:
+        app = running.app
+        send_users_to(running, user_app, GATEWAY_PEER)
 
         async def codes_from(address: str, attempts: int) -> list[str]:
-            transport = httpx.ASGITransport(app=app, client=(address, 5555))
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            async with asgi_client(app, "gw", client=(address, 5555)) as client:
                 found = []
                 for _ in range(attempts):
                     response = await client.post(
