@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,17 @@ from shared.metrics import MESSAGES_PRODUCE_FAILED, MESSAGES_PRODUCED
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
+
+
+class _NoMessageValues(logging.Filter):
+    """aiokafka's producer logs every message's key and value at DEBUG; events carry emailed
+    link tokens (verification, password reset), which no log line may hold at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Sending (key=")
+
+
+logging.getLogger("aiokafka.producer.producer").addFilter(_NoMessageValues())
 
 CORRELATION_HEADER = "correlation_id"
 EVENT_TYPE_HEADER = "event_type"

@@ -177,3 +177,19 @@ async def test_framework_refusals_use_the_error_body(
     error = response.json()["error"]
     assert error["code"] == code
     assert error["message"].endswith(".")
+
+
+def test_the_producer_never_logs_a_message_value(caplog: pytest.LogCaptureFixture) -> None:
+    # aiokafka logs each message it sends at DEBUG, value included: a user.registered value
+    # holds the verification link's token (the test above caught it when it rebuilt the token
+    # within the second of the registration).
+    import shared.publisher  # noqa: F401 - installs the filter
+
+    value = b'{"verification_url": "https://fleet.example/verify-email/eyJ-secret-token"}'
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("aiokafka.producer.producer").debug(
+            "Sending (key=%s value=%s) to %s", b"user-1", value, "user.registered-0"
+        )
+        logging.getLogger("aiokafka.producer.producer").debug("Closing the KafkaProducer.")
+    assert "eyJ-secret-token" not in caplog.text
+    assert "Closing the KafkaProducer." in caplog.text  # the logger itself still speaks
