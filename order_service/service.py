@@ -26,7 +26,7 @@ from shared.catalog import CatalogClient, Product, page_of
 from shared.errors import Conflict, NotFound
 from shared.events.models import OrderStatus
 from shared.logging import get_logger
-from shared.outbox import OUTBOX_FIELD, OutboxRelay, in_hand, outbox_entry
+from shared.outbox import OUTBOX_FIELD, in_hand, outbox_entry
 from shared.runtime import ServiceRuntime
 from shared.times import as_utc
 
@@ -92,11 +92,6 @@ class Orders:
             category_max_length=self.settings.product_category_max_length,
         )
 
-    @property
-    def _relay(self) -> OutboxRelay:
-        assert self.runtime.relay is not None, "the outbox relay is set up in the lifespan"
-        return self.runtime.relay
-
     async def place(
         self,
         caller: Caller,
@@ -141,7 +136,9 @@ class Orders:
             if first is not None:
                 return await self._finish_first(first)
         if await self.repository.insert(document, [entry]):
-            await self._relay.flush_entries(self.repository.orders, {order.id: [entry]})
+            await self.runtime.outbox_relay.flush_entries(
+                self.repository.orders, {order.id: [entry]}
+            )
             log.info("order placed", order_id=order.id, products=len(order.products))
         return new_order_out(order)
 
@@ -151,7 +148,9 @@ class Orders:
         order: dict[str, Any] = first["order"]
         pending: list[dict[str, Any]] = first[PENDING_FIELD]
         if await self.repository.insert(order, pending):
-            await self._relay.flush_entries(self.repository.orders, {order["_id"]: pending})
+            await self.runtime.outbox_relay.flush_entries(
+                self.repository.orders, {order["_id"]: pending}
+            )
             log.info("keyed order placed by a repeated request", order_id=order["_id"])
         current = await self.repository.by_id(order["_id"])
         log.info("repeated order request answered with the first order", order_id=order["_id"])
@@ -212,7 +211,7 @@ class Orders:
         # Every pending event of the order, in order: one left over from an earlier change is
         # not overtaken by this one.
         pending = in_hand(updated.pop(OUTBOX_FIELD, []), [entry])
-        await self._relay.flush_entries(self.repository.orders, {order_id: pending})
+        await self.runtime.outbox_relay.flush_entries(self.repository.orders, {order_id: pending})
         log.info(
             "order status changed",
             order_id=order_id,

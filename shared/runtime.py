@@ -83,6 +83,13 @@ class ServiceRuntime:
         """The service's MongoDB database."""
         return self.mongo.db
 
+    @property
+    def outbox_relay(self) -> OutboxRelay:
+        """The relay `use_outbox` declared, for the use cases that write outbox entries."""
+        if self.relay is None:
+            raise RuntimeError("this service declared no outbox (runtime.use_outbox in main.wire)")
+        return self.relay
+
     def consume(self, group_id: str | None, handlers: dict[str, Handler]) -> EventConsumer:
         """Declare a consumer; it starts with the runtime."""
         consumer = EventConsumer(self.settings, self.publisher, handlers, group_id=group_id)

@@ -18,7 +18,7 @@ from shared.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from shared.events.models import EmailVerificationRequested, Event, PasswordResetRequested
 from shared.links import LinkPurpose, LinkSigner, link_url
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, outbox_entry
+from shared.outbox import outbox_entry
 from shared.runtime import ServiceRuntime
 from user_service import domain
 from user_service.limits import AuthLimits
@@ -52,11 +52,6 @@ class Identity:
 
     def __post_init__(self) -> None:
         self.links = LinkSigner(self.settings.jwt_secret.get_secret_value())
-
-    @property
-    def _relay(self) -> OutboxRelay:
-        assert self.runtime.relay is not None, "the outbox relay is declared in main.wire"
-        return self.runtime.relay
 
     def link(self, purpose: LinkPurpose, user_id: str, token_id: str) -> str:
         """The URL of an emailed link (verification or reset) for a user."""
@@ -201,4 +196,4 @@ class Identity:
     async def _set_with_event(self, user_id: str, fields: dict[str, Any], event: Event) -> None:
         entry = outbox_entry(self.runtime.publisher, event)
         await self.repository.set_fields(user_id, fields, outbox=[entry])
-        await self._relay.flush_document(self.repository.users, user_id)
+        await self.runtime.outbox_relay.flush_document(self.repository.users, user_id)

@@ -23,7 +23,7 @@ from shared.events.envelope import Envelope
 from shared.events.models import Preference, PurchaseHistoryProvided, PurchaseHistoryRequested
 from shared.links import LinkPurpose
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, outbox_entry
+from shared.outbox import outbox_entry
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.tracing import event_scope
@@ -63,11 +63,6 @@ class Users:
             self.settings, self.repository, self.runtime, self.sessions, self.limits
         )
 
-    @property
-    def _relay(self) -> OutboxRelay:
-        assert self.runtime.relay is not None, "the outbox relay is declared in main.wire"
-        return self.runtime.relay
-
     # --- accounts -------------------------------------------------------------------------------
 
     async def register(self, body: RegisterIn, client_address: str | None = None) -> AuthOut:
@@ -92,7 +87,7 @@ class Users:
         verification_url = self.identity.link(LinkPurpose.VERIFY_EMAIL, user_id, verify_token_id)
         entry = outbox_entry(self.runtime.publisher, events.user_registered(user, verification_url))
         await self.repository.insert(user, [entry])
-        await self._relay.flush_document(self.repository.users, user["_id"])
+        await self.runtime.outbox_relay.flush_document(self.repository.users, user["_id"])
         return self.sessions.signed_in(user, session)
 
     async def login(self, body: LoginIn, client_address: str | None = None) -> AuthOut:
@@ -130,7 +125,7 @@ class Users:
         user = await self.repository.set_preferences(caller.user_id, cleaned, entry)
         if user is None:
             raise NotFound(USER_GONE)
-        await self._relay.flush_document(self.repository.users, caller.user_id)
+        await self.runtime.outbox_relay.flush_document(self.repository.users, caller.user_id)
         return domain.user_out(user)
 
     # --- order events ---------------------------------------------------------------------------
@@ -149,7 +144,7 @@ class Users:
         for user_id, arrived in by_user.items():
             pending.update(await self._apply_order_events_of(user_id, arrived))
         if pending:
-            await self._relay.flush_entries(self.repository.purchases, pending)
+            await self.runtime.outbox_relay.flush_entries(self.repository.purchases, pending)
 
     async def _apply_order_events_of(self, user_id: str, arrived: list[Arrived]) -> Queued:
         """Apply one user's facts, retried while other order changes of the user land

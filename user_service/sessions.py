@@ -18,7 +18,7 @@ from shared.auth import Caller, issue_token
 from shared.errors import Conflict, NotFound, Unauthenticated
 from shared.events.models import Event, SessionsRevoked
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, outbox_entry
+from shared.outbox import outbox_entry
 from shared.runtime import ServiceRuntime
 from shared.times import as_utc
 from user_service import domain
@@ -44,12 +44,6 @@ class Sessions:
     settings: UserSettings
     repository: UserRepository
     runtime: ServiceRuntime
-
-    @property
-    def relay(self) -> OutboxRelay:
-        """The outbox relay `main.wire` declared: it publishes what a write queued."""
-        assert self.runtime.relay is not None, "the outbox relay is declared in main.wire"
-        return self.runtime.relay
 
     def new(self, user_id: str) -> domain.NewSession:
         """A session to store (with its user, or through `open`)."""
@@ -87,7 +81,7 @@ class Sessions:
             user["_id"], session, domain.expired_sessions(sessions, now) + over, outbox
         )
         if outbox:
-            await self.relay.flush_document(self.repository.users, user["_id"])
+            await self.runtime.outbox_relay.flush_document(self.repository.users, user["_id"])
         return self.signed_in(user, session)
 
     async def refresh(self, refresh_token: str) -> AuthOut:
@@ -163,7 +157,7 @@ class Sessions:
             )
             if written is not None:
                 if queued:
-                    await self.relay.flush_document(self.repository.users, user_id)
+                    await self.runtime.outbox_relay.flush_document(self.repository.users, user_id)
                 if ended:
                     log.info("sessions ended", user_id=user_id, count=len(ended))
                 return written, new
