@@ -40,6 +40,7 @@ from devstack.config import environment_without_parts, new_jwt_secret
 from devstack.parts import free_port
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from graphql_gateway.persisted import document_hash
+from shared.services import SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
@@ -53,6 +54,9 @@ LOAD_CORE = os.environ.get("BENCH_LOAD_CORE", "1")
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 20.0
 IDLE_SETTLE_SECONDS = 3.0
+# How long the idle fleet's CPU is measured (after consumers have had time to doze).
+IDLE_CPU_SECONDS = 30.0
+SERVICE_NAMES = frozenset(service.name for service in SERVICES)
 POLL_SECONDS = 0.05
 HTTP_TIMEOUT_SECONDS = 10.0
 MIB = 1024 * 1024
@@ -104,6 +108,7 @@ TARGETS = {
     "notification_consumer_events_per_s_min": 3000,
     "fleet_ready_s_max": 15,
     "service_idle_rss_mb_max": 120,
+    "idle_cpu_percent_max": 3.0,
     "fleet_total_rss_mb_max": 1024,
 }
 
@@ -112,15 +117,19 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its descendants (0 if gone)."""
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants (none if gone)."""
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
+        return [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants (0 if gone)."""
     total = 0
-    for p in procs:
+    for p in tree(pid):
         try:
             total += p.memory_info().rss
         except psutil.NoSuchProcess:
@@ -405,6 +414,34 @@ def stop(process: subprocess.Popen[Any] | None) -> None:
         process.wait()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants so far (0 if gone)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def idle_cpu(state: dict[str, Any]) -> dict[str, float]:
+    """Percent of one core each process of the idle fleet used over IDLE_CPU_SECONDS; TOTAL is
+    the services', ALL adds the embedded parts (broker, Redis, SMTP sink)."""
+    pids = dict(state["pids"])
+    before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(IDLE_CPU_SECONDS)
+    rows = {
+        name: round((tree_cpu_seconds(pid) - before[name]) / IDLE_CPU_SECONDS * 100, 2)
+        for name, pid in pids.items()
+    }
+    services = [name for name in rows if name in SERVICE_NAMES]
+    rows["TOTAL"] = round(sum(rows[name] for name in services), 2)
+    rows["ALL"] = round(sum(v for k, v in rows.items() if k != "TOTAL"), 2)
+    return rows
+
+
 def memory(state: dict[str, Any]) -> dict[str, float]:
     rows = {name: round(tree_rss(pid) / MIB, 1) for name, pid in state["pids"].items()}
     rows["supervisor"] = round(psutil.Process(state["supervisor_pid"]).memory_info().rss / MIB, 1)
@@ -441,6 +478,9 @@ def run() -> dict[str, Any]:
             results["fleet_ready_s"] = round(ready_seconds, 2)
             time.sleep(IDLE_SETTLE_SECONDS)
             results["idle_rss_mb"] = memory(state)
+            log(f"idle CPU over {IDLE_CPU_SECONDS:.0f} s")
+            results["idle_cpu_percent_by_process"] = idle_cpu(state)
+            results["idle_cpu_percent"] = results["idle_cpu_percent_by_process"]["TOTAL"]
             url = state["graphql"]
             gateway_pid = state["pids"]["graphql_gateway"]
             with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client:
@@ -623,6 +663,11 @@ def table(results: dict[str, Any]) -> str:
             f"{consumer['stored']} events (target > 3000), exactly once: "
             f"{consumer.get('exactly_once')}"
         )
+    idle = results["idle_cpu_percent_by_process"]
+    lines.append(
+        f"idle CPU over {IDLE_CPU_SECONDS:.0f} s: services {idle['TOTAL']}% of a core "
+        f"(target < 3), with the embedded parts {idle['ALL']}%"
+    )
     lines.append(f"{'resident MB':24} {'idle':>8} {'after load':>11}")
     for name, mb in results["idle_rss_mb"].items():
         lines.append(f"{name:24} {mb:>8} {results['after_load_rss_mb'].get(name, ''):>11}")

@@ -63,6 +63,9 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # user -> notification -> gateway) waits up to this long (50 ms: p99 order-to-notification
 # 74 ms at 50 orders/s, against 511 ms at Kafka's default 500; about 10% more idle CPU).
 TANSU_FETCH_MAX_WAIT_MS = 50
+# ... so an idle consumer would fetch 20 times a second: it dozes after this long instead and
+# is woken through Redis (shared/wakeups.py).
+TANSU_IDLE_AFTER_SECONDS = 2
 
 
 @dataclass
@@ -265,6 +268,7 @@ class Supervisor:
         if not self.options.kafka_broker:
             # The embedded Tansu holds each fetch for its whole wait, even once data is there.
             env.setdefault("KAFKA_FETCH_MAX_WAIT_MS", str(TANSU_FETCH_MAX_WAIT_MS))
+            env.setdefault("KAFKA_IDLE_AFTER_SECONDS", str(TANSU_IDLE_AFTER_SECONDS))
         env["REDIS_URL"] = self.redis
         if self.smtp:
             host, port = self.smtp.rsplit(":", 1)

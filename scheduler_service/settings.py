@@ -38,7 +38,6 @@ class SchedulerSettings(CatalogServiceSettings):
 
     # Redis for the firing claims across replicas; unset = a `job_runs` collection in MongoDB.
     redis_url: str | None = None
-    redis_timeout_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _lease_inside_the_done_mark(self) -> SchedulerSettings:

@@ -8,6 +8,10 @@ order, up to a horizon (shared/redelivery.py); only then is it dead-lettered and
 moves on. The other partitions go on meanwhile. A dead letter names the consumer group that
 failed it; a replay marks it for that group, and every other group skips it.
 
+A consumer with nothing to do for KAFKA_IDLE_AFTER_SECONDS dozes: its partitions are paused
+(no fetch is sent) until a publisher's wake-up names one of them or KAFKA_IDLE_POLL_SECONDS
+pass (shared/wakeups.py says why and what it guarantees).
+
 A topic's handler may take a batch (`batched(...)`): each fetch of a partition is handed over
 in one call and committed once; if the batch fails, its events are handled one by one through
 the same retries and dead letters, so one bad event costs only itself.
@@ -129,16 +133,26 @@ class EventConsumer:
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._idle_after = settings.kafka_idle_after_seconds
+        self._doze_at = time.monotonic() + self._idle_after
+        self._dozing: frozenset[TopicPartition] = frozenset()
+        self._woken = asyncio.Event()
+        # After an idle poll found nothing: one fetch's worth of waiting, then doze again.
+        self._quick_look_ms = max(1, 3 * settings.kafka_fetch_max_wait_ms)
+        self._quick_look = False
 
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
         self._consumer.subscribe(list(self._handlers), listener=_ForgetRevoked(self._parked))
         await start_with_retry(self._consumer, self._settings.kafka_startup_timeout_seconds)
+        if self._idle_after:
+            self._publisher.wakeups.listen(self._wake_if_dozing)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self._group_id}")
 
     async def stop(self) -> None:
         """Finish the message in hand, commit, leave the group."""
         self._stopping.set()
+        self._woken.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(
@@ -156,12 +170,54 @@ class EventConsumer:
         """Whether the consuming task is alive."""
         return self._task is not None and not self._task.done()
 
+    def dozing(self) -> bool:
+        """Whether the consumer is paused for lack of records (tests, metrics)."""
+        return bool(self._dozing)
+
     def _poll_timeout_ms(self) -> int:
         """Poll no longer than until the next parked partition is due."""
+        limit = self._quick_look_ms if self._quick_look else _POLL_TIMEOUT_MS
         due_in = self._parked.seconds_to_next()
         if due_in is None:
-            return _POLL_TIMEOUT_MS
-        return max(1, min(_POLL_TIMEOUT_MS, int(due_in * 1000)))
+            return limit
+        return max(1, min(limit, int(due_in * 1000)))
+
+    def _wake_if_dozing(self, topic: str, partition: int) -> None:
+        # The whole assignment, not only what was paused: a rebalance may have given it more.
+        if self._dozing and TopicPartition(topic, partition) in self._consumer.assignment():
+            self._woken.set()
+
+    def _may_doze(self) -> bool:
+        return (
+            self._idle_after > 0
+            and time.monotonic() >= self._doze_at
+            and self._parked.seconds_to_next() is None
+            and not self._stopping.is_set()
+        )
+
+    async def _doze(self) -> None:
+        """Pause every partition until a wake-up names one or the idle poll is due; then
+        look once (a wake-up keeps it awake for the idle time)."""
+        self._dozing = frozenset(self._consumer.assignment() - self._consumer.paused())
+        if not self._dozing:
+            self._doze_at = time.monotonic() + self._idle_after
+            return
+        self._woken.clear()
+        self._consumer.pause(*self._dozing)
+        try:
+            await asyncio.wait_for(
+                self._woken.wait(), timeout=self._settings.kafka_idle_poll_seconds
+            )
+            self._quick_look = False
+            self._doze_at = time.monotonic() + self._idle_after
+        except TimeoutError:
+            self._quick_look = True
+            self._doze_at = time.monotonic() + self._quick_look_ms / 1000
+        finally:
+            still_assigned = self._dozing & self._consumer.assignment()
+            self._dozing = frozenset()
+            if still_assigned:
+                self._consumer.resume(*still_assigned)
 
     def _resume_due(self) -> None:
         for tp in self._parked.due():
@@ -170,6 +226,9 @@ class EventConsumer:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            if self._may_doze():
+                await self._doze()
+                continue
             self._resume_due()
             try:
                 batches = await self._consumer.getmany(
@@ -182,6 +241,9 @@ class EventConsumer:
                 log.warning("fetch failed; retrying", group=self._group_id, error=str(exc))
                 await asyncio.sleep(self._settings.kafka_retry_backoff_seconds)
                 continue
+            if batches:
+                self._quick_look = False
+                self._doze_at = time.monotonic() + self._idle_after
             for tp, records in batches.items():
                 if self._stopping.is_set():
                     # The rest is fetched again after a restart: nothing is committed past it.

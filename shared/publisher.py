@@ -20,6 +20,7 @@ from shared.events.models import Event
 from shared.logging import current_correlation_id, get_logger, new_correlation_id
 from shared.metrics import MESSAGES_PRODUCE_FAILED, MESSAGES_PRODUCED
 from shared.settings import ServiceSettings
+from shared.wakeups import Wakeups
 
 log = get_logger(__name__)
 
@@ -82,6 +83,8 @@ class EventPublisher:
         # Created in start(): an aiokafka client never started nor stopped warns when collected.
         self._client: AIOKafkaProducer | None = None
         self._started = False
+        # Tells dozing consumers (this process's and others') which partitions were written.
+        self.wakeups = Wakeups.from_settings(settings)
 
     @property
     def _producer(self) -> AIOKafkaProducer:
@@ -110,6 +113,7 @@ class EventPublisher:
         if client is not None:
             with contextlib.suppress(KafkaError, OSError):
                 await client.stop()
+        await self.wakeups.aclose()
 
     def check_size(
         self,
@@ -229,6 +233,9 @@ class EventPublisher:
         for index, ack in zip(sent_indexes, acks, strict=True):
             if ack.done() and not ack.cancelled():
                 results[index] = ack.exception()
+                if results[index] is None:
+                    written = ack.result()
+                    self.wakeups.written(written.topic, written.partition)
         for index, refused in too_large.items():
             results[index] = refused
         acked = dict(zip(sent_indexes, acks, strict=True))
@@ -255,7 +262,7 @@ class EventPublisher:
             raise KafkaConnectionError("the publisher is not connected to the broker")
         try:
             async with asyncio.timeout(self._settings.kafka_publish_timeout_seconds):
-                await self._producer.send_and_wait(
+                written = await self._producer.send_and_wait(
                     topic,
                     value=value,
                     key=key,
@@ -266,6 +273,7 @@ class EventPublisher:
             MESSAGES_PRODUCE_FAILED.labels(self._source, topic).inc()
             raise
         MESSAGES_PRODUCED.labels(self._source, topic).inc()
+        self.wakeups.written(written.topic, written.partition)
 
     async def ready(self) -> bool:
         """Whether the broker answers a metadata request."""

@@ -58,6 +58,18 @@ class ServiceSettings(BaseSettings):
     kafka_retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
     kafka_retry_horizon_seconds: float = Field(default=900.0, gt=0)
     kafka_startup_timeout_seconds: float = Field(default=60, gt=0)
+    # A consumer with nothing for this long dozes: its partitions paused, it looks again every
+    # KAFKA_IDLE_POLL_SECONDS or when a publisher's wake-up (Redis) names one of them
+    # (shared/wakeups.py). 0 never dozes: on Apache Kafka a long poll costs little; the local
+    # stack sets it because Tansu holds every fetch for the whole fetch wait.
+    kafka_idle_after_seconds: float = Field(default=0, ge=0)
+    kafka_idle_poll_seconds: float = Field(default=5.0, gt=0)
+    kafka_wake_throttle_seconds: float = Field(default=0.5, gt=0)
+
+    # Redis: what each service uses it for is in its own settings' comments; every service
+    # with one also carries consumers' wake-ups on it.
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
 
     mongo_uri: str = "memory://"
     mongo_database: str = ""
@@ -106,6 +118,17 @@ class ServiceSettings(BaseSettings):
         if self.kafka_retry_backoff_max_seconds < self.kafka_retry_backoff_seconds:
             raise ValueError(
                 "KAFKA_RETRY_BACKOFF_MAX_SECONDS must be at least KAFKA_RETRY_BACKOFF_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _wake_throttle_inside_idle_time(self) -> Self:
+        if self.kafka_idle_after_seconds and (
+            self.kafka_wake_throttle_seconds >= self.kafka_idle_after_seconds
+        ):
+            # A throttled wake-up is safe only when its partition's reader cannot be dozing.
+            raise ValueError(
+                "KAFKA_WAKE_THROTTLE_SECONDS must be shorter than KAFKA_IDLE_AFTER_SECONDS"
             )
         return self
 

@@ -60,7 +60,6 @@ class UserSettings(ServiceSettings):
     # Rate limits of login and registration (in Redis; without REDIS_URL there are none), in
     # the `limits` notation: "<count>/<second|minute|hour|day>" or "<count> per <n> <unit>".
     redis_url: str | None = None
-    redis_timeout_seconds: float = Field(default=1.0, gt=0)
     login_limit_per_email: str = "10/minute"
     login_limit_per_address: str = "100/minute"
     register_limit_per_email: str = "5/minute"

@@ -8,7 +8,7 @@ import pytest
 
 from devstack.__main__ import parse_options
 from devstack.config import ADMIN, FLEET, StackOptions, fleet_named
-from devstack.supervisor import TANSU_FETCH_MAX_WAIT_MS, Supervisor
+from devstack.supervisor import TANSU_FETCH_MAX_WAIT_MS, TANSU_IDLE_AFTER_SECONDS, Supervisor
 from fleet.demo import DEMO_ADMIN_EMAIL
 from shared.services import GATEWAY
 
@@ -70,9 +70,11 @@ def test_what_the_environment_names_passes_through() -> None:
 
 def test_the_embedded_broker_gets_a_short_fetch_wait_and_a_named_one_keeps_kafkas() -> None:
     assert environment_of({})["KAFKA_FETCH_MAX_WAIT_MS"] == str(TANSU_FETCH_MAX_WAIT_MS)
+    assert environment_of({})["KAFKA_IDLE_AFTER_SECONDS"] == str(TANSU_IDLE_AFTER_SECONDS)
     assert environment_of({"KAFKA_FETCH_MAX_WAIT_MS": "200"})["KAFKA_FETCH_MAX_WAIT_MS"] == "200"
     # Apache Kafka answers a fetch as soon as data arrives: its default (500) stays.
     assert "KAFKA_FETCH_MAX_WAIT_MS" not in environment_of({"KAFKA_BROKER": "kafka:9092"})
+    assert "KAFKA_IDLE_AFTER_SECONDS" not in environment_of({"KAFKA_BROKER": "kafka:9092"})
 
 
 def test_named_parts_replace_the_embedded_ones() -> None:
