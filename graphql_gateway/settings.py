@@ -34,7 +34,6 @@ class GatewaySettings(ServiceSettings):
     # for a connection, for the answer, and between bytes.
     downstream_timeout_seconds: float = Field(default=5.0, gt=0)
     downstream_max_connections: int = Field(default=100, ge=1)
-    downstream_max_keepalive_connections: int = Field(default=20, ge=0)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     # A slow Redis must cost a request little: it is a cache, not a source of truth.

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from shared.logging import current_correlation_id, get_logger
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.trace import Span, Tracer
 
@@ -100,6 +101,16 @@ def configure(service_name: str, processor: SpanProcessor | None = None) -> bool
     _provider, _tracer = provider, provider.get_tracer("fleet")
     log.info("tracing on", service=service_name)
     return True
+
+
+def instrument_http_client(client: httpx.AsyncClient) -> None:
+    """Client spans and trace headers on this client's calls, whatever its transport (when
+    tracing is on)."""
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_provider)
 
 
 def shutdown() -> None:
