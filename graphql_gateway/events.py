@@ -67,7 +67,7 @@ def broadcast_handlers(cache: GatewayCache, hub: SubscriptionHub) -> dict[str, H
 
     async def on_sessions_revoked(_: Envelope, event: Any) -> None:
         assert isinstance(event, SessionsRevoked)
-        await cache.revoke_sessions(event.session_ids, event.expires_at.timestamp())
+        await cache.revoke_sessions(event.user_id, event.session_ids, event.expires_at.timestamp())
         # The user's roles may have changed with it: cached answers are keyed by roles anyway.
         await cache.forget_user(event.user_id)
 

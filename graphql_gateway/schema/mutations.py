@@ -229,7 +229,7 @@ class Mutation:
         caller = credentials.caller
         if caller.session_id is not None and caller.expires_at is not None:
             # At once here; `user.sessions-revoked` tells the same to every gateway.
-            await ctx.cache.revoke_sessions([caller.session_id], caller.expires_at)
+            await ctx.cache.revoke_sessions(caller.user_id, [caller.session_id], caller.expires_at)
         return bool(answer["loggedOut"])
 
     @strawberry.mutation(

@@ -13,7 +13,7 @@ import pytest
 import websockets
 from websockets.typing import Subprotocol
 
-from graphql_gateway.cache import revoked_session_key
+from graphql_gateway.cache import revoked_field, revoked_session_key, user_key
 from shared.auth import verify_token
 from shared.links import LinkPurpose, LinkSigner
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually
@@ -91,6 +91,33 @@ async def test_a_password_change_ends_earlier_sessions_even_for_cached_answers(
     assert codes(await gql(world, DETAILS, token=fresh["token"])) == []
     for old in (first["refreshToken"], second["refreshToken"]):
         assert codes(await gql(world, REFRESH, {"r": old})) == ["UNAUTHENTICATED"]
+
+
+async def test_an_ended_session_stays_refused_after_another_session_refilled_the_cache(
+    world: World,
+) -> None:
+    """The ended session's field goes with the user's hash; the hash the other session fills
+    next must name it again, or the cached answer (keyed by user and roles, not session) would
+    be served to it."""
+    email, first = await signed_up(world)
+    second = (await gql(world, LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]
+    for auth in (first, second):
+        assert codes(await gql(world, DETAILS, token=auth["token"])) == []
+    caller = verify_token(first["token"], secret=TEST_JWT_SECRET, issuer="fleet")
+    await gql(world, "mutation { logout }", token=first["token"])
+    store = world.gateway_app.state.gateway.cache._client
+    key = user_key(caller.user_id)
+    # `user.sessions-revoked` drops the user's hash (as every invalidation does): once it did,
+    # the refill below is the hash's last word.
+    await eventually(lambda: _gone(store, key), what="the user's hash dropped")
+    for _ in range(2):
+        assert codes(await gql(world, DETAILS, token=second["token"])) == []
+    assert await store.hexists(key, revoked_field(str(caller.session_id)))
+    assert await refused(world, first["token"])
+
+
+async def _gone(store: Any, key: str) -> bool:
+    return not await store.exists(key)
 
 
 async def test_an_ended_session_cannot_open_a_websocket(world: World) -> None:

@@ -18,7 +18,9 @@ from graphql_gateway.cache import (
     GatewayCache,
     answer_field,
     notifications_view,
+    revoked_field,
     revoked_session_key,
+    revoked_sessions_key,
     user_key,
 )
 
@@ -218,32 +220,113 @@ async def test_a_revoked_session_is_known_until_its_tokens_expire(
 ) -> None:
     assert await cache.session_revoked("s1") is False
     assert await cache.session_revoked(None) is False
-    await cache.revoke_sessions(["s1", "s2"], time.time() + 120)
+    await cache.revoke_sessions("u1", ["s1", "s2"], time.time() + 120)
     assert await cache.session_revoked("s1") is True
     assert await cache.session_revoked("s2") is True
     assert 0 < await server.ttl(revoked_session_key("s1")) <= 121
+    # The user's record lives as long as its latest session, never shorter.
+    assert 0 < await server.ttl(revoked_sessions_key("u1")) <= 121
+    await cache.revoke_sessions("u1", ["s4"], time.time() + 300)
+    await cache.revoke_sessions("u1", ["s5"], time.time() + 60)
+    assert 240 < await server.ttl(revoked_sessions_key("u1")) <= 301
     # Already past: nothing to remember.
-    await cache.revoke_sessions(["s3"], time.time() - 1)
+    await cache.revoke_sessions("u1", ["s3"], time.time() - 1)
     assert await cache.session_revoked("s3") is False
 
 
-async def test_the_cached_read_checks_the_session_in_the_same_round_trip(
+async def test_the_cached_read_checks_the_session_in_its_one_command(
     cache: GatewayCache, server: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await server.hset(user_key("u1"), mapping={EPOCH_FIELD: b"e1", answer_field("d"): b"{}"})
+    epoch = await cache.open_epoch("u1")
+    assert epoch is not None
+    assert await cache.store("u1", epoch, answer_field("d"), b"{}", is_answer=True)
     trips = RoundTrips(monkeypatch, server)
-    value, epoch, revoked = await cache.lookup_checked("u1", answer_field("d"), "s1")
-    assert (value, epoch, revoked) == (b"{}", b"e1", False)
-    # One pipeline, no command on its own: the revocation check adds no round trip.
-    assert (trips.pipelines, trips.commands) == (1, [])
-    await cache.revoke_sessions(["s1"], 4_000_000_000)
+    value, found_epoch, revoked = await cache.lookup_checked("u1", answer_field("d"), "s1")
+    assert (value, found_epoch, revoked) == (b"{}", epoch, False)
+    # One HMGET and no pipeline (issue 16: redis-py's pipeline cost a fifth of the cached read).
+    assert (trips.pipelines, trips.commands) == (0, ["HMGET"])
+    await cache.revoke_sessions("u1", ["s1"], 4_000_000_000)
+    trips.commands.clear()
     assert (await cache.lookup_checked("u1", answer_field("d"), "s1"))[2] is True
+    assert trips.commands == ["HMGET"]
+
+
+async def test_a_revoked_session_is_refused_after_its_users_hash_was_dropped_and_refilled(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash's revoked fields go with every DEL (or TTL); the next hash, opened and filled by
+    another session of the user, must name the ended one again."""
+    await cache.read_through("u1", DETAILS_VIEW, Fetcher(b"{}"))
+    await cache.revoke_sessions("u1", ["ended"], time.time() + 120)
+    await cache.forget_user("u1")
+    # Another session of the user misses, opens a new hash and keeps its answer there.
+    value, epoch, revoked = await cache.lookup_checked("u1", answer_field("d"), "live")
+    assert (value, epoch, revoked) == (None, None, False)
+    epoch = await cache.open_epoch("u1")
+    assert epoch is not None
+    assert await cache.store("u1", epoch, answer_field("d"), b"{}", is_answer=True)
+    assert await cache.lookup_checked("u1", answer_field("d"), "live") == (b"{}", epoch, False)
+
+    trips = RoundTrips(monkeypatch, server)
+    assert (await cache.lookup_checked("u1", answer_field("d"), "ended"))[2] is True
+    # Told by the hash itself, in its one HMGET.
+    assert trips.commands == ["HMGET"]
+    # Sessions whose tokens have all expired are not copied.
+    await server.hset(revoked_sessions_key("u1"), "old", int(time.time()) - 1)
+    await cache.forget_user("u1")
+    await cache.open_epoch("u1")
+    assert not await server.hexists(user_key("u1"), revoked_field("old"))
+    assert await server.hexists(user_key("u1"), revoked_field("ended"))
+
+
+async def test_a_hash_a_revocation_made_does_not_hide_the_users_other_ended_sessions(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis
+) -> None:
+    await cache.revoke_sessions("u1", ["first"], time.time() + 120)
+    await cache.forget_user("u1")
+    # Makes a hash naming only "second", with no epoch: the lookup asks the key as well.
+    await cache.revoke_sessions("u1", ["second"], time.time() + 120)
+    assert await server.exists(user_key("u1"))
+    assert 0 < await server.ttl(user_key("u1")) <= TTL
+    assert await cache.lookup_checked("u1", DETAILS_VIEW, "first") == (None, None, True)
+    assert await cache.lookup_checked("u1", DETAILS_VIEW, "second") == (None, None, True)
+    # Its epoch, once opened, comes with both.
+    epoch = await cache.open_epoch("u1")
+    assert epoch is not None
+    assert (await cache.lookup_checked("u1", DETAILS_VIEW, "first"))[2] is True
+
+
+async def test_a_revocation_racing_the_opening_of_a_hash_is_copied_into_it(
+    cache: GatewayCache, server: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revocation lands after `open_epoch` read the user's record and before its MULTI ran:
+    the record's WATCH makes it read again."""
+    immediate = redis.client.Pipeline.immediate_execute_command
+    raced: list[str] = []
+
+    async def read_then_race(
+        pipe: redis.client.Pipeline, *args: object, **options: object
+    ) -> object:
+        answer = await immediate(pipe, *args, **options)
+        if args[0] == "HGETALL" and not raced:
+            raced.append("racing")
+            await cache.revoke_sessions("u1", ["racing"], time.time() + 120)
+            await cache.forget_user("u1")  # as `user.sessions-revoked` does after it
+        return answer
+
+    monkeypatch.setattr(redis.client.Pipeline, "immediate_execute_command", read_then_race)
+    epoch = await cache.open_epoch("u1")
+    assert raced == ["racing"]
+    assert epoch is not None
+    assert await server.hexists(user_key("u1"), revoked_field("racing"))
 
 
 async def test_revocations_work_with_the_cache_turned_off(
     server: fakeredis.FakeAsyncRedis,
 ) -> None:
     off = GatewayCache(server, ttl_seconds=TTL, retry_after_seconds=5, enabled=False)
-    await off.revoke_sessions(["s9"], 4_000_000_000)
+    await off.revoke_sessions("u1", ["s9"], 4_000_000_000)
     assert await off.session_revoked("s9") is True
     assert (await off.lookup_checked("u1", DETAILS_VIEW, "s9")) == (None, None, True)
+    # Nothing cached is made for it.
+    assert not await server.exists(user_key("u1"))
