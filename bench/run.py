@@ -7,9 +7,10 @@ CACHE_ENABLED=false) and `placeOrder`, (b) a bare FastAPI route doing the
 same JWT check and Redis GET (bench/bare_app.py) and the gateway/bare ratio, (c) end-to-end
 placeOrder -> notification latency at a fixed order rate (bench/e2e.py), (e) fleet
 start-to-ready time and idle resident memory per service, (f) the cached read on a gateway
-tracing 10% of requests (BENCH_TRACE_SAMPLING) beside the untraced one. Servers are pinned to
-core 0, wrk to core 1, fixed concurrency (BENCH_CONNECTIONS, default 50), BENCH_DURATION seconds
-(default 10).
+tracing 10% of requests (BENCH_TRACE_SAMPLING) beside the untraced one, (g) mails per second
+from the notification service's sender to an SMTP sink (bench/mail.py, BENCH_MAIL_COUNT mails).
+Servers are pinned to core 0, wrk to core 1, fixed concurrency (BENCH_CONNECTIONS, default 50),
+BENCH_DURATION seconds (default 10).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import redis
 
 from bench.consumer import measure_consumer
 from bench.e2e import measure_e2e
+from bench.mail import measure_mail
 from bench.trace_sink import TraceSink
 from devstack.config import environment_without_parts, new_jwt_secret
 from devstack.parts import free_port
@@ -67,6 +69,8 @@ E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
 E2E_USERS = int(os.environ.get("BENCH_E2E_USERS", "10"))
 E2E_DRAIN_SECONDS = float(os.environ.get("BENCH_E2E_DRAIN", "30"))
 CONSUMER_EVENTS = int(os.environ.get("BENCH_CONSUMER_EVENTS", "50000"))
+# (g) mails through the notification service's sender to an SMTP sink (issue 16); 0 skips it.
+MAIL_COUNT = int(os.environ.get("BENCH_MAIL_COUNT", "3000"))
 # (f) the cached read with tracing on at this sampling ratio (issue 19).
 TRACE_SAMPLING = float(os.environ.get("BENCH_TRACE_SAMPLING", "0.1"))
 TRACING_VARIABLES = (
@@ -106,6 +110,7 @@ TARGETS = {
     "persisted_get_over_post_rps_ratio_min": 0.9,
     "e2e_p99_ms_max": 250,
     "notification_consumer_events_per_s_min": 3000,
+    "mail_per_second_min": 300,
     "fleet_ready_s_max": 15,
     "service_idle_rss_mb_max": 120,
     "idle_cpu_percent_max": 3.0,
@@ -588,6 +593,12 @@ def run() -> dict[str, Any]:
                     measure_consumer(state["kafka"], events=CONSUMER_EVENTS)
                 )
                 log(f"notification consumer: {consumer}")
+            if MAIL_COUNT > 0:
+                # Its own sink and sender processes, after the fleet's load: nothing competes.
+                log(f"mail: {MAIL_COUNT} mails through the sender to an SMTP sink")
+                results["mail"] = mail = measure_mail(MAIL_COUNT)
+                results["mail_per_second"] = mail["mail_per_second"]
+                log(f"mail: {mail}")
             results["after_load_rss_mb"] = memory(state)
             if PYSPY:
                 # Cached again: the entries of the start have outlived CACHE_TTL_SECONDS.
@@ -668,6 +679,12 @@ def table(results: dict[str, Any]) -> str:
         f"idle CPU over {IDLE_CPU_SECONDS:.0f} s: services {idle['TOTAL']}% of a core "
         f"(target < 3), with the embedded parts {idle['ALL']}%"
     )
+    mail = results.get("mail")
+    if mail:
+        lines.append(
+            f"mail: {mail['mail_per_second']} mails/s to the SMTP sink ({mail['sent']} mails over "
+            f"{mail['smtp_connections_opened']} connections; target >= 300)"
+        )
     lines.append(f"{'resident MB':24} {'idle':>8} {'after load':>11}")
     for name, mb in results["idle_rss_mb"].items():
         lines.append(f"{name:24} {mb:>8} {results['after_load_rss_mb'].get(name, ''):>11}")

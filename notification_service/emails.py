@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+import re
+import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import quoprimime
+from email.header import Header
 from email.utils import formataddr, formatdate, make_msgid
 
 from shared.events.models import NotificationType
@@ -129,6 +132,20 @@ def notification_email(
     return _compose(subject or SUBJECTS[kind], [content, _SIGNATURE], pixel)
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A mail ready for SMTP: its envelope and its bytes (CRLF lines), built once."""
+
+    sender: str
+    recipient: str
+    data: bytes
+
+    @property
+    def international(self) -> bool:
+        """An address outside ASCII needs SMTPUTF8 (RFC 6531)."""
+        return not (self.sender + self.recipient).isascii()
+
+
 def build_message(
     content: EmailContent,
     *,
@@ -137,23 +154,78 @@ def build_message(
     recipient: str,
     unsubscribe_url: str | None = None,
     message_id: str | None = None,
-) -> EmailMessage:
-    """A multipart/alternative message: the plain text first, the HTML as the richer part."""
-    message = EmailMessage()
-    message["Subject"] = content.subject
-    message["From"] = formataddr((_one_line(sender_name), sender))
-    message["To"] = recipient
-    message["Date"] = formatdate(usegmt=True)
+) -> OutgoingMail:
+    """A multipart/alternative message: the plain text first, the HTML as the richer part.
+
+    Written directly rather than through `email.message.EmailMessage`, whose header parsing
+    and folding were most of the sender's time: every header is one line of ASCII (RFC 2047
+    words for a subject or name outside ASCII), bodies 7bit or quoted-printable, so the
+    result is valid MIME whatever the text.
+    """
     sender_domain = sender.rpartition("@")[2] or None
     # A stable id (the notification's) lets a receiver recognise a resent copy.
-    message["Message-ID"] = (
+    message_id_header = (
         f"<{message_id}@{sender_domain or 'fleet.local'}>"
         if message_id
         else make_msgid(domain=sender_domain)
     )
+    boundary = f"=_fleet_{uuid.uuid4().hex}"
+    headers = [
+        f"Subject: {_header_text('Subject', content.subject)}",
+        f"From: {_header_text('From', formataddr((_one_line(sender_name), sender)))}",
+        f"To: {_one_line(recipient)}",
+        f"Date: {formatdate(usegmt=True)}",
+        f"Message-ID: {_one_line(message_id_header)}",
+    ]
     if unsubscribe_url:  # RFC 2369 / RFC 8058 one-click unsubscribe
-        message["List-Unsubscribe"] = f"<{_one_line(unsubscribe_url)}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(content.text)
-    message.add_alternative(content.html, subtype="html")
-    return message
+        headers.append(f"List-Unsubscribe: <{_one_line(unsubscribe_url)}>")
+        headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    headers += [
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative;{_CRLF} boundary="{boundary}"',  # folded
+    ]
+    data = _CRLF.join(
+        [
+            *headers,
+            "",
+            f"--{boundary}",
+            *_body_part("plain", content.text),
+            f"--{boundary}",
+            *_body_part("html", content.html),
+            f"--{boundary}--",
+            "",
+        ]
+    )
+    return OutgoingMail(sender, recipient, data.encode())
+
+
+_CRLF = "\r\n"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# RFC 5322: a header line should stay within 78 characters; a body line must within 998.
+_HEADER_LINE = 78
+_BODY_LINE = 998
+
+
+def _header_text(name: str, value: str) -> str:
+    """The value as written after `name: `; RFC 2047 words (folded) when not plain ASCII."""
+    if value.isascii() and len(name) + 2 + len(value) <= _HEADER_LINE:
+        return value
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=name).encode(linesep=_CRLF)
+
+
+def _body_part(subtype: str, text: str) -> list[str]:
+    lines = _LINE_BREAK.split(text)
+    plain = text.isascii() and all(len(line) <= _BODY_LINE for line in lines)
+    # quoprimime encodes code points below 256 as bytes: hence UTF-8 read as Latin-1.
+    body = (
+        _CRLF.join(lines)
+        if plain
+        else quoprimime.body_encode("\n".join(lines).encode().decode("latin-1"), eol=_CRLF)
+    )
+    return [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        f"Content-Transfer-Encoding: {'7bit' if plain else 'quoted-printable'}",
+        "",
+        body,
+    ]

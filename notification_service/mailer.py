@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
-from email.message import EmailMessage
 
 import aiosmtplib
 
+from notification_service.emails import OutgoingMail
 from notification_service.settings import NotificationSettings
 from shared.logging import get_logger
 
@@ -83,12 +84,22 @@ def resolve_endpoint(settings: NotificationSettings) -> SmtpEndpoint | None:
 
 
 class Mailer:
-    """Hands messages to the configured SMTP server (one connection per message)."""
+    """Hands messages to the configured SMTP server over a few kept-open connections.
+
+    Up to SMTP_MAX_CONNECTIONS logged-in connections serve one mail after the other. A
+    connection that failed in any way, or was cut by a timeout or a cancel, is closed and never
+    used again; one idle for SMTP_CONNECTION_IDLE_SECONDS is closed before a server drops it.
+    """
 
     def __init__(self, settings: NotificationSettings) -> None:
         self.sender = settings.smtp_mail
         self.sender_name = settings.smtp_from_name
         self.endpoint = resolve_endpoint(settings)
+        self.max_connections = settings.smtp_max_connections
+        self.idle_seconds = settings.smtp_connection_idle_seconds
+        self._idle: list[_Connection] = []  # the most recently used last
+        self._free_slots = asyncio.Semaphore(self.max_connections)
+        self.connections_opened = 0
         if self.endpoint is None:
             log.info("email is disabled: neither SMTP_HOST nor a known SMTP_SERVICE is set")
         elif settings.smtp_service and not settings.smtp_host:
@@ -99,14 +110,59 @@ class Mailer:
         """Whether there is an SMTP server to send to."""
         return self.endpoint is not None
 
-    async def send(self, message: EmailMessage) -> None:
-        """Send one message within the overall send timeout; any failure to deliver it to the
-        server (a timeout included) is a MailError."""
+    async def send(self, mail: OutgoingMail) -> None:
+        """Send one mail within the overall send timeout (waiting for a connection included);
+        any failure to deliver it to the server (a timeout included) is a MailError."""
         endpoint = self.endpoint
         if endpoint is None:
             raise MailError("email is disabled")
-        # Not aiosmtplib.send: when cancelled, its context manager still waits for QUIT (up to
-        # a step timeout), and the exchange would outlast the overall timeout, hence the lease.
+        try:
+            async with asyncio.timeout(endpoint.send_timeout), self._free_slots:
+                await self._send_on_a_connection(endpoint, mail)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+            raise MailError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _send_on_a_connection(self, endpoint: SmtpEndpoint, mail: OutgoingMail) -> None:
+        connection = self._reusable_connection()
+        reused = connection is not None
+        if connection is None:
+            connection = await self._open(endpoint)
+        try:
+            try:
+                await _mail_from(connection.client, mail)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                if not reused:
+                    raise
+                # The server dropped the kept connection before this mail's first command:
+                # nothing of it was handed over, so a new connection may carry it.
+                connection.client.close()
+                connection = await self._open(endpoint)
+                await _mail_from(connection.client, mail)
+            await connection.client.rcpt(mail.recipient, encoding=_mailbox_encoding(mail))
+            await connection.client.data(mail.data)
+        except BaseException:
+            # Never reused after a failure mid-exchange: its state is unknown. (Nothing can
+            # fail once DATA was accepted, so a mail the server took is never retried.)
+            connection.client.close()
+            raise
+        connection.last_used = time.monotonic()
+        self._idle.append(connection)
+
+    @property
+    def kept_connections(self) -> int:
+        """Connections open and waiting for the next mail."""
+        return len(self._idle)
+
+    def _reusable_connection(self) -> _Connection | None:
+        self.close_idle()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.client.is_connected:
+                return connection
+            connection.client.close()
+        return None
+
+    async def _open(self, endpoint: SmtpEndpoint) -> _Connection:
         client = aiosmtplib.SMTP(
             hostname=endpoint.host,
             port=endpoint.port,
@@ -116,16 +172,45 @@ class Mailer:
             username=endpoint.username,
             password=endpoint.password,
         )
-        accepted = False
         try:
-            async with asyncio.timeout(endpoint.send_timeout):  # the whole exchange
-                await client.connect()
-                await client.send_message(message)
-                accepted = True
-                await client.quit()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
-            if not accepted:
-                raise MailError(f"{type(exc).__name__}: {exc}") from exc
-            # The server took the message: a failed goodbye must not send it again.
-        finally:
+            await client.connect()  # greeting, EHLO, STARTTLS and login as configured
+        except BaseException:
             client.close()
+            raise
+        self.connections_opened += 1
+        return _Connection(client, time.monotonic())
+
+    def close_idle(self) -> None:
+        """Close the connections idle longer than SMTP_CONNECTION_IDLE_SECONDS."""
+        cutoff = time.monotonic() - self.idle_seconds
+        stale = [c for c in self._idle if c.last_used < cutoff]
+        if stale:
+            self._idle = [c for c in self._idle if c.last_used >= cutoff]
+            for connection in stale:
+                connection.client.close()
+
+    def close(self) -> None:
+        """Close every kept connection (no QUIT: a stopping service does not wait on SMTP)."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.client.close()
+
+
+@dataclass(slots=True)
+class _Connection:
+    client: aiosmtplib.SMTP
+    last_used: float
+
+
+def _mailbox_encoding(mail: OutgoingMail) -> str:
+    return "utf-8" if mail.international else "ascii"
+
+
+async def _mail_from(client: aiosmtplib.SMTP, mail: OutgoingMail) -> None:
+    """MAIL FROM, with SMTPUTF8 (RFC 6531) when an address is internationalised."""
+    options: list[str] = []
+    if mail.international:
+        if not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        options.append("SMTPUTF8")
+    await client.mail(mail.sender, options=options, encoding=_mailbox_encoding(mail))

@@ -113,6 +113,40 @@ class NotificationRepository:
         )
         return claimed
 
+    async def due_mail_ids(self, now: datetime, limit: int) -> list[str]:
+        """The ids of up to `limit` due pending mails, most overdue first: one query for a
+        batch of claims (`claim_mail`), where claiming each by a query of its own rescanned
+        every pending mail of the in-process store."""
+        cursor = (
+            self.notifications.find(
+                {
+                    "delivery.status": DeliveryStatus.PENDING.value,
+                    "delivery.next_attempt_at": {"$lte": now},
+                },
+                {"_id": 1},
+            )
+            .sort([("delivery.next_attempt_at", ASCENDING)])
+            .limit(limit)
+        )
+        return [document["_id"] for document in await cursor.to_list(None)]
+
+    async def claim_mail(
+        self, notification_id: str, now: datetime, lease_until: datetime, lease: str
+    ) -> dict[str, Any] | None:
+        """Claim that mail if it is still due and pending (another sender may have taken it
+        since `due_mail_ids`): as `claim_due_mail`, one conditional write."""
+        claimed: dict[str, Any] | None = await self.notifications.find_one_and_update(
+            {
+                "_id": notification_id,
+                "delivery.status": DeliveryStatus.PENDING.value,
+                "delivery.next_attempt_at": {"$lte": now},
+            },
+            {"$set": {"delivery.next_attempt_at": lease_until, "delivery.lease": lease}},
+            projection={OUTBOX_FIELD: 0},
+            return_document=ReturnDocument.AFTER,
+        )
+        return claimed
+
     async def mark_sent(self, notification_id: str, lease: str, sent_at: datetime) -> bool:
         """The claimed mail went out; False if the lease was lost meanwhile. A link it
         carried (verification, reset) is not kept: it is a credential, needed only to send."""

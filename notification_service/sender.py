@@ -2,10 +2,11 @@
 
 Consumers never wait on SMTP: the service (`service.py`) stores the notification with
 delivery `pending` and wakes this sender, a worker of the runtime (started after the consumers,
-stopped before them and the database). Each claim is one conditional write that leases the
-mail (its due time moves past the lease), so two replicas never send the same mail at once. A
-failure schedules the next attempt with exponential backoff; after MAIL_MAX_ATTEMPTS the mail
-is `failed`.
+stopped before them and the database). It looks up a batch of due mail in one query and sends
+it SMTP_MAX_CONNECTIONS at a time over the mailer's kept-open connections; each claim is one
+conditional write that leases the mail (its due time moves past the lease), so two replicas
+never send the same mail at once. A failure schedules the next attempt with exponential backoff;
+after MAIL_MAX_ATTEMPTS the mail is `failed`.
 
 Only a crash between the SMTP server's acceptance and the `sent` write can send twice (the
 lease expires and the mail is retried); the Message-ID is the notification id, so mail clients
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from notification_service import domain, emails, tracking
+from notification_service.emails import OutgoingMail
 from notification_service.mailer import Mailer, MailError
 from notification_service.repository import NotificationRepository
 from notification_service.settings import NotificationSettings
@@ -32,6 +34,9 @@ from shared.logging import get_logger
 from shared.metrics import MAIL_DELIVERIES
 
 log = get_logger(__name__)
+
+# Due mail is looked up for this many mails per connection at once (one query per batch).
+CANDIDATES_PER_CONNECTION = 100
 
 
 @dataclass
@@ -58,7 +63,7 @@ class MailSender:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Finish the mail in hand, then stop; unsent mail stays pending for the next start."""
+        """Finish the mails in hand, then stop; unsent mail stays pending for the next start."""
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
@@ -71,6 +76,7 @@ class MailSender:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
+        self.mailer.close()
 
     def running(self) -> bool:
         """Whether the loop is alive (readiness)."""
@@ -78,28 +84,68 @@ class MailSender:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()  # before the pass: a wake during it asks for another
             try:
                 with tracing.untraced():  # polling is not a trace; each send continues one
-                    while not self._stopping.is_set() and await self.send_one():
-                        pass
+                    await self.send_due()
             except Exception:
                 log.exception("mail sender pass failed")
-            self._wake.clear()
+            self.mailer.close_idle()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), timeout=self.settings.mail_poll_interval_seconds
                 )
 
+    async def send_due(self) -> int:
+        """Send the due mail until none is left (or the sender stops), as many at a time as
+        the mailer keeps connections; how many were claimed."""
+        handled = 0
+        workers = self.mailer.max_connections
+        while not self._stopping.is_set():
+            candidates = await self.repository.due_mail_ids(
+                datetime.now(UTC), workers * CANDIDATES_PER_CONNECTION
+            )
+            if not candidates:
+                break
+            handled_before = handled
+            pending = iter(candidates)  # shared: each candidate goes to one worker
+
+            async def work(pending: Iterator[str]) -> None:
+                nonlocal handled
+                for notification_id in pending:
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        claimed = await self._claim_and_send(notification_id)
+                        handled += claimed  # after the await: workers interleave
+                    except Exception:
+                        # The others carry on: cancelling their exchanges could send twice.
+                        log.exception("mail sender failed", notification_id=notification_id)
+
+            await asyncio.gather(*(work(pending) for _ in range(min(workers, len(candidates)))))
+            if handled == handled_before:
+                break  # others took them, or the store fails: the next wake or poll looks again
+        return handled
+
     async def send_one(self) -> bool:
         """Claim and send one due mail; False when none is due."""
+        while candidates := await self.repository.due_mail_ids(
+            datetime.now(UTC), self.mailer.max_connections
+        ):
+            for notification_id in candidates:
+                if await self._claim_and_send(notification_id):
+                    return True
+        return False
+
+    async def _claim_and_send(self, notification_id: str) -> bool:
+        """Claim that mail and send it; False when another sender took it first."""
         now = datetime.now(UTC)
         lease = uuid.uuid4().hex
-        claimed = await self.repository.claim_due_mail(
-            now, now + timedelta(seconds=self.settings.mail_lease_seconds), lease
+        claimed = await self.repository.claim_mail(
+            notification_id, now, now + timedelta(seconds=self.settings.mail_lease_seconds), lease
         )
         if claimed is None:
             return False
-        notification_id = claimed["_id"]
         attempts = int(claimed["delivery"].get("attempts", 0)) + 1
         try:
             # The trace of the event that asked for this mail goes on here (when tracing is on).
@@ -151,7 +197,7 @@ class MailSender:
             notification_id, lease, error, datetime.now(UTC) + timedelta(seconds=delay)
         )
 
-    def compose(self, notification: dict[str, Any]) -> EmailMessage:
+    def compose(self, notification: dict[str, Any]) -> OutgoingMail:
         """The email of a stored notification, with its read-tracking pixel."""
         notification_id = notification["_id"]
         token = tracking.sign(

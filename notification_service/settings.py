@@ -31,6 +31,10 @@ class NotificationSettings(ServiceSettings):
     smtp_use_tls: bool | None = None
     # STARTTLS: true requires it, false never tries, None upgrades when the server offers it.
     smtp_starttls: bool | None = None
+    # Mail goes out over at most this many kept-open connections, one mail on each at a time.
+    smtp_max_connections: int = Field(default=4, ge=1, le=100)
+    # A connection idle this long is closed (servers drop idle clients, often after 60-300 s).
+    smtp_connection_idle_seconds: float = Field(default=30.0, gt=0)
 
     # Mail delivery: a background sender claims due pending mail (a lease of MAIL_LEASE_SECONDS
     # keeps other replicas off it), retries a failure after MAIL_RETRY_BASE_SECONDS doubling up

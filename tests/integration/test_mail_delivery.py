@@ -20,7 +20,8 @@ from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
 from devstack.parts import LOOPBACK, free_port
-from notification_service import domain
+from notification_service import domain, emails
+from notification_service.emails import OutgoingMail
 from notification_service.mailer import Mailer
 from notification_service.main import create_app
 from notification_service.repository import NotificationRepository
@@ -211,42 +212,35 @@ def counted(outcome: str) -> float:
     return REGISTRY.get_sample_value("mail_deliveries_total", labels) or 0.0
 
 
-async def test_two_senders_never_send_the_same_mail(smtp_server: SmtpRecorder) -> None:
-    """Two replicas' senders over one collection: each claim is exclusive."""
+@pytest.mark.parametrize("batches", [False, True], ids=["one by one", "batches"])
+async def test_two_senders_never_send_the_same_mail(
+    smtp_server: SmtpRecorder, batches: bool
+) -> None:
+    """Two replicas' senders over one collection: each claim is exclusive, also when both
+    work through the same batch of due mail several at a time."""
     run = uuid.uuid4().hex[:8]
     count = 30
-    settings = mail_settings("127.0.0.1:1", smtp_server)
-    store = MongoStore(settings.mongo_uri, settings.database_name)
-    repository = NotificationRepository(store.db)
-    await repository.ensure_indexes()
+    settings = mail_settings("127.0.0.1:1", smtp_server, smtp_max_connections=3)
     addresses = [f"pair-{run}-{i}@example.com" for i in range(count)]
-    now = datetime.now(UTC)
-    for index, address in enumerate(addresses):
-        notification = domain.new_notification(
-            notification_id=f"{run}-{index}",
-            user_id=f"user-{run}",
-            kind="promotion",
-            content=f"Offer {index}",
-            email=address,
-            subject=None,
-            delivery=domain.initial_delivery(wants=True, mail_enabled=True, now=now),
-            sent_at=now,
-        )
-        assert await repository.insert_new(notification, [])
-    senders = [
-        MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32)) for _ in range(2)
-    ]
 
     async def drain(sender: MailSender) -> int:
+        if batches:
+            return await sender.send_due()
         sent = 0
         while await sender.send_one():
             sent += 1
         return sent
 
-    try:
-        per_sender = await asyncio.gather(*(drain(s) for s in senders))
-    finally:
-        await store.close()
+    async with pending_mail(settings, addresses) as repository:
+        senders = [
+            MailSender(settings, repository, Mailer(settings), LinkSigner("k" * 32))
+            for _ in range(2)
+        ]
+        try:
+            per_sender = await asyncio.gather(*(drain(s) for s in senders))
+        finally:
+            for sender in senders:
+                sender.mailer.close()
     received = Counter({a: len(smtp_server.to(a)) for a in addresses if smtp_server.to(a)})
     duplicated = tally("two senders", sent=count, stored=count, received=received)
     assert sum(per_sender) == count
@@ -422,3 +416,185 @@ async def test_a_slow_smtp_exchange_ends_inside_its_lease_so_no_other_sender_rep
     assert stored is not None and stored["delivery"]["status"] == "sent"
     assert duplicated == 0, "the mail was sent again while the first exchange still ran"
     assert received[address] == 1
+
+
+# --- kept-open SMTP connections (issue 16) ---------------------------------------------------
+
+
+class ConnectionCountingSmtp(SmtpRecorder):
+    """Records which connection (aiosmtpd session) carried each message; `drop_at_mail` and
+    `drop_after_data` make it cut the connection of the n-th MAIL command or DATA (counted from
+    1) without answering, as a server dropping an idle client or dying mid-message would."""
+
+    sessions: list[Any]
+    mail_commands: int = 0
+    drop_at_mail: int | None = None
+    data_commands: int = 0
+    drop_after_data: int | None = None
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self.mail_commands += 1
+        if self.mail_commands == self.drop_at_mail:
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.sessions.append(session)
+        answer = await super().handle_DATA(server, session, envelope)
+        self.data_commands += 1
+        if self.data_commands == self.drop_after_data:
+            server.transport.close()  # the message arrived; the client never hears so
+        return answer
+
+    def connections(self) -> int:
+        return len({id(session) for session in self.sessions})
+
+
+@asynccontextmanager
+async def counting_smtp() -> AsyncIterator[ConnectionCountingSmtp]:
+    smtp = ConnectionCountingSmtp(LOOPBACK, free_port())
+    smtp.sessions = []
+    controller = Controller(smtp, hostname=LOOPBACK, port=smtp.port)
+    controller.start()
+    try:
+        yield smtp
+    finally:
+        controller.stop()
+
+
+@asynccontextmanager
+async def pending_mail(
+    settings: NotificationSettings, addresses: list[str]
+) -> AsyncIterator[NotificationRepository]:
+    """A repository (in-process store) holding one due mail to each address, id = address."""
+    store = MongoStore(settings.mongo_uri, settings.database_name)
+    repository = NotificationRepository(store.db)
+    await repository.ensure_indexes()
+    now = datetime.now(UTC)
+    for index, address in enumerate(addresses):
+        notification = domain.new_notification(
+            notification_id=address,
+            user_id=f"user-{index}",
+            kind="promotion",
+            content=f"Offer {index}",
+            email=address,
+            subject=None,
+            delivery=domain.initial_delivery(wants=True, mail_enabled=True, now=now),
+            sent_at=now,
+        )
+        assert await repository.insert_new(notification, [])
+    try:
+        yield repository
+    finally:
+        await store.close()
+
+
+async def test_many_mails_share_a_few_kept_open_connections() -> None:
+    run = uuid.uuid4().hex[:8]
+    count, connections = 40, 3
+    addresses = [f"pooled-{run}-{i}@example.com" for i in range(count)]
+    async with counting_smtp() as smtp:
+        settings = mail_settings("127.0.0.1:1", smtp, smtp_max_connections=connections)
+        async with pending_mail(settings, addresses) as repository:
+            mailer = Mailer(settings)
+            sender = MailSender(settings, repository, mailer, LinkSigner("k" * 32))
+            try:
+                assert await sender.send_due() == count
+            finally:
+                mailer.close()
+            found = [await repository.get(a) for a in addresses]
+    received = Counter({a: len(smtp.to(a)) for a in addresses if smtp.to(a)})
+    assert tally("pooled", sent=count, stored=count, received=received) == 0
+    assert sorted(received) == sorted(addresses)
+    assert all(n is not None and n["delivery"]["status"] == "sent" for n in found)
+    # One connection per mail before: 40 connections for 40 mails.
+    assert 1 <= smtp.connections() <= connections
+    assert mailer.connections_opened <= connections
+
+
+async def test_a_kept_connection_dropped_by_the_server_costs_no_mail_and_no_copy() -> None:
+    """The server drops the kept connection as the next mail begins (before anything of that
+    mail was handed over): the mail goes out once on a new connection, no failure counted."""
+    run = uuid.uuid4().hex[:8]
+    first, second = (f"dropped-{run}-{n}@example.com" for n in "ab")
+    async with counting_smtp() as smtp:
+        smtp.drop_at_mail = 2  # the second mail's MAIL FROM, on the connection kept from the first
+        settings = mail_settings("127.0.0.1:1", smtp, smtp_max_connections=1)
+        async with pending_mail(settings, [first]) as repository:
+            mailer = Mailer(settings)
+            sender = MailSender(settings, repository, mailer, LinkSigner("k" * 32))
+            try:
+                assert await sender.send_one()
+                await repository.insert_new(
+                    {**(await repository.get(first) or {}), "_id": second, "email": second}
+                    | {"delivery": domain.initial_delivery(wants=True, mail_enabled=True)},
+                    [],
+                )
+                assert await sender.send_one()
+            finally:
+                mailer.close()
+            delivery = (await repository.get(second) or {})["delivery"]
+    assert len(smtp.to(first)) == 1
+    assert len(smtp.to(second)) == 1
+    assert delivery["status"] == "sent"
+    assert delivery["attempts"] == 1 and delivery["last_error"] is None
+    assert mailer.connections_opened == 2
+    assert smtp.connections() == 2
+
+
+async def test_a_connection_lost_after_the_message_went_over_is_not_resent_at_once() -> None:
+    """Only a mail that never reached DATA is retried on a new connection: one lost after its
+    content was sent may have been taken, so it waits for its backoff like any failure."""
+    run = uuid.uuid4().hex[:8]
+    address = f"lost-{run}@example.com"
+    async with counting_smtp() as smtp:
+        smtp.drop_after_data = 1
+        settings = mail_settings(
+            "127.0.0.1:1", smtp, mail_retry_base_seconds=60.0, mail_retry_max_seconds=60.0
+        )
+        async with pending_mail(settings, [address]) as repository:
+            mailer = Mailer(settings)
+            sender = MailSender(settings, repository, mailer, LinkSigner("k" * 32))
+            try:
+                assert await sender.send_one()
+                assert not await sender.send_one()  # not due again before its backoff
+            finally:
+                mailer.close()
+            delivery = (await repository.get(address) or {})["delivery"]
+    assert len(smtp.to(address)) == 1
+    assert delivery["status"] == "pending"
+    assert delivery["attempts"] == 1 and delivery["last_error"]
+    assert mailer.connections_opened == 1
+
+
+async def test_a_connection_idle_too_long_is_closed_and_the_next_mail_opens_one() -> None:
+    run = uuid.uuid4().hex[:8]
+    first, second = (f"idle-{run}-{n}@example.com" for n in "ab")
+    async with counting_smtp() as smtp:
+        settings = mail_settings("127.0.0.1:1", smtp, smtp_connection_idle_seconds=0.2)
+        mailer = Mailer(settings)
+        try:
+            await mailer.send(build_mail(settings, first))
+            mailer.close_idle()  # not idle long enough yet: kept
+            await mailer.send(build_mail(settings, second))
+            assert (mailer.connections_opened, mailer.kept_connections) == (1, 1)
+            await asyncio.sleep(0.3)  # idle past SMTP_CONNECTION_IDLE_SECONDS
+            mailer.close_idle()
+            assert mailer.kept_connections == 0
+            await mailer.send(build_mail(settings, first))
+            assert mailer.connections_opened == 2
+        finally:
+            mailer.close()
+    assert smtp.connections() == 2
+
+
+def build_mail(settings: NotificationSettings, address: str) -> OutgoingMail:
+    content = emails.notification_email("promotion", "Offer", None, "http://p/x.gif")
+    return emails.build_message(
+        content, sender=settings.smtp_mail, sender_name="Fleet", recipient=address
+    )

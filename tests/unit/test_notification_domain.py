@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import re
 import uuid
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 
 import pytest
 
@@ -106,7 +107,7 @@ def test_the_message_is_multipart_alternative() -> None:
     built = emails.build_message(
         content, sender="fleet@example.com", sender_name="Fleet", recipient="ada@example.com"
     )
-    parsed = email.message_from_bytes(built.as_bytes())
+    parsed = email.message_from_bytes(built.data)
     assert parsed.get_content_type() == "multipart/alternative"
     assert parsed["Subject"] == "Welcome to Fleet"
     assert parsed["To"] == "ada@example.com"
@@ -114,6 +115,38 @@ def test_the_message_is_multipart_alternative() -> None:
     parts = _parts(parsed)
     assert "Welcome to Fleet, Ada!" in parts["text/plain"]
     assert "http://localhost:4000/track/t.s.gif" in parts["text/html"]
+
+
+def test_a_message_outside_ascii_is_valid_mime_that_reads_back_the_same() -> None:
+    """Built without EmailMessage (issue 16): RFC 2047 headers, quoted-printable bodies, lines
+    within the limits, no defect a parser finds."""
+    subject = "Ça marche — votre commande numéro 12345 est confirmée, merci beaucoup !"
+    text = "Héllo wörld, " * 100 + "\n.a line starting with a dot\n=equals"
+    content = emails.notification_email("other", text, subject, "http://p/x.gif")
+    built = emails.build_message(
+        content,
+        sender="fleet@example.com",
+        sender_name="Flëet, Inc.",
+        recipient="ada@example.com",
+        unsubscribe_url="http://localhost:4000/unsubscribe/a.b",
+        message_id="n-1",
+    )
+    assert built.data.isascii() and not built.international
+    lines = built.data.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 78
+    assert b"\n" not in built.data.replace(b"\r\n", b"")
+    parsed = email.message_from_bytes(built.data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed.defects == [] and all(part.defects == [] for part in parsed.walk())
+    assert parsed["Subject"] == subject
+    assert parsed["From"].addresses[0].display_name == "Flëet, Inc."
+    assert parsed["Message-ID"] == "<n-1@example.com>"
+    assert parsed["List-Unsubscribe"] == "<http://localhost:4000/unsubscribe/a.b>"
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain, rich = parsed.iter_parts()
+    assert isinstance(plain, EmailMessage) and isinstance(rich, EmailMessage)
+    assert plain.get_content().replace("\r\n", "\n") == content.text
+    assert rich.get_content().replace("\r\n", "\n") == content.html
 
 
 def test_requested_email_subject_defaults_by_type_and_stays_on_one_line() -> None:

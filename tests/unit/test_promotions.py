@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 from datetime import UTC, datetime, timedelta
 
 import fakeredis
@@ -110,16 +111,17 @@ async def test_a_released_or_expired_lease_lets_another_run_finish_the_period() 
 def test_promotion_emails_carry_a_one_click_list_unsubscribe_header() -> None:
     content = emails.notification_email("promotion", "Deal", None, "http://p/x.gif")
     url = "http://localhost:4000/unsubscribe/abc.def"
-    message = emails.build_message(
+    built = emails.build_message(
         content,
         sender="shop@example.com",
         sender_name="Fleet",
         recipient="a@example.com",
         unsubscribe_url=url,
     )
+    message = email.message_from_bytes(built.data)
     assert message["List-Unsubscribe"] == f"<{url}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     plain = emails.build_message(
         content, sender="shop@example.com", sender_name="Fleet", recipient="a@example.com"
     )
-    assert plain["List-Unsubscribe"] is None
+    assert email.message_from_bytes(plain.data)["List-Unsubscribe"] is None
