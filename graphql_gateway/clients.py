@@ -3,7 +3,8 @@
 Every call forwards the caller's token and the correlation id, and turns what comes back into
 either the response body (bytes, so the cache can keep it as it is) or an `AppError`:
 - the service's own error body `{"error": {"code", "message"}}` -> that error, as it is;
-- no answer (connect error, timeout) or a 5xx without that body -> SERVICE_UNAVAILABLE.
+- no answer (connect error, timeout, no free pooled connection within
+  DOWNSTREAM_POOL_TIMEOUT_SECONDS) or a 5xx without that body -> SERVICE_UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class ServiceClient:
         self.label = label
         self._http = httpx.AsyncClient(
             base_url=base_url,
-            timeout=httpx.Timeout(settings.downstream_timeout_seconds),
+            timeout=httpx.Timeout(
+                settings.downstream_timeout_seconds, pool=settings.downstream_pool_timeout_seconds
+            ),
             limits=httpx.Limits(
                 max_connections=settings.downstream_max_connections,
                 max_keepalive_connections=settings.downstream_max_keepalive_connections,
