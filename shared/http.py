@@ -63,11 +63,12 @@ def overloaded_answer(_: Scope, error: ServiceUnavailable) -> Response:
 
 
 class AdmissionLimit:
-    """At most `max_in_flight` requests inside the app at once. One more waits for a slot at
-    most `max_wait_seconds`, with at most `max_waiting` others; past either bound it is
-    answered 503 SERVICE_UNAVAILABLE with Retry-After at once. Without it a process past its
-    capacity takes every request and answers them all late (issue 16: tens of seconds on a
-    slow machine); with it the excess is refused while the rest keep their latency.
+    """At most `max_in_flight` requests inside the app at once. One more waits for a slot, at
+    most `max_wait_seconds` and with at most `max_waiting` others; one that cannot wait is
+    answered 503 SERVICE_UNAVAILABLE with Retry-After at once, one whose wait ran out then.
+    Without it a process past its capacity takes every request and answers them all late
+    (issue 16: tens of seconds on a slow machine); with it the excess is refused while the
+    rest keep their latency.
     `/health`, `/ready` and `/metrics` always pass: a busy process is not a dead one.
 
     uvicorn's `limit_concurrency` counts open connections (idle keep-alive ones too), answers
