@@ -1,10 +1,10 @@
 """Issue 16 (6): overload is refused, not queued. `placeOrder` through the gateway at a fixed
 arrival rate (open loop: a request leaves on schedule whether or not earlier ones were
-answered), set at twice what the bench's placeOrder phase held; every answer is tallied as
-accepted (an order id), refused (SERVICE_UNAVAILABLE: the gateway's 503, or a service's refusal
-passed on as the field's error) or an error (anything else, the client's timeouts included).
-Afterwards each customer's orders are read back from the order service: every accepted order
-must be stored.
+answered; bench/open_loop.py's lean client, cheap enough not to measure itself), set at twice
+what the bench's placeOrder phase held; every answer is tallied as accepted (an order id),
+refused (SERVICE_UNAVAILABLE: the gateway's 503, or a service's refusal passed on as the
+field's error) or an error (anything else, the client's timeouts included). Afterwards each
+customer's orders are read back from the order service: every accepted order must be stored.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-from bench.open_loop import at_fixed_rate, percentile
+from bench.open_loop import KeepAliveClient, at_fixed_rate, percentile
 
 PLACE = """mutation Place($products: [ProductInput!]!) {
   placeOrder(products: $products) { id } }"""
 # A real id of the shipped catalog (orders of unknown ids are refused).
 PRODUCTS = [{"productId": "9"}]
 HTTP_TIMEOUT_SECONDS = 10.0
-# Connections the driver may open: far more than the gateway admits (its in-progress and
-# queued requests), so the driver's own pool never holds a request back.
+# Connections the driver may open: far more than the gateway admits (its requests in
+# progress and waiting), so the driver itself never holds a request back.
 DRIVER_CONNECTIONS = 400
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
 # The order service's largest page (ORDERS_PAGE_MAX's default).
@@ -96,20 +97,33 @@ async def measure_overload(
     accepted_ms: list[float] = []
     refused_ms: list[float] = []
 
-    async def place(client: httpx.AsyncClient, token: str) -> None:
+    target = urlsplit(graphql_url)
+    client = KeepAliveClient(
+        target.hostname or "127.0.0.1",
+        target.port or 80,
+        max_connections=DRIVER_CONNECTIONS,
+        timeout_seconds=HTTP_TIMEOUT_SECONDS,
+    )
+    body = orjson.dumps({"query": PLACE, "variables": {"products": PRODUCTS}})
+    requests = [
+        client.post(
+            target.path,
+            body,
+            {"content-type": "application/json", "authorization": f"Bearer {token}"},
+        )
+        for token in tokens
+    ]
+
+    async def place(request: bytes) -> None:
         started = time.monotonic()
         try:
-            answer = await client.post(
-                graphql_url,
-                content=orjson.dumps({"query": PLACE, "variables": {"products": PRODUCTS}}),
-                headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
+            status, content = await client.send(request)
+        except (ConnectionError, OSError, TimeoutError) as exc:
             outcomes["error"] += 1
             error_kinds[type(exc).__name__] += 1
             return
         elapsed_ms = (time.monotonic() - started) * 1000
-        outcome, detail = classify(answer.status_code, answer.content)
+        outcome, detail = classify(status, content)
         outcomes[outcome] += 1
         if outcome == "accepted":
             accepted_ids.append(detail)
@@ -120,13 +134,12 @@ async def measure_overload(
             error_kinds[detail] += 1
 
     total = int(rate * seconds)
-    limits = httpx.Limits(
-        max_connections=DRIVER_CONNECTIONS, max_keepalive_connections=DRIVER_CONNECTIONS
-    )
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, limits=limits) as client:
-        t0 = time.monotonic()
-        sent = await at_fixed_rate(rate, total, lambda i: place(client, tokens[i % len(tokens)]))
-        answered_seconds = time.monotonic() - t0
+    t0 = time.monotonic()
+    try:
+        sent = await at_fixed_rate(rate, total, lambda i: place(requests[i % len(requests)]))
+    finally:
+        client.close()
+    answered_seconds = time.monotonic() - t0
     stored = await stored_order_ids(order_service_url, tokens)
     accepted = set(accepted_ids)
     return {
