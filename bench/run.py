@@ -8,7 +8,8 @@ same JWT check and Redis GET (bench/bare_app.py) and the gateway/bare ratio, (c)
 placeOrder -> notification latency at a fixed order rate (bench/e2e.py), (e) fleet
 start-to-ready time and idle resident memory per service, (f) the cached read on a gateway
 tracing 10% of requests (BENCH_TRACE_SAMPLING) beside the untraced one, (g) mails per second
-from the notification service's sender to an SMTP sink (bench/mail.py, BENCH_MAIL_COUNT mails).
+from the notification service's sender to an SMTP sink (bench/mail.py, BENCH_MAIL_COUNT mails),
+(h) placeOrder at twice the rate its own phase held (bench/overload.py): refused, not queued.
 Servers are pinned to core 0, wrk to core 1, fixed concurrency (BENCH_CONNECTIONS, default 50),
 BENCH_DURATION seconds (default 10).
 """
@@ -37,12 +38,13 @@ import redis
 from bench.consumer import measure_consumer
 from bench.e2e import measure_e2e
 from bench.mail import measure_mail
+from bench.overload import measure_overload
 from bench.trace_sink import TraceSink
 from devstack.config import environment_without_parts, new_jwt_secret
 from devstack.parts import free_port
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from graphql_gateway.persisted import document_hash
-from shared.services import SERVICES
+from shared.services import ORDER, SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
@@ -68,6 +70,9 @@ E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "50"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
 E2E_USERS = int(os.environ.get("BENCH_E2E_USERS", "10"))
 E2E_DRAIN_SECONDS = float(os.environ.get("BENCH_E2E_DRAIN", "30"))
+# (h) placeOrder offered at this multiple of the placeOrder phase's rate, for this long.
+OVERLOAD_FACTOR = float(os.environ.get("BENCH_OVERLOAD_FACTOR", "2"))
+OVERLOAD_SECONDS = float(os.environ.get("BENCH_OVERLOAD_SECONDS", "20"))
 CONSUMER_EVENTS = int(os.environ.get("BENCH_CONSUMER_EVENTS", "50000"))
 # (g) mails through the notification service's sender to an SMTP sink (issue 16); 0 skips it.
 MAIL_COUNT = int(os.environ.get("BENCH_MAIL_COUNT", "3000"))
@@ -115,6 +120,8 @@ TARGETS = {
     "service_idle_rss_mb_max": 120,
     "idle_cpu_percent_max": 3.0,
     "fleet_total_rss_mb_max": 1024,
+    "overload_accepted_p99_ms_max": 1000,
+    "overload_accepted_not_stored_max": 0,
 }
 
 
@@ -391,6 +398,25 @@ def measure_tracing(
     }
 
 
+def measure_overload_phase(url: str, order_service_url: str, held_rps: float) -> dict[str, Any]:
+    """(h) placeOrder offered at OVERLOAD_FACTOR times `held_rps` (what the placeOrder phase
+    held) by customers of their own, the driver on the load core as wrk is."""
+    with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client:
+        tokens = [register(client, url)[1] for _ in range(E2E_USERS)]
+    rate = OVERLOAD_FACTOR * held_rps
+    log(f"overload: placeOrder at {rate:.0f}/s ({OVERLOAD_FACTOR:g}x {held_rps}/s)")
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(LOAD_CORE)})
+    try:
+        overload = asyncio.run(
+            measure_overload(url, order_service_url, tokens, rate=rate, seconds=OVERLOAD_SECONDS)
+        )
+    finally:
+        os.sched_setaffinity(0, cores)
+    log(f"overload: {overload}")
+    return overload
+
+
 def wait_for_mail_to_settle(mail_dir: Path) -> float:
     """Wait until the SMTP sink has received nothing new for MAIL_QUIET_SECONDS (at most
     MAIL_SETTLE_TIMEOUT_SECONDS); the seconds waited."""
@@ -575,6 +601,10 @@ def run() -> dict[str, Any]:
                 buyer_token,
             )  # fmt: skip
             results["gateway"] = gw
+            if OVERLOAD_SECONDS > 0:
+                results["overload"] = measure_overload_phase(
+                    url, state["services"][ORDER.name], gw["placeOrder"]["rps"]
+                )
             cached, base = gw["cached_getUserDetails"], results["bare_jwt_redis"]
             results["ratios"] = {
                 "gateway_over_bare_rps": round(cached["rps"] / base["rps"], 3),
@@ -658,6 +688,18 @@ def table(results: dict[str, Any]) -> str:
         f"{ratios['persisted_get_over_post_rps']}x (target >= 0.9: within noise)"
     )
     lines.append(f"fleet start-to-ready: {results['fleet_ready_s']} s (target < 15)")
+    overload = results.get("overload")
+    if overload:
+        accepted = overload["accepted_latency"]
+        lines.append(
+            f"overload: placeOrder offered at {overload['offered_rate_per_s']}/s "
+            f"(target {overload['target_rate_per_s']}/s): {overload['accepted']} accepted "
+            f"({overload['accepted_per_s']}/s, p50 {accepted.get('p50_ms')} ms, p99 "
+            f"{accepted.get('p99_ms')} ms; target p99 < 1000), {overload['refused']} refused "
+            f"SERVICE_UNAVAILABLE (p99 {overload['refused_latency'].get('p99_ms')} ms), "
+            f"{overload['errors']} errors {overload['error_kinds'] or ''}; accepted not stored: "
+            f"{overload['accepted_not_stored']} (target 0)"
+        )
     e2e = results.get("e2e_order_to_notification")
     if e2e:
         lines.append(

@@ -8,7 +8,8 @@ docs/performance.md). Tests hand in their own transport (an ASGI app in process)
 Every call forwards the caller's token and the correlation id, and turns what comes back into
 either the response body (bytes, so the cache can keep it as it is) or an `AppError`:
 - the service's own error body `{"error": {"code", "message"}}` -> that error, as it is;
-- no answer (connect error, timeout) or a 5xx without that body -> SERVICE_UNAVAILABLE.
+- no answer (connect error, timeout, no free pooled connection within
+  DOWNSTREAM_POOL_TIMEOUT_SECONDS) or a 5xx without that body -> SERVICE_UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ class ServiceClient:
         self.label = label
         self._http = httpx.AsyncClient(
             base_url=base_url,
-            timeout=httpx.Timeout(settings.downstream_timeout_seconds),
+            timeout=httpx.Timeout(
+                settings.downstream_timeout_seconds, pool=settings.downstream_pool_timeout_seconds
+            ),
             transport=transport or pooled_transport(settings),
         )
         # Client spans and trace headers whatever the transport (the global instrumentation

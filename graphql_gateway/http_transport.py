@@ -19,6 +19,7 @@ request goes on in the ASGI scope (`REQUEST_KEY`), where the answer cache
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,7 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http import GraphQLRequestData
 
 from graphql_gateway.persisted import PersistedQueries, error_of
-from shared.errors import AppError, BadUserInput
+from shared.errors import AppError, BadUserInput, ServiceUnavailable
+from shared.http import overloaded_answer
 
 REQUEST_KEY = "graphql_gateway.request"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -295,6 +297,23 @@ def refusal(refused: RequestRefused, media_type: str) -> Response:
         media_type=media_type,
         headers=refused.headers,
     )
+
+
+def overloaded_at(path: str) -> Callable[[Scope, ServiceUnavailable], Response]:
+    """The gateway's refusal for overload (shared/http.py's admission limit): at the GraphQL
+    path a GraphQL error SERVICE_UNAVAILABLE with status 503 (in the media type asked for, as
+    every refusal of the transport), elsewhere the fleet's error body."""
+
+    def answer(scope: Scope, error: ServiceUnavailable) -> Response:
+        if scope["path"] != path:
+            return overloaded_answer(scope, error)
+        return Response(
+            orjson.dumps({"errors": [error_of(error)]}),
+            status_code=error.http_status,
+            media_type=negotiate(_header(scope, b"accept")) or JSON,
+        )
+
+    return answer
 
 
 async def read_body(receive: Receive) -> tuple[bytes, Receive]:

@@ -20,7 +20,7 @@ from graphql_gateway.clients import Clients
 from graphql_gateway.events import CacheEvents
 from graphql_gateway.graphiql import build_page, graphiql_router
 from graphql_gateway.graphql_app import GRAPHQL_PATH, graphql_app, graphql_routes
-from graphql_gateway.http_transport import GraphQLTransport
+from graphql_gateway.http_transport import GraphQLTransport, overloaded_at
 from graphql_gateway.limits import ConnectionSlots, UserLimits, install_edge
 from graphql_gateway.pages import router as pages_router
 from graphql_gateway.persisted import persisted_queries
@@ -94,7 +94,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(
         GraphQLTransport, path=GRAPHQL_PATH, max_batch=settings.graphql_batch_max_operations
     )
-    install_common(app, settings, metrics_route=not settings.metrics_port)
+    install_common(
+        app,
+        settings,
+        metrics_route=not settings.metrics_port,
+        overload_answer=overloaded_at(GRAPHQL_PATH),
+    )
     install_edge(app, settings)
     graphql = graphql_app(settings)
     app.router.routes.extend(graphql_routes(graphql))

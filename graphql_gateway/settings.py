@@ -30,9 +30,11 @@ class GatewaySettings(ServiceSettings):
     recommendation_service_url: str = RECOMMENDATION.default_url
     scheduler_service_url: str = SCHEDULER.default_url
 
-    # One pooled client per service: every request to it waits at most this long in total
-    # for a connection, for the answer, and between bytes.
+    # One pooled client per service: every request to it waits at most this long to connect,
+    # for the answer, and between bytes; and at most DOWNSTREAM_POOL_TIMEOUT_SECONDS for one of
+    # its DOWNSTREAM_MAX_CONNECTIONS to be free. Either bound ends as SERVICE_UNAVAILABLE.
     downstream_timeout_seconds: float = Field(default=5.0, gt=0)
+    downstream_pool_timeout_seconds: float = Field(default=1.0, gt=0)
     downstream_max_connections: int = Field(default=100, ge=1)
 
     redis_url: str = "redis://127.0.0.1:6379/0"

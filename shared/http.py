@@ -1,8 +1,10 @@
 """What every service's FastAPI app has: `/health`, `/ready`, `/metrics`, the error mapping,
-request logging and metrics with the correlation id, and the caller from the bearer token."""
+request logging and metrics with the correlation id, admission control (a bounded number of
+requests in progress), and the caller from the bearer token."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -19,9 +21,16 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared import tracing
 from shared.auth import Caller, bearer_token, verify_token
-from shared.errors import CODE_FOR_STATUS, AppError, BadUserInput, ErrorCode, InternalError
+from shared.errors import (
+    CODE_FOR_STATUS,
+    AppError,
+    BadUserInput,
+    ErrorCode,
+    InternalError,
+    ServiceUnavailable,
+)
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, SERVICE_READY
+from shared.metrics import HTTP_LATENCY, HTTP_REFUSED, HTTP_REQUESTS, SERVICE_READY
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -41,6 +50,85 @@ def service_telemetry() -> TelemetryConfig:
 
 ReadinessCheck = Callable[[], Awaitable[bool] | bool]
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+OVERLOADED_MESSAGE = "Too busy to take this request now; try again shortly."
+# Seconds a refused client is asked to wait: a slot frees within a request's time.
+RETRY_AFTER_SECONDS = "1"
+# The answer to a request refused for overload: its body and status (Retry-After is added).
+OverloadAnswer = Callable[[Scope, ServiceUnavailable], Response]
+
+
+def overloaded_answer(_: Scope, error: ServiceUnavailable) -> Response:
+    """A service's refusal for overload: 503 with the fleet's error body."""
+    return JSONResponse(error.to_body(), status_code=error.http_status)
+
+
+class AdmissionLimit:
+    """At most `max_in_flight` requests inside the app at once. One more waits for a slot, at
+    most `max_wait_seconds` and with at most `max_waiting` others; one that cannot wait is
+    answered 503 SERVICE_UNAVAILABLE with Retry-After at once, one whose wait ran out then.
+    Without it a process past its capacity takes every request and answers them all late
+    (issue 16: tens of seconds on a slow machine); with it the excess is refused while the
+    rest keep their latency.
+    `/health`, `/ready` and `/metrics` always pass: a busy process is not a dead one.
+
+    uvicorn's `limit_concurrency` counts open connections (idle keep-alive ones too), answers
+    plain text and refuses the probes as well, so it is not used."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_in_flight: int,
+        max_waiting: int,
+        max_wait_seconds: float,
+        answer: OverloadAnswer = overloaded_answer,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.max_waiting = max_waiting
+        self.max_wait_seconds = max_wait_seconds
+        self.answer = answer
+        # The standard semaphore: first come first served, and a waiter given up by its
+        # timeout at the moment a slot is handed to it gives the slot back.
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot now."""
+        return self._waiting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _QUIET_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if not await self._admitted():
+            HTTP_REFUSED.labels(self.service).inc()
+            response = self.answer(scope, ServiceUnavailable(OVERLOADED_MESSAGE))
+            response.headers["retry-after"] = RETRY_AFTER_SECONDS
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
+
+    async def _admitted(self) -> bool:
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot: returns without waiting
+            return True
+        if self._waiting >= self.max_waiting or self.max_wait_seconds <= 0:
+            return False
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self.max_wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting -= 1
+        return True
 
 
 class RequestContextMiddleware:
@@ -146,8 +234,10 @@ def install_common(
     checks: dict[str, ReadinessCheck] | None = None,
     *,
     metrics_route: bool = True,
+    overload_answer: OverloadAnswer = overloaded_answer,
 ) -> None:
-    """Add the health routes, error mapping and request middleware to a service app, and
+    """Add the health routes, error mapping, request middleware and admission limit
+    (MAX_CONCURRENT_REQUESTS; refusals answered by `overload_answer`) to a service app, and
     `/metrics` unless `metrics_route` is False (served on a port of its own: `serve_metrics`).
 
     `checks` may also be filled later through `app.state.readiness_checks` (in the lifespan,
@@ -156,6 +246,16 @@ def install_common(
     app.state.settings = settings
     app.state.readiness_checks = dict(checks or {})
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    # Outside the request log and metrics: a refusal costs no log line (it is counted in
+    # http_requests_refused_total), so refusing stays cheap while the process is saturated.
+    app.add_middleware(
+        AdmissionLimit,
+        service=settings.service_name,
+        max_in_flight=settings.max_concurrent_requests,
+        max_waiting=settings.max_queued_requests,
+        max_wait_seconds=settings.max_queue_wait_seconds,
+        answer=overload_answer,
+    )
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

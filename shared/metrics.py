@@ -10,6 +10,12 @@ HTTP_REQUESTS = Counter(
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds", "HTTP request latency.", ["service", "method", "route"]
 )
+HTTP_REFUSED = Counter(
+    "http_requests_refused_total",
+    "Requests answered 503 SERVICE_UNAVAILABLE at once because MAX_CONCURRENT_REQUESTS were in "
+    "progress (and the queue was full or its wait ran out).",
+    ["service"],
+)
 MESSAGES_PRODUCED = Counter(
     "kafka_messages_produced_total", "Messages published.", ["service", "topic"]
 )

@@ -18,7 +18,7 @@ from graphql_gateway.settings import GatewaySettings
 from shared.auth import Caller
 from shared.errors import NotFound, ServiceUnavailable
 from shared.logging import correlation_scope
-from tests.fixtures.apps import served_over_tcp
+from tests.fixtures.apps import served
 from tests.fixtures.parts import TEST_JWT_SECRET
 
 
@@ -62,7 +62,7 @@ def settings() -> GatewaySettings:
 @pytest.fixture
 async def service() -> AsyncIterator[tuple[ServiceClient, asyncio.Event]]:
     release = asyncio.Event()
-    async with served_over_tcp(fake_service(release)) as url:
+    async with served(fake_service(release)) as url:
         client = ServiceClient("test service", url, settings())
         try:
             yield client, release
