@@ -550,7 +550,9 @@ def run() -> dict[str, Any]:
             results["tracing"] = measure_tracing(state, secret, workdir, reader_token, gw)
 
             # The reader's cache hash lives CACHE_TTL_SECONDS from its first fill, which the
-            # phases above can outlast: fill it again, so the bare route has what it reads.
+            # phases above can outlast (or leave seconds short of): drop it and fill it anew,
+            # so the bare route has what it reads for the whole of its run.
+            cache.delete(user_key(reader_id))
             with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client:
                 gql(client, url, DETAILS, token=reader_token)
             if cache.hget(user_key(reader_id), DETAILS_VIEW) is None:
