@@ -172,6 +172,7 @@ async def test_welcome_notification_email_and_tracked_read(
     assert f"Welcome to Fleet, {user.name}!" in parts["text/plain"]
     pixel = PIXEL.search(parts["text/html"])
     assert pixel is not None, parts["text/html"]
+
     # The server has the mail before the sender has its answer and marks the mail sent.
     async def marked_sent() -> dict[str, Any] | None:
         stored = await service.repository.get(str(envelope.id))
