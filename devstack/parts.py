@@ -96,8 +96,14 @@ def start_broker(
         start_new_session=True,
     )
     part = EmbeddedPart("kafka", f"{LOOPBACK}:{port}", process)
+    return listening(part, port)
+
+
+def listening(part: EmbeddedPart, *ports: int) -> EmbeddedPart:
+    """The part once it accepts connections on every port; stopped if it never does."""
     try:
-        wait_for_port(port)
+        for port in ports:
+            wait_for_port(port)
     except TimeoutError:
         part.stop()
         raise
@@ -129,12 +135,7 @@ def start_redis(port: int | None = None, log: IO[bytes] | int | None = None) -> 
             server.server_close()
 
         part = EmbeddedPart("redis", url, None, stop)
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        part.stop()
-        raise
-    return part
+    return listening(part, port)
 
 
 def start_smtp_sink(
@@ -161,11 +162,4 @@ def start_smtp_sink(
     )
     page_url = f"http://{LOOPBACK}:{page_port}" if page_port is not None else None
     part = EmbeddedPart("smtp", f"{LOOPBACK}:{port}", process, page_url=page_url)
-    try:
-        wait_for_port(port)
-        if page_port is not None:
-            wait_for_port(page_port)
-    except TimeoutError:
-        part.stop()
-        raise
-    return part
+    return listening(part, port, *([page_port] if page_port is not None else []))

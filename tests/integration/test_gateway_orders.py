@@ -17,14 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from devstack.parts import LOOPBACK, free_port
 from graphql_gateway.main import create_app
 from graphql_gateway.settings import GatewaySettings
 from graphql_gateway.subscriptions import Channel
@@ -41,6 +39,7 @@ from shared.events.models import ProductLine
 from shared.http import CallerDep, install_common
 from shared.publisher import EventPublisher
 from shared.settings import ServiceSettings
+from tests.fixtures.apps import served
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually, signed_token
 from tests.integration.test_gateway import (
     Calls,
@@ -348,19 +347,11 @@ async def gateway(
 async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[LiveGateway]:
     """A gateway under uvicorn on a free loopback port, in this event loop."""
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=LOOPBACK, port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, what="the gateway under uvicorn")
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            yield LiveGateway(app, url, http)
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        served(app, lifespan="on") as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        yield LiveGateway(app, url, http)
 
 
 @pytest.fixture(scope="module")
