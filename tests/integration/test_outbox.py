@@ -199,3 +199,36 @@ async def test_entries_in_hand_are_published_as_made_without_parsing_them_back(
     assert (await users.find_one({"_id": user_id}))[OUTBOX_FIELD] == []
     records = [r for r in await read_all(kafka_broker, entry["topic"]) if r.key == user_id.encode()]
     assert [r.value for r in records] == [entry["envelope"].encode()]
+
+
+async def test_a_flush_pulls_only_the_entries_it_published_from_each_document(
+    kafka_broker: str,
+) -> None:
+    publisher = EventPublisher(settings_for(kafka_broker))
+    await publisher.start()
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    users = store.db["users"]
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+
+    def entry_for(user_id: str) -> dict[str, object]:
+        return outbox_entry(publisher, UserPreferencesUpdated(user_id=user_id, preferences=[]))
+
+    published_first, held_back, published_second = (
+        entry_for(first),
+        entry_for(first),
+        entry_for(second),
+    )
+    await users.insert_many(
+        [
+            {"_id": first, OUTBOX_FIELD: [published_first, held_back]},
+            {"_id": second, OUTBOX_FIELD: [published_second]},
+        ]
+    )
+    relay = OutboxRelay(publisher, [users], interval_seconds=60)
+    try:
+        await relay.flush_entries(users, {first: [published_first], second: [published_second]})
+    finally:
+        await publisher.stop()
+
+    assert (await users.find_one({"_id": first}))[OUTBOX_FIELD] == [held_back]
+    assert (await users.find_one({"_id": second}))[OUTBOX_FIELD] == []
