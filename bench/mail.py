@@ -152,7 +152,11 @@ def main() -> None:
         print(json.dumps(measure_mail(args.mails), indent=2))
         return
     port, result = args.sender_only
-    configure_logging(NotificationSettings.model_fields["service_name"].default)
+    defaults = NotificationSettings.model_fields
+    configure_logging(
+        defaults["service_name"].default,
+        routine_per_second=defaults["log_routine_per_second"].default,
+    )
     Path(result).write_text(json.dumps(asyncio.run(_send_all(int(port), args.mails))))
 
 

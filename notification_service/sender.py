@@ -165,7 +165,7 @@ class MailSender:
             return True
         MAIL_DELIVERIES.labels(self.settings.service_name, "sent").inc()
         if await self.repository.mark_sent(notification_id, lease, datetime.now(UTC)):
-            log.info("email sent", notification_id=notification_id, attempts=attempts)
+            log.info("email sent", notification_id=notification_id, attempts=attempts, routine=True)
         else:
             log.warning("email sent after its lease expired", notification_id=notification_id)
         return True

@@ -65,7 +65,12 @@ class Notifications:
             [(notification, [entry]) for notification, entry in prepared]
         )
         new = [(n, entry) for n, entry in prepared if n["_id"] in stored]
-        log.info("notifications stored", count=len(new), already_stored=len(prepared) - len(new))
+        log.info(
+            "notifications stored",
+            count=len(new),
+            already_stored=len(prepared) - len(new),
+            routine=True,
+        )
         for notification, _entry in new:
             log.debug(
                 "notification stored",

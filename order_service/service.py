@@ -139,7 +139,7 @@ class Orders:
             await self.runtime.outbox_relay.flush_entries(
                 self.repository.orders, {order.id: [entry]}
             )
-            log.info("order placed", order_id=order.id, products=len(order.products))
+            log.info("order placed", order_id=order.id, products=len(order.products), routine=True)
         return new_order_out(order)
 
     async def _finish_first(self, first: Mapping[str, Any]) -> OrderOut:

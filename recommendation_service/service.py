@@ -74,7 +74,7 @@ class Recommendations:
             request_id, user_id, now, [entry], expires_at=self._expiry(now)
         )
         await self.relay.flush_document(self.repository.requests, request_id)
-        log.info("recommendation requested", request_id=request_id)
+        log.info("recommendation requested", request_id=request_id, routine=True)
         return request_id
 
     async def latest(self, user_id: str) -> list[dict[str, Any]]:
@@ -84,7 +84,7 @@ class Recommendations:
     async def count_co_purchases(self, order_id: str, product_ids: list[str]) -> None:
         """Learn which products are bought together (idempotent per order id)."""
         counted = await self.repository.record_order(order_id, product_ids, self.co_purchase_limits)
-        log.info("co-purchases counted", order_id=order_id, products=counted)
+        log.info("co-purchases counted", order_id=order_id, products=counted, routine=True)
 
     async def take_history(self, history: PurchaseHistoryProvided) -> None:
         """Keep the user service's answer with its request, then score it."""
@@ -141,7 +141,9 @@ class Recommendations:
         if not await self.repository.complete(request_id, lines, now, outbox):
             return False
         await self._make_latest(request_id, history.user_id, lines, now)
-        log.info("recommendation generated", request_id=request_id, products=len(lines))
+        log.info(
+            "recommendation generated", request_id=request_id, products=len(lines), routine=True
+        )
         return True
 
     async def finish(self, request_id: str) -> bool:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -132,11 +133,17 @@ class AdmissionLimit:
 
 
 class RequestContextMiddleware:
-    """Binds the correlation id (taken from the caller or new), echoes it, logs and measures."""
+    """Binds the correlation id (taken from the caller or new), echoes it, logs and measures.
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    A request that succeeded (status < 400) within `slow_request_ms` is a routine line (kept to
+    LOG_ROUTINE_PER_SECOND; every request is counted in the metrics anyway); a failed one is
+    always logged, a slow one always as a warning with `slow=true`, so it shows at any LOG_LEVEL
+    and is found by level like any other sign of trouble."""
+
+    def __init__(self, app: ASGIApp, service: str, *, slow_request_ms: float) -> None:
         self.app = app
         self.service = service
+        self.slow_after_seconds = slow_request_ms / 1000
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,13 +175,28 @@ class RequestContextMiddleware:
                 HTTP_REQUESTS.labels(self.service, method, route_path, str(status)).inc()
                 HTTP_LATENCY.labels(self.service, method, route_path).observe(elapsed)
                 if scope["path"] not in _QUIET_PATHS:
-                    log.info(
-                        "request",
-                        method=method,
-                        path=route_path,
-                        status=status,
-                        duration_ms=round(elapsed * 1000, 2),
-                    )
+                    self._log(method, route_path, status, elapsed)
+
+    def _log(self, method: str, path: str, status: int, elapsed: float) -> None:
+        duration_ms = round(elapsed * 1000, 2)
+        if elapsed >= self.slow_after_seconds:
+            log.warning(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=duration_ms,
+                slow=True,
+            )
+            return
+        log.info(
+            "request",
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            routine=status < HTTPStatus.BAD_REQUEST,
+        )
 
 
 def _first_error_sentence(exc: RequestValidationError) -> str:
@@ -245,7 +267,11 @@ def install_common(
     """
     app.state.settings = settings
     app.state.readiness_checks = dict(checks or {})
-    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    app.add_middleware(
+        RequestContextMiddleware,
+        service=settings.service_name,
+        slow_request_ms=settings.log_slow_request_ms,
+    )
     # Outside the request log and metrics: a refusal costs no log line (it is counted in
     # http_requests_refused_total), so refusing stays cheap while the process is saturated.
     app.add_middleware(

@@ -24,7 +24,12 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     """Serve the app on the settings' host and port until SIGINT/SIGTERM."""
-    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    configure_logging(
+        settings.service_name,
+        settings.log_level,
+        settings.log_format,
+        routine_per_second=settings.log_routine_per_second,
+    )
     # uvicorn re-raises the SIGTERM it caught once its graceful shutdown is done; with the
     # default handler that would end the process as "killed by SIGTERM" instead of exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)

@@ -174,7 +174,12 @@ class Users:
             ):
                 continue
             queued = await self._record_purchases(user, arrived, plan)
-            log.info("order events applied", user_id=user_id, count=len(plan.new_facts))
+            log.info(
+                "order events applied",
+                user_id=user_id,
+                count=len(plan.new_facts),
+                routine=True,
+            )
             return queued
         raise OrderUpdateContended(
             f"{len(arrived)} order event(s) of user {user_id} lost every write race"
@@ -239,7 +244,7 @@ class Users:
                 kept=len(answer.purchases),
             )
         await publisher.publish(answer)
-        log.info("purchase history provided", request_id=request.request_id)
+        log.info("purchase history provided", request_id=request.request_id, routine=True)
 
 
 def _log_repeats(arrived: list[Arrived], plan: domain.BatchPlan) -> None:
