@@ -1,17 +1,29 @@
 """Load at a fixed arrival rate for the bench's phases (bench/e2e.py, bench/overload.py): each
 request leaves on its schedule whether or not earlier ones were answered (open loop), as real
-customers arrive, so a slow fleet meets more requests in progress rather than fewer arrivals."""
+customers arrive, so a slow fleet meets more requests in progress rather than fewer arrivals.
+Both phases place orders: `OrderPlacer` sends `placeOrder` on the lean client below and tells
+an accepted order from a refusal and an error."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import httptools
+import orjson
 
 PERCENT = 100
+PLACE = """mutation Place($products: [ProductInput!]!) {
+  placeOrder(products: $products) { id } }"""
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
+ACCEPTED, REFUSED, ERROR = "accepted", "refused", "error"
+# Connections a placeOrder driver may open: far more than the gateway admits (its requests in
+# progress and waiting), so the driver itself never holds a request back.
+DRIVER_CONNECTIONS = 400
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -21,6 +33,17 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of `values` in ms, rounded; empty when there are none."""
+    if not values:
+        return {}
+    return {
+        "p50_ms": round(percentile(values, 50), 1),
+        "p99_ms": round(percentile(values, 99), 1),
+        "max_ms": round(max(values), 1),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Sent:
     """How the schedule went: seconds from the first start to the last, and how far behind its
@@ -28,6 +51,14 @@ class Sent:
 
     seconds: float
     most_behind_seconds: float
+
+    def figures(self, count: int) -> dict[str, float | None]:
+        """The rate `count` starts were offered at (below the target when the driver itself
+        could not keep the schedule) and how far behind it the latest start was."""
+        return {
+            "offered_rate_per_s": round((count - 1) / self.seconds, 1) if self.seconds else None,
+            "driver_max_behind_schedule_ms": round(self.most_behind_seconds * 1000, 1),
+        }
 
 
 async def at_fixed_rate(rate: float, count: int, start: Callable[[int], Awaitable[None]]) -> Sent:
@@ -122,7 +153,7 @@ class KeepAliveClient:
             connection: _Connection | None = None
             try:
                 async with asyncio.timeout(self.timeout_seconds):
-                    connection = self._idle.pop() if self._idle else await self._connect()
+                    connection = self._take_idle() or await self._connect()
                     return await connection.exchange(request)
             except BaseException:
                 if connection is not None:
@@ -131,6 +162,17 @@ class KeepAliveClient:
             finally:
                 if connection is not None:
                     self._release(connection)
+
+    def _take_idle(self) -> _Connection | None:
+        """The latest idle connection still open. The server closes one idle past its
+        keep-alive timeout (uvicorn's 5 s): a request written on it would never be answered."""
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.reusable:
+                return connection
+            if connection.transport is not None:
+                connection.transport.close()
+        return None
 
     def _release(self, connection: _Connection) -> None:
         if connection.reusable:
@@ -150,3 +192,78 @@ class KeepAliveClient:
             if connection.transport is not None:
                 connection.transport.close()
         self._idle.clear()
+
+
+def classify(status: int, content: bytes) -> tuple[str, str]:
+    """(ACCEPTED, order id), (REFUSED, "") or (ERROR, what went wrong) for a `placeOrder`
+    answer: refused is SERVICE_UNAVAILABLE alone (the gateway's own 503, or a service's
+    refusal passed on as the field's error)."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return ERROR, f"HTTP {status}, not JSON"
+    if not isinstance(body, dict):
+        return ERROR, f"HTTP {status}, not a GraphQL answer"
+    placed = (body.get("data") or {}).get("placeOrder")
+    if isinstance(placed, dict) and isinstance(placed.get("id"), str):
+        return ACCEPTED, placed["id"]
+    codes = {(error.get("extensions") or {}).get("code") for error in body.get("errors") or [{}]}
+    if codes == {UNAVAILABLE}:
+        return REFUSED, ""
+    return ERROR, f"HTTP {status}, {sorted(str(code) for code in codes)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """One `placeOrder`: its outcome (ACCEPTED, REFUSED, ERROR), the order id or what went
+    wrong (the exception's name when there was no answer), and how long the answer took."""
+
+    outcome: str
+    detail: str
+    elapsed_ms: float
+
+
+class OrderPlacer:
+    """`placeOrder` of `products` through the gateway at `graphql_url` on a KeepAliveClient,
+    request `i` as the customer of `tokens[i % len(tokens)]` (requests prepared once)."""
+
+    def __init__(
+        self,
+        graphql_url: str,
+        tokens: Sequence[str],
+        products: list[dict[str, Any]],
+        *,
+        timeout_seconds: float,
+        max_connections: int = DRIVER_CONNECTIONS,
+    ) -> None:
+        target = urlsplit(graphql_url)
+        self.client = KeepAliveClient(
+            target.hostname or "127.0.0.1",
+            target.port or 80,
+            max_connections=max_connections,
+            timeout_seconds=timeout_seconds,
+        )
+        body = orjson.dumps({"query": PLACE, "variables": {"products": products}})
+        self._requests = [
+            self.client.post(
+                target.path,
+                body,
+                {"content-type": "application/json", "authorization": f"Bearer {token}"},
+            )
+            for token in tokens
+        ]
+
+    async def place(self, i: int) -> Placed:
+        """Order `i`; `elapsed_ms` from sending to the whole answer."""
+        started = time.monotonic()
+        try:
+            status, content = await self.client.send(self._requests[i % len(self._requests)])
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            return Placed(ERROR, type(exc).__name__, (time.monotonic() - started) * 1000)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        outcome, detail = classify(status, content)
+        return Placed(outcome, detail, elapsed_ms)
+
+    def close(self) -> None:
+        """Close the client's idle connections."""
+        self.client.close()

@@ -12,51 +12,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import orjson
 
-from bench.open_loop import KeepAliveClient, at_fixed_rate, percentile
+from bench.open_loop import ACCEPTED, ERROR, REFUSED, OrderPlacer, at_fixed_rate, spread
 
-PLACE = """mutation Place($products: [ProductInput!]!) {
-  placeOrder(products: $products) { id } }"""
 # A real id of the shipped catalog (orders of unknown ids are refused).
 PRODUCTS = [{"productId": "9"}]
 HTTP_TIMEOUT_SECONDS = 10.0
-# Connections the driver may open: far more than the gateway admits (its requests in
-# progress and waiting), so the driver itself never holds a request back.
-DRIVER_CONNECTIONS = 400
-UNAVAILABLE = "SERVICE_UNAVAILABLE"
 # The order service's largest page (ORDERS_PAGE_MAX's default).
 PAGE = 100
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    return {
-        "p50_ms": round(percentile(values, 50), 1),
-        "p99_ms": round(percentile(values, 99), 1),
-        "max_ms": round(max(values), 1),
-    }
-
-
-def classify(status: int, content: bytes) -> tuple[str, str]:
-    """("accepted", order id), ("refused", "") or ("error", what went wrong) for an answer."""
-    try:
-        body = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return "error", f"HTTP {status}, not JSON"
-    if not isinstance(body, dict):
-        return "error", f"HTTP {status}, not a GraphQL answer"
-    placed = (body.get("data") or {}).get("placeOrder")
-    if isinstance(placed, dict) and isinstance(placed.get("id"), str):
-        return "accepted", placed["id"]
-    codes = {(error.get("extensions") or {}).get("code") for error in body.get("errors") or [{}]}
-    if codes == {UNAVAILABLE}:
-        return "refused", ""
-    return "error", f"HTTP {status}, {sorted(str(code) for code in codes)}"
 
 
 async def stored_order_ids(order_service_url: str, tokens: list[str]) -> set[str]:
@@ -96,49 +61,30 @@ async def measure_overload(
     accepted_ids: list[str] = []
     accepted_ms: list[float] = []
     refused_ms: list[float] = []
-
-    target = urlsplit(graphql_url)
-    client = KeepAliveClient(
-        target.hostname or "127.0.0.1",
-        target.port or 80,
-        max_connections=DRIVER_CONNECTIONS,
+    placer = OrderPlacer(
+        graphql_url,
+        tokens,
+        PRODUCTS,
         timeout_seconds=HTTP_TIMEOUT_SECONDS,
     )
-    body = orjson.dumps({"query": PLACE, "variables": {"products": PRODUCTS}})
-    requests = [
-        client.post(
-            target.path,
-            body,
-            {"content-type": "application/json", "authorization": f"Bearer {token}"},
-        )
-        for token in tokens
-    ]
 
-    async def place(request: bytes) -> None:
-        started = time.monotonic()
-        try:
-            status, content = await client.send(request)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            outcomes["error"] += 1
-            error_kinds[type(exc).__name__] += 1
-            return
-        elapsed_ms = (time.monotonic() - started) * 1000
-        outcome, detail = classify(status, content)
-        outcomes[outcome] += 1
-        if outcome == "accepted":
-            accepted_ids.append(detail)
-            accepted_ms.append(elapsed_ms)
-        elif outcome == "refused":
-            refused_ms.append(elapsed_ms)
+    async def place(i: int) -> None:
+        placed = await placer.place(i)
+        outcomes[placed.outcome] += 1
+        if placed.outcome == ACCEPTED:
+            accepted_ids.append(placed.detail)
+            accepted_ms.append(placed.elapsed_ms)
+        elif placed.outcome == REFUSED:
+            refused_ms.append(placed.elapsed_ms)
         else:
-            error_kinds[detail] += 1
+            error_kinds[placed.detail] += 1
 
     total = int(rate * seconds)
     t0 = time.monotonic()
     try:
-        sent = await at_fixed_rate(rate, total, lambda i: place(requests[i % len(requests)]))
+        sent = await at_fixed_rate(rate, total, place)
     finally:
-        client.close()
+        placer.close()
     answered_seconds = time.monotonic() - t0
     stored = await stored_order_ids(order_service_url, tokens)
     accepted = set(accepted_ids)
@@ -146,16 +92,15 @@ async def measure_overload(
         "target_rate_per_s": round(rate, 1),
         "seconds": seconds,
         "sent": total,
-        # Below the target when the driver itself could not keep the schedule.
-        "offered_rate_per_s": round((total - 1) / sent.seconds, 1) if sent.seconds else None,
-        "driver_max_behind_schedule_ms": round(sent.most_behind_seconds * 1000, 1),
-        "accepted": outcomes["accepted"],
-        "refused": outcomes["refused"],
-        "errors": outcomes["error"],
+        # offered_rate_per_s below the target: the driver itself could not keep the schedule.
+        **sent.figures(total),
+        "accepted": outcomes[ACCEPTED],
+        "refused": outcomes[REFUSED],
+        "errors": outcomes[ERROR],
         "error_kinds": dict(error_kinds),
-        "accepted_per_s": round(outcomes["accepted"] / answered_seconds, 1),
-        "accepted_latency": _spread(accepted_ms),
-        "refused_latency": _spread(refused_ms),
+        "accepted_per_s": round(outcomes[ACCEPTED] / answered_seconds, 1),
+        "accepted_latency": spread(accepted_ms),
+        "refused_latency": spread(refused_ms),
         # Accepted but not stored: lost. Stored but not accepted: an answer the client did not
         # get (its timeout), not a loss.
         "accepted_not_stored": len(accepted - stored),

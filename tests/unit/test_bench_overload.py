@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bench.overload import classify
+from bench.open_loop import classify
 
 
 def answer(body: object) -> bytes:
