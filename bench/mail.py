@@ -5,7 +5,7 @@ N pending notifications are stored in the in-process store (`memory://`), then t
 from the sender's start until the SMTP server has taken every mail: the whole path of a mail
 (claim, compose, SMTP exchange, settle), through the real MailSender and Mailer with the
 service's default settings, in a process of its own logging JSON lines as the service does
-(to /dev/null). The sink's folder is counted afterwards.
+(to /dev/null). The sink's mbox is counted afterwards.
 
     python -m bench.mail [--mails N]
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from devstack.mbox import Mailbox
 from devstack.parts import LOOPBACK, free_port
 from notification_service import domain
 from notification_service.mailer import Mailer
@@ -49,10 +50,6 @@ def _sent_so_far() -> float:
         "outcome": "sent",
     }
     return REGISTRY.get_sample_value("mail_deliveries_total", labels) or 0.0
-
-
-def _count_mail(folder: Path) -> int:
-    return sum(1 for name in folder.iterdir() if name.suffix == ".eml")
 
 
 def _wait_for_port(port: int) -> None:
@@ -140,7 +137,7 @@ def measure_mail(mails: int = MAILS) -> dict[str, Any]:
         finally:
             sink.terminate()
             sink.wait(timeout=10)
-        return {**json.loads(result.read_text()), "delivered": _count_mail(folder)}
+        return {**json.loads(result.read_text()), "delivered": Mailbox(folder).count()}
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ from bench.mail import measure_mail
 from bench.overload import measure_overload
 from bench.trace_sink import TraceSink
 from devstack.config import environment_without_parts, new_jwt_secret
+from devstack.mbox import Mailbox
 from devstack.parts import free_port
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from graphql_gateway.persisted import document_hash
@@ -429,8 +430,9 @@ def wait_for_mail_to_settle(mail_dir: Path) -> float:
     MAIL_SETTLE_TIMEOUT_SECONDS); the seconds waited."""
     started = time.monotonic()
     count, quiet_since = -1, started
+    mailbox = Mailbox(mail_dir)
     while time.monotonic() - started < MAIL_SETTLE_TIMEOUT_SECONDS:
-        now_count = sum(1 for _ in mail_dir.rglob("*.eml"))
+        now_count = mailbox.count()
         if now_count != count:
             count, quiet_since = now_count, time.monotonic()
         elif time.monotonic() - quiet_since >= MAIL_QUIET_SECONDS:

@@ -43,7 +43,7 @@ def parse_options(argv: list[str] | None = None) -> StackOptions:
         "--mail-dir",
         type=Path,
         default=DEFAULT_MAIL_DIR,
-        help="where the SMTP sink keeps each email as a .eml file (default: var/mail)",
+        help="where the SMTP sink keeps every email, in messages.mbox (default: var/mail)",
     )
     parser.add_argument(
         "--ready-timeout",

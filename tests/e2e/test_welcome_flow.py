@@ -4,18 +4,17 @@ Plus the errors a client meets on the way."""
 
 from __future__ import annotations
 
-import email
 import re
 import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from devstack.mbox import Mailbox
 from tests.fixtures.fleet import RunningFleet
 from tests.fixtures.parts import eventually
 
@@ -89,13 +88,12 @@ def data_of(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def emails_to(mail_dir: Path, address: str) -> list[EmailMessage]:
-    found = []
-    for path in sorted(mail_dir.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
-        assert isinstance(message, EmailMessage)
-        if address.lower() in str(message.get("To", "")).lower():
-            found.append(message)
-    return found
+    """The emails the sink received for that address, oldest first."""
+    return [
+        mail.message
+        for mail in Mailbox(mail_dir).messages()
+        if address.lower() in mail.header("To").lower()
+    ]
 
 
 def verify_link_of(message: EmailMessage) -> str:

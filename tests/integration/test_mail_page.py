@@ -1,8 +1,11 @@
 """The local stack's mail page: what the SMTP sink received, listed and shown, as a person and a
-script see it (a real sink process, real SMTP, real HTTP)."""
+script see it (a real sink process, real SMTP, real HTTP); and the sink's one mbox file, read back
+exactly through devstack.mbox and opened by the standard library's `mailbox.mbox`."""
 
 from __future__ import annotations
 
+import email.policy
+import mailbox
 import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -11,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.mbox import MBOX_NAME, Mailbox
 from devstack.parts import LOOPBACK, EmbeddedPart, free_port, start_smtp_sink
 from tests.fixtures.parts import eventually
 
@@ -26,7 +30,7 @@ def sink(tmp_path: Path) -> Iterator[EmbeddedPart]:
         part.stop()
 
 
-def send(part: EmbeddedPart, *, to: str, subject: str, html: str | None, text: str) -> None:
+def send(part: EmbeddedPart, *, to: str, subject: str, html: str | None, text: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = "Fleet <no-reply@fleet.test>"
     message["To"] = to
@@ -34,9 +38,14 @@ def send(part: EmbeddedPart, *, to: str, subject: str, html: str | None, text: s
     message.set_content(text)
     if html is not None:
         message.add_alternative(html, subtype="html")
+        message.set_boundary(
+            "fleet-boundary"
+        )  # the one sent is then the one kept, header for header
     host, port = part.url.rsplit(":", 1)
     with smtplib.SMTP(host, int(port), timeout=10) as smtp:
-        smtp.send_message(message)
+        # Its bytes as they are (send_message would quote a body line starting with "From ").
+        smtp.sendmail(message["From"], [message["To"]], message.as_bytes(policy=email.policy.SMTP))
+    return message
 
 
 async def test_the_page_lists_each_message_and_shows_its_headers_and_html(
@@ -89,11 +98,81 @@ async def test_the_page_lists_each_message_and_shows_its_headers_and_html(
         assert "Subject: Welcome, Ada" in raw.text
 
 
-@pytest.mark.parametrize("message_id", ["nope", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "%2e%2e%2fx"])
+# Not a message's id: unknown, outside the folder, absolute, or not a plain decimal number.
+@pytest.mark.parametrize(
+    "message_id",
+    [
+        "nope",
+        "7",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "%2e%2e%2fx",
+        "%2Fetc%2Fpasswd",
+        "messages.mbox",
+        "-1",
+        "00",
+        "+0",
+        "0x0",
+        "%C2%B2",
+        "%200",
+    ],
+)
 async def test_an_unknown_or_outside_message_is_not_found(
     sink: EmbeddedPart, message_id: str
 ) -> None:
     assert sink.page_url is not None
+    send(sink, to="ada@example.com", subject="the only one", text="plain", html=None)
     async with httpx.AsyncClient(base_url=sink.page_url, timeout=10) as page:
-        for path in (f"/messages/{message_id}", f"/api/messages/{message_id}"):
-            assert (await page.get(path)).status_code == 404
+        await eventually(lambda: _listed_ids(page), what="the message listed")
+        assert (await page.get("/api/messages/0")).status_code == 200
+        for path in (
+            f"/messages/{message_id}",
+            f"/messages/{message_id}/raw",
+            f"/api/messages/{message_id}",
+        ):
+            assert (await page.get(path)).status_code == 404, path
+
+
+async def _listed_ids(page: httpx.AsyncClient) -> list[str]:
+    return [m["id"] for m in (await page.get("/api/messages")).json()["messages"]]
+
+
+async def test_every_message_lands_in_the_one_mbox_and_reads_back_exactly(
+    sink: EmbeddedPart, tmp_path: Path
+) -> None:
+    assert sink.page_url is not None
+    tricky = "Dear Ada,\nFrom now on, orders ship daily.\n>From the desk of Bob\n\nFrom the fleet\n"
+    sent = [
+        send(sink, to="ada@example.com", subject="First", text="one\n", html=None),
+        send(sink, to="ada@example.com", subject="From lines", text=tricky, html="<p>hi</p>"),
+        send(sink, to="bob@example.com", subject="Third", text="three\n", html=None),
+    ]
+    folder = tmp_path / "mail"
+    await eventually(lambda: Mailbox(folder).count() == len(sent), what="three messages kept")
+    assert [p.name for p in folder.iterdir()] == [MBOX_NAME]
+
+    received = Mailbox(folder).messages()
+    assert [m.id for m in received] == ["0", "1", "2"]
+    for mail, message in zip(received, sent, strict=True):
+        assert mail.message.items() == message.items()
+        assert mail.body("plain") == message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert received[1].body("plain") == tricky
+    assert received[1].body("html") == "<p>hi</p>\n"
+
+    # The stored form is mbox: the body's From lines quoted, and the standard library (as mutt
+    # or any mail client) finds the same three messages.
+    stored = (folder / MBOX_NAME).read_bytes()
+    assert b"\n>From now on" in stored and b"\n>>From the desk" in stored
+    standard = mailbox.mbox(folder / MBOX_NAME, create=False)
+    assert [m["Subject"] for m in standard] == ["First", "From lines", "Third"]
+
+    async with httpx.AsyncClient(base_url=sink.page_url, timeout=10) as page:
+        assert await _listed_ids(page) == ["2", "1", "0"]
+        index = await page.get("/")
+        assert (
+            index.text.index("Third") < index.text.index("From lines") < index.text.index("First")
+        )
+        details = (await page.get("/api/messages/1")).json()
+        assert (details["id"], details["subject"], details["text"]) == ("1", "From lines", tricky)
+        raw = await page.get("/messages/1/raw")
+        assert "\nFrom now on, orders ship daily.\n>From the desk of Bob\n" in raw.text

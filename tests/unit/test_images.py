@@ -174,7 +174,7 @@ def test_dockerignore_keeps_tests_docs_var_and_local_tooling_out() -> None:
     for path in [
         "tests/unit/test_images.py",
         "docs/production.md",
-        "var/mail/1.eml",
+        "var/mail/messages.mbox",
         ".tools/uv-0.13.9/bin/uv",
         "clients/node_modules/graphiql/package.json",
         "devstack/parts.py",
