@@ -18,6 +18,9 @@ differs: a cursor being read lazily does not pick up a document changed to match
 began (mongomock's would; MongoDB promises neither), and a filter that crashes mongomock on
 some document (IndexError on `a.-1` of an empty list) only does so if that document is a
 candidate.
+
+Documents are copied with devstack.memory_copy's `tree_copy` instead of `copy.deepcopy` (the
+same result for documents, a fraction of the time).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.results import BulkWriteResult
 
+from devstack import memory_copy
 from devstack.memory_index import FieldIndex, lookup_key, wanted_keys
 
 # MongoDB's code of a duplicate key error.
@@ -362,6 +366,7 @@ class IndexedMongoClient(MongoClient):
     """mongomock's MongoClient whose databases are IndexedDatabases over indexed stores."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        memory_copy.install()
         kwargs.setdefault("_store", IndexedServerStore())
         super().__init__(*args, **kwargs)
 
