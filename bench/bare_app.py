@@ -19,7 +19,9 @@ from fastapi import FastAPI, Request, Response
 from graphql_gateway.cache import DETAILS_VIEW, user_key
 from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthenticated
+from shared.gc_tuning import tune_garbage_collector
 from shared.http import NO_OPENTELEMETRY
+from shared.settings import ServiceSettings
 
 
 def create_app(redis_url: str, secret: str, issuer: str) -> FastAPI:
@@ -57,6 +59,8 @@ def main() -> None:
     app = create_app(
         os.environ["REDIS_URL"], os.environ["JWT_SECRET"], os.environ.get("JWT_ISSUER", "fleet")
     )
+    # Paced like the services' processes (shared/serve.py), so the ratio is GraphQL's alone.
+    tune_garbage_collector(ServiceSettings.model_fields["gc_gen0_threshold"].default)
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared import tracing
+from shared.gc_tuning import tune_garbage_collector
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -37,7 +38,9 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT)
     # reads it.
     tracing.configure(settings.service_name)
     try:
-        _serve(create_app(settings), settings)
+        app = create_app(settings)
+        tune_garbage_collector(settings.gc_gen0_threshold)
+        _serve(app, settings)
     finally:
         tracing.shutdown()
 

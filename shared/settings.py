@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     log_routine_per_second: int = Field(default=10, ge=0)
     # A request slower than this is logged as a warning (`slow=true`), never budgeted.
     log_slow_request_ms: int = Field(default=500, gt=0)
+    # The cycle collector's youngest generation runs every this many allocations (Python's
+    # default 700 was a third of the gateway's CPU under load: shared/gc_tuning.py). 0: 700.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
 
     kafka_broker: str = "127.0.0.1:9092"
     # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not.
