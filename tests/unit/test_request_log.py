@@ -96,3 +96,23 @@ async def test_without_a_budget_every_request_is_logged(
         for _ in range(20):
             await client.get("/fast")
     assert len([line for line in request_lines(capsys) if line["path"] == "/fast"]) == 20
+
+
+def requests_counted(route: str, status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "http_requests_total",
+        {"service": "logged_service", "method": "GET", "route": route, "status": status},
+    )
+    return value or 0.0
+
+
+async def test_every_request_is_counted_by_its_route_and_status() -> None:
+    before = {key: requests_counted(*key) for key in (("/fast", "200"), ("/missing", "404"))}
+    async with asgi_client(service_app(), "counted") as client:
+        for _ in range(3):
+            await client.get("/fast")
+        await client.get("/missing")
+    assert requests_counted("/fast", "200") == before["/fast", "200"] + 3
+    assert requests_counted("/missing", "404") == before["/missing", "404"] + 1
