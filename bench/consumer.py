@@ -25,11 +25,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
+from bench.readback import topic_data
 from notification_service.events import CONSUMER_GROUP
 from shared.events import Envelope, NotificationCreated, NotificationRequested
 
@@ -37,9 +37,6 @@ EVENTS = 50_000
 USERS = 1_000
 TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.2
-# The read-back stops when nothing new arrived for this long (end offsets cannot be trusted).
-VERIFY_IDLE_SECONDS = 3.0
-VERIFY_FETCH_MS = 500
 LINGER_MS = 20
 MAX_BATCH_BYTES = 512 * 1024
 SOURCE = "bench"
@@ -100,28 +97,10 @@ def _done(
 async def _announced(bootstrap: str, run: str, deadline: float) -> Counter[str]:
     """notification.created events of this run, counted by notification id."""
     prefix = f"bench-{run}-".encode()
-    seen: Counter[str] = Counter()
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await reader.start()
-    try:
-        partitions = [
-            TopicPartition(NotificationCreated.topic, p)
-            for p in reader.partitions_for_topic(NotificationCreated.topic) or ()
-        ]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        idle_since = time.monotonic()
-        while time.monotonic() - idle_since < VERIFY_IDLE_SECONDS and time.monotonic() < deadline:
-            batches = await reader.getmany(timeout_ms=VERIFY_FETCH_MS)
-            if any(batches.values()):
-                idle_since = time.monotonic()
-            for records in batches.values():
-                for record in records:
-                    if record.key and record.key.startswith(prefix):
-                        seen[orjson.loads(record.value)["data"]["notification_id"]] += 1
-    finally:
-        await reader.stop()
-    return seen
+    created = await topic_data(
+        bootstrap, NotificationCreated.topic, lambda key: key.startswith(prefix), deadline
+    )
+    return Counter(data["notification_id"] for data in created)
 
 
 async def measure_consumer(

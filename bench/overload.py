@@ -13,36 +13,12 @@ import time
 from collections import Counter
 from typing import Any
 
-import httpx
-
 from bench.open_loop import ACCEPTED, ERROR, REFUSED, OrderPlacer, at_fixed_rate, spread
+from bench.readback import stored_order_ids
 
 # A real id of the shipped catalog (orders of unknown ids are refused).
 PRODUCTS = [{"productId": "9"}]
 HTTP_TIMEOUT_SECONDS = 10.0
-# The order service's largest page (ORDERS_PAGE_MAX's default).
-PAGE = 100
-
-
-async def stored_order_ids(order_service_url: str, tokens: list[str]) -> set[str]:
-    """Every order of the customers of `tokens`, read page by page from the order service."""
-    ids: set[str] = set()
-    async with httpx.AsyncClient(base_url=order_service_url, timeout=HTTP_TIMEOUT_SECONDS) as http:
-        for token in tokens:
-            offset = 0
-            while True:
-                answer = await http.get(
-                    "/orders",
-                    params={"limit": PAGE, "offset": offset},
-                    headers={"authorization": f"Bearer {token}"},
-                )
-                answer.raise_for_status()
-                page = answer.json()
-                ids.update(order["id"] for order in page)
-                if len(page) < PAGE:
-                    break
-                offset += PAGE
-    return ids
 
 
 async def measure_overload(

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bench.overload import PAGE, measure_overload
+from bench.overload import measure_overload
+from bench.readback import PAGE
 from tests.fixtures.apps import served
 
 ADMITTED = PAGE + 50  # more than one page of orders to read back
