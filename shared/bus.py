@@ -290,7 +290,13 @@ class EventConsumer:
 
     async def _until_delivered(self, step: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run a handling step; only a broker outage while dead-lettering repeats it (the
-        handler's own failures are caught in `_handle`)."""
+        handler's own failures are caught in `_handle`). The first try is a plain call: the
+        retrying machinery's objects refer to each other, so one per event left the garbage
+        collector a dozen objects a message to find (most of the gateway's garbage)."""
+        try:
+            return await step(*args)
+        except (KafkaError, OSError):
+            pass  # the broker is away: the retries below wait for it
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((KafkaError, OSError)),
             wait=wait_exponential(multiplier=0.5, max=_MAX_RETRY_WAIT_SECONDS),
