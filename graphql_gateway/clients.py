@@ -41,6 +41,7 @@ log = get_logger(__name__)
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _SERVER_ERROR = 500
 _CLIENT_ERROR = 400
+_READ = httpx.ByteStream(b"")
 
 
 def unavailable(label: str) -> ServiceUnavailable:
@@ -118,7 +119,7 @@ class ServiceClient:
             headers[FORWARDED_FOR_HEADER] = address
         content = orjson.dumps(body) if body is not None else None
         try:
-            return await self._http.request(
+            response = await self._http.request(
                 method, path, content=content, params=params, headers=headers
             )
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
@@ -129,6 +130,11 @@ class ServiceClient:
                 error=type(exc).__name__,
             )
             raise unavailable(self.label) from None
+        # The body is read and the response closed: its stream, which refers back to the
+        # response (a cycle only the garbage collector frees, holding aiohttp's response and
+        # headers), is no longer needed.
+        response.stream = _READ
+        return response
 
     async def call(
         self,

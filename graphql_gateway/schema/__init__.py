@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext
 
 from graphql_gateway.answers import MarkCacheableAnswers
 from graphql_gateway.schema.errors import ContractErrors, log_errors
+from graphql_gateway.schema.execution import AcyclicExecutionContext
 from graphql_gateway.schema.mutations import Mutation
 from graphql_gateway.schema.queries import Query
 from graphql_gateway.schema.subscriptions import Subscription, SubscriptionsOverWebSocketOnly
@@ -42,6 +43,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=False),
+        execution_context_class=AcyclicExecutionContext,
         extensions=[
             *limits,
             partial(ParserCache, maxsize=document_cache_size),

@@ -5,6 +5,7 @@ that is down, fails or does not answer in time."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -114,3 +115,24 @@ async def test_a_service_that_is_down_is_unavailable() -> None:
             await client.call("GET", "/anything")
     finally:
         await client.aclose()
+
+
+async def test_an_answered_call_leaves_nothing_to_the_garbage_collector(
+    service: tuple[ServiceClient, asyncio.Event],
+) -> None:
+    client, _ = service
+    await client.call("POST", "/echo", body={})  # the pooled connection exists from here on
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(20):
+            await client.call("POST", "/echo", body={})
+        gc.collect()
+        # The served app runs in this process too: only the client's own objects count.
+        left = [o for o in gc.garbage if type(o).__module__.split(".")[0] in {"httpx", "aiohttp"}]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
