@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -27,6 +29,23 @@ def settings_for(broker: str) -> ServiceSettings:
         kafka_startup_timeout_seconds=1,
         kafka_publish_timeout_seconds=2,
     )
+
+
+@pytest.fixture
+async def publisher_and_users(kafka_broker: str) -> AsyncIterator[tuple[EventPublisher, Any]]:
+    """A started publisher (stopped after the test) and a fresh `users` collection."""
+    publisher = EventPublisher(settings_for(kafka_broker))
+    await publisher.start()
+    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
+    try:
+        yield publisher, store.db["users"]
+    finally:
+        await publisher.stop()
+
+
+def preferences_entry(publisher: EventPublisher, user_id: str) -> dict[str, Any]:
+    """An outbox entry announcing a preferences change of the user."""
+    return outbox_entry(publisher, UserPreferencesUpdated(user_id=user_id, preferences=[]))
 
 
 async def test_relay_publishes_pending_events_and_clears_them(kafka_broker: str) -> None:
@@ -102,16 +121,12 @@ async def test_a_failed_flush_is_retried_by_the_relay_between_sweeps(kafka_broke
 
 
 async def test_a_page_of_entries_not_due_does_not_hide_the_ones_behind_it(
-    kafka_broker: str,
+    publisher_and_users: tuple[EventPublisher, Any],
 ) -> None:
-    publisher = EventPublisher(settings_for(kafka_broker))
-    await publisher.start()
-    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
-    users = store.db["users"]
+    publisher, users = publisher_and_users
 
-    def entry_for(user_id: str) -> dict[str, object]:
-        event = UserPreferencesUpdated(user_id=user_id, preferences=["promotions"])
-        return outbox_entry(publisher, event)
+    def entry_for(user_id: str) -> dict[str, Any]:
+        return preferences_entry(publisher, user_id)
 
     # More than a page of entries a writer is still flushing (young), sorted first...
     await users.insert_many(
@@ -121,11 +136,8 @@ async def test_a_page_of_entries_not_due_does_not_hide_the_ones_behind_it(
     left_behind = {**entry_for("z-left-behind"), "queued_at": 0.0}
     await users.insert_one({"_id": "z-left-behind", OUTBOX_FIELD: [left_behind]})
     relay = OutboxRelay(publisher, [users], interval_seconds=60, flush_timeout_seconds=60)
-    try:
-        await relay.ensure_indexes()
-        assert await relay.relay_once() == 1
-    finally:
-        await publisher.stop()
+    await relay.ensure_indexes()
+    assert await relay.relay_once() == 1
     assert (await users.find_one({"_id": "z-left-behind"}))[OUTBOX_FIELD] == []
     assert len((await users.find_one({"_id": "a0000"}))[OUTBOX_FIELD]) == 1
 
@@ -202,21 +214,14 @@ async def test_entries_in_hand_are_published_as_made_without_parsing_them_back(
 
 
 async def test_a_flush_pulls_only_the_entries_it_published_from_each_document(
-    kafka_broker: str,
+    publisher_and_users: tuple[EventPublisher, Any],
 ) -> None:
-    publisher = EventPublisher(settings_for(kafka_broker))
-    await publisher.start()
-    store = MongoStore(TEST_MONGO_URI, f"outbox-{uuid.uuid4().hex}")
-    users = store.db["users"]
+    publisher, users = publisher_and_users
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
-
-    def entry_for(user_id: str) -> dict[str, object]:
-        return outbox_entry(publisher, UserPreferencesUpdated(user_id=user_id, preferences=[]))
-
     published_first, held_back, published_second = (
-        entry_for(first),
-        entry_for(first),
-        entry_for(second),
+        preferences_entry(publisher, first),
+        preferences_entry(publisher, first),
+        preferences_entry(publisher, second),
     )
     await users.insert_many(
         [
@@ -225,10 +230,7 @@ async def test_a_flush_pulls_only_the_entries_it_published_from_each_document(
         ]
     )
     relay = OutboxRelay(publisher, [users], interval_seconds=60)
-    try:
-        await relay.flush_entries(users, {first: [published_first], second: [published_second]})
-    finally:
-        await publisher.stop()
+    await relay.flush_entries(users, {first: [published_first], second: [published_second]})
 
     assert (await users.find_one({"_id": first}))[OUTBOX_FIELD] == [held_back]
     assert (await users.find_one({"_id": second}))[OUTBOX_FIELD] == []
