@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
@@ -318,10 +318,14 @@ class GatewayCache:
     async def forget_user(self, user_id: str) -> None:
         """Drop everything cached for a user. Tried even while reads skip Redis, so an entry is
         not left stale."""
-        if not self.enabled:
+        await self.forget_users((user_id,))
+
+    async def forget_users(self, user_ids: Collection[str]) -> None:
+        """Drop everything cached for these users, in one round trip."""
+        if not self.enabled or not user_ids:
             return
         try:
-            await self._client.delete(user_key(user_id))
+            await self._client.delete(*(user_key(user_id) for user_id in user_ids))
         except (redis.RedisError, OSError) as exc:
             self._failed("delete", exc)
 

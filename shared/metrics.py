@@ -67,6 +67,15 @@ MAIL_DELIVERIES = Counter(
     ["service", "outcome"],
 )
 
+# The cycle collector's pauses (shared/gc_tuning.py): every collection stops the process for
+# its whole duration, so a long one shows as a latency spike on every request in flight.
+GC_PAUSE = Histogram(
+    "python_gc_pause_seconds",
+    "Time the process stood still in one garbage collection, by generation (0 youngest).",
+    ["service", "generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
 # Readiness, as the last GET /ready found it (probes call it: compose healthchecks, k8s).
 SERVICE_READY = Gauge(
     "service_ready", "1 when the last readiness check passed, 0 when it failed.", ["service"]

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared import tracing
-from shared.gc_tuning import tune_garbage_collector
+from shared.gc_tuning import record_gc_pauses, tune_garbage_collector
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -40,6 +40,7 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT)
     try:
         app = create_app(settings)
         tune_garbage_collector(settings.gc_gen0_threshold)
+        record_gc_pauses(settings.service_name)
         _serve(app, settings)
     finally:
         tracing.shutdown()

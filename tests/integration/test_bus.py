@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+from aiokafka import AIOKafkaConsumer
+
 from shared.events import Envelope, NotificationCreated
 from shared.logging import correlation_scope, current_correlation_id
 from shared.publisher import CORRELATION_HEADER, EventPublisher
@@ -44,6 +47,53 @@ async def test_handled_events_are_committed_and_not_redelivered(
     finally:
         await consumer.stop()
     assert seen == [first.notification_id, second.notification_id]
+
+
+async def test_a_fetch_is_committed_once_after_all_its_events_are_handled(
+    kafka_broker: str, publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A commit per event was a broker round trip per event; one per fetch covers them all.
+    user = f"user-{uuid.uuid4().hex}"
+    group = f"group-{uuid.uuid4().hex}"
+    handled: list[str] = []
+    commits: list[dict[Any, int]] = []
+    commit = AIOKafkaConsumer.commit
+
+    async def counted_commit(self: AIOKafkaConsumer, offsets: Any = None) -> None:
+        commits.append(dict(offsets or {}))
+        await commit(self, offsets)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", counted_commit)
+
+    async def handler(envelope: Envelope, event: NotificationCreated) -> None:
+        handled.append(event.notification_id)
+
+    events = [created(user) for _ in range(20)]
+    for event in events:  # one key: one partition, all there before the consumer starts
+        await publisher.publish(event)
+    consumer = await started_consumer(kafka_broker, publisher, handler, group)
+    try:
+        await eventually(
+            lambda: {e.notification_id for e in events} <= set(handled), what="all events"
+        )
+    finally:
+        await consumer.stop()
+    assert 0 < len(commits) < len(handled)
+
+    # What was committed covers every handled event: a restart in the group gets only news.
+    late = created(user)
+    await publisher.publish(late)
+    again: list[str] = []
+
+    async def second_handler(envelope: Envelope, event: NotificationCreated) -> None:
+        again.append(event.notification_id)
+
+    consumer = await started_consumer(kafka_broker, publisher, second_handler, group)
+    try:
+        await eventually(lambda: late.notification_id in again, what="the late event")
+    finally:
+        await consumer.stop()
+    assert again == [late.notification_id]
 
 
 async def test_correlation_id_travels_with_the_event(

@@ -16,6 +16,7 @@ from graphql_gateway.cache import DETAILS_VIEW, GatewayCache, user_key
 from graphql_gateway.events import broadcast_handlers
 from graphql_gateway.schema.types import Notification, Order, OrderStatus
 from graphql_gateway.subscriptions import Channel, SubscriptionHub
+from shared.bus import Batched
 from shared.events import (
     Envelope,
     NotificationCreated,
@@ -164,6 +165,33 @@ async def test_each_event_forgets_the_users_cache_and_only_theirs(
     await handle(cache, SubscriptionHub(max_queued=2), event)
     assert await server.exists(user_key("alice")) == (0 if forgets else 1)
     assert await server.exists(user_key("bob")) == 1
+
+
+async def test_a_fetch_of_events_drops_its_users_entries_in_one_round_trip() -> None:
+    cache, server = await filled_cache("alice")
+    await cache.read_through("carol", DETAILS_VIEW, _empty_answer)
+    commands: list[tuple[Any, ...]] = []
+    execute = server.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        commands.append(args)
+        return await execute(*args, **options)
+
+    server.execute_command = counted  # type: ignore[method-assign]
+    events = [
+        UserPurchaseHistoryUpdated(user_id=user, order_id=f"o-{n}", order_status="Placed")
+        for n, user in enumerate(["alice", "carol", "alice"])
+    ]
+    handler = broadcast_handlers(cache, SubscriptionHub(max_queued=2))[events[0].topic]
+    assert isinstance(handler, Batched)
+    await handler.handle([(envelope_of(event), event) for event in events])
+    assert [command[0] for command in commands] == ["DEL"]
+    assert await server.exists(user_key("alice"), user_key("carol")) == 0
+    assert await server.exists(user_key("bob")) == 1
+
+
+async def _empty_answer() -> bytes:
+    return b"{}"
 
 
 async def test_order_and_notification_events_feed_the_users_subscriptions() -> None:

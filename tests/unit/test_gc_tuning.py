@@ -3,13 +3,15 @@ GC_GEN0_THRESHOLD says (checked in a fresh interpreter: the test process keeps i
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 
 import pytest
+from prometheus_client import REGISTRY
 
-from shared.gc_tuning import OLDER_GENERATION_PASSES
+from shared.gc_tuning import OLDER_GENERATION_PASSES, record_gc_pauses
 from shared.settings import ServiceSettings
 
 PROBE = """
@@ -63,6 +65,28 @@ def test_every_service_process_tunes_it_after_building_its_app(
 
     monkeypatch.setattr(serve, "configure_logging", lambda *args, **kwargs: None)
     monkeypatch.setattr(serve, "tune_garbage_collector", steps.append)
+    monkeypatch.setattr(serve, "record_gc_pauses", lambda service: steps.append(f"{service} gc"))
     monkeypatch.setattr(serve, "_serve", lambda served, _: steps.append("served"))
-    serve.run_service(create_app, ServiceSettings.model_construct(gc_gen0_threshold=1234))
-    assert steps == ["app built", 1234, "served"]
+    serve.run_service(
+        create_app,
+        ServiceSettings.model_construct(gc_gen0_threshold=1234, service_name="svc"),
+    )
+    assert steps == ["app built", 1234, "svc gc", "served"]
+
+
+def test_every_collection_is_observed_as_a_pause_of_its_generation() -> None:
+    def count(generation: int) -> float:
+        labels = {"service": "gc-probe", "generation": str(generation)}
+        return REGISTRY.get_sample_value("python_gc_pause_seconds_count", labels) or 0.0
+
+    callbacks = list(gc.callbacks)
+    gc.disable()  # only the collections asked for below
+    try:
+        record_gc_pauses("gc-probe")
+        gc.collect(0)
+        gc.collect(2)
+        gc.collect(2)
+    finally:
+        gc.callbacks[:] = callbacks
+        gc.enable()
+    assert (count(0), count(1), count(2)) == (1.0, 0.0, 2.0)
