@@ -21,6 +21,7 @@ from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthenticated
 from shared.gc_tuning import tune_garbage_collector
 from shared.http import NO_OPENTELEMETRY
+from shared.serve import server_config
 from shared.settings import ServiceSettings
 
 
@@ -61,15 +62,9 @@ def main() -> None:
     )
     # Paced like the services' processes (shared/serve.py), so the ratio is GraphQL's alone.
     tune_garbage_collector(ServiceSettings.model_fields["gc_gen0_threshold"].default)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
+    # Served as the services are (shared/serve.py), so the ratio is GraphQL's alone.
+    config = server_config(app, ServiceSettings.model_construct(host="127.0.0.1", port=args.port))
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":
