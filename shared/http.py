@@ -36,8 +36,15 @@ from shared.errors import (
     InternalError,
     ServiceUnavailable,
 )
+from shared.latency_limit import LatencyLimit
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_scope, get_logger
-from shared.metrics import HTTP_LATENCY, HTTP_REFUSED, HTTP_REQUESTS, SERVICE_READY
+from shared.metrics import (
+    ADMISSION_LIMIT,
+    HTTP_LATENCY,
+    HTTP_REFUSED,
+    HTTP_REQUESTS,
+    SERVICE_READY,
+)
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -77,6 +84,8 @@ class AdmissionLimit:
     Without it a process past its capacity takes every request and answers them all late
     (issue 16: tens of seconds on a slow machine); with it the excess is refused while the
     rest keep their latency.
+    With a `latency_limit` (TARGET_REQUEST_SECONDS, shared/latency_limit.py) the limit below
+    `max_in_flight` follows how long requests take: past it a request is refused at once.
     `/health`, `/ready` and `/metrics` always pass: a busy process is not a dead one.
 
     uvicorn's `limit_concurrency` counts open connections (idle keep-alive ones too), answers
@@ -90,10 +99,15 @@ class AdmissionLimit:
         max_in_flight: int,
         max_waiting: int,
         max_wait_seconds: float,
+        latency_limit: LatencyLimit | None = None,
         answer: OverloadAnswer = overloaded_answer,
     ) -> None:
         self.app = app
         self.service = service
+        self.latency_limit = latency_limit
+        self._limit_gauge = ADMISSION_LIMIT.labels(service)
+        self._limit_gauge.set(max_in_flight)
+        self._in_flight = 0
         self.max_waiting = max_waiting
         self.max_wait_seconds = max_wait_seconds
         self.answer = answer
@@ -111,16 +125,35 @@ class AdmissionLimit:
         if scope["type"] != "http" or scope["path"] in _QUIET_PATHS:
             await self.app(scope, receive, send)
             return
-        if not await self._admitted():
-            HTTP_REFUSED.labels(self.service).inc()
-            response = self.answer(scope, ServiceUnavailable(OVERLOADED_MESSAGE))
-            response.headers["retry-after"] = RETRY_AFTER_SECONDS
-            await response(scope, receive, send)
+        limit = self.latency_limit
+        if limit is None:
+            if not await self._admitted():
+                await self._refuse(scope, receive, send)
+                return
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._slots.release()
             return
+        if not limit.admits(self._in_flight) or not await self._admitted():
+            await self._refuse(scope, receive, send)
+            return
+        epoch = limit.epoch
+        self._in_flight += 1
+        started = time.perf_counter()
         try:
             await self.app(scope, receive, send)
         finally:
             self._slots.release()
+            limit.observe(time.perf_counter() - started, epoch, self._in_flight)
+            self._in_flight -= 1
+            self._limit_gauge.set(int(limit.limit))
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        HTTP_REFUSED.labels(self.service).inc()
+        response = self.answer(scope, ServiceUnavailable(OVERLOADED_MESSAGE))
+        response.headers["retry-after"] = RETRY_AFTER_SECONDS
+        await response(scope, receive, send)
 
     async def _admitted(self) -> bool:
         if not self._slots.locked():
@@ -137,6 +170,19 @@ class AdmissionLimit:
         finally:
             self._waiting -= 1
         return True
+
+
+def latency_limit_of(settings: ServiceSettings) -> LatencyLimit | None:
+    """The adaptive limit TARGET_REQUEST_SECONDS asks for (0: none, MAX_CONCURRENT_REQUESTS is
+    fixed), between MIN_CONCURRENT_REQUESTS and MAX_CONCURRENT_REQUESTS."""
+    if settings.target_request_seconds <= 0:
+        return None
+    ceiling = settings.max_concurrent_requests
+    return LatencyLimit(
+        ceiling=ceiling,
+        floor=min(settings.min_concurrent_requests, ceiling),
+        target_seconds=settings.target_request_seconds,
+    )
 
 
 class RequestContextMiddleware:
@@ -305,6 +351,7 @@ def install_common(
         max_in_flight=settings.max_concurrent_requests,
         max_waiting=settings.max_queued_requests,
         max_wait_seconds=settings.max_queue_wait_seconds,
+        latency_limit=latency_limit_of(settings),
         answer=overload_answer,
     )
     app.add_exception_handler(AppError, _app_error)

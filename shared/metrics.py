@@ -16,6 +16,12 @@ HTTP_REFUSED = Counter(
     "progress (and the queue was full or its wait ran out).",
     ["service"],
 )
+ADMISSION_LIMIT = Gauge(
+    "http_admission_limit",
+    "Requests the process takes in at once now: MAX_CONCURRENT_REQUESTS, or below it while "
+    "requests take longer than TARGET_REQUEST_SECONDS.",
+    ["service"],
+)
 MESSAGES_PRODUCED = Counter(
     "kafka_messages_produced_total", "Messages published.", ["service", "topic"]
 )

@@ -88,10 +88,16 @@ class ServiceSettings(BaseSettings):
     # once. Sized for one process on one core: enough to keep it busy (the bench holds 50
     # connections), few enough that a saturated process still answers what it took inside a
     # second (it works through its requests in progress at its own rate: 64 at 77 placeOrder
-    # a second, the slowest measured, is 0.8 s).
+    # a second is 0.8 s; at 65 a second, on a slower machine, 1 s, hence the gateway's
+    # TARGET_REQUEST_SECONDS below).
     max_concurrent_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=64, ge=0)
     max_queue_wait_seconds: float = Field(default=0.1, ge=0)
+    # While the requests taken in take longer than this on average, fewer are taken in at once
+    # (down to MIN_CONCURRENT_REQUESTS; shared/latency_limit.py), more again while they don't:
+    # the limit that keeps answers in time on a slow machine and a fast one. 0: fixed.
+    target_request_seconds: float = Field(default=0, ge=0)
+    min_concurrent_requests: int = Field(default=16, ge=1)
 
     mongo_uri: str = "memory://"
     mongo_database: str = ""

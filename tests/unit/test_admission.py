@@ -13,10 +13,12 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from graphql_gateway.main import create_app as create_gateway
 from graphql_gateway.settings import GatewaySettings
-from shared.http import AdmissionLimit, install_common
+from shared.http import AdmissionLimit, install_common, latency_limit_of
+from shared.latency_limit import MIN_WINDOW_SAMPLES
 from shared.settings import ServiceSettings
 from tests.fixtures.apps import asgi_client
 from tests.fixtures.parts import TEST_JWT_SECRET, eventually
@@ -190,3 +192,78 @@ async def test_the_gateway_refuses_graphql_in_graphql_form() -> None:
 
         held.release.set()
         assert (await taken).status_code == httpx.codes.OK
+
+
+class HeldAtLeast(Held):
+    """Held until released, and at least `seconds` (a floor on each request's time, never a
+    bound the test waits against)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def __call__(self) -> dict[str, str]:
+        self.entered += 1
+        await asyncio.gather(self.release.wait(), asyncio.sleep(self.seconds))
+        return {"status": "done"}
+
+
+def limit_gauge(service: str) -> float | None:
+    return REGISTRY.get_sample_value("http_admission_limit", {"service": service})
+
+
+async def test_requests_slower_than_the_target_shrink_the_limit_and_the_excess_is_refused() -> None:
+    # Each request takes at least 20 ms against a 2 ms target: the first window of answers
+    # (MIN_WINDOW_SAMPLES) halves the limit, however fast the machine.
+    settings = ServiceSettings(
+        _env_file=None,
+        service_name="adaptive_service",
+        jwt_secret=TEST_JWT_SECRET,
+        max_concurrent_requests=MIN_WINDOW_SAMPLES * 2,
+        min_concurrent_requests=2,
+        max_queued_requests=0,
+        target_request_seconds=0.002,
+    )
+    app = FastAPI()
+    install_common(app, settings, {"always": lambda: True})
+    held = HeldAtLeast(0.02)
+    app.add_api_route(HELD_PATH, held, methods=["GET"])
+    async with asgi_client(app, "adaptive") as client:
+        held.release.set()
+        answers = await guarded(
+            asyncio.gather(*(client.get(HELD_PATH) for _ in range(MIN_WINDOW_SAMPLES)))
+        )
+        assert {answer.status_code for answer in answers} == {httpx.codes.OK}
+        limit = admission_of(app).latency_limit
+        assert limit is not None
+        assert int(limit.limit) == MIN_WINDOW_SAMPLES
+        assert limit_gauge("adaptive_service") == MIN_WINDOW_SAMPLES
+
+        # Below MAX_CONCURRENT_REQUESTS, past the adapted limit: refused at once.
+        held.release.clear()
+        taken = [asyncio.create_task(client.get(HELD_PATH)) for _ in range(MIN_WINDOW_SAMPLES)]
+        await held.until_entered(2 * MIN_WINDOW_SAMPLES)
+        assert_refused_for_overload(await guarded(client.get(HELD_PATH)))
+        held.release.set()
+        assert {answer.status_code for answer in await guarded(asyncio.gather(*taken))} == {
+            httpx.codes.OK
+        }
+
+
+def test_the_gateway_adapts_its_limit_and_the_services_keep_theirs_fixed() -> None:
+    gateway = latency_limit_of(GatewaySettings(_env_file=None, jwt_secret=TEST_JWT_SECRET))
+    assert gateway is not None
+    assert (gateway.target_seconds, gateway.floor, gateway.ceiling) == (0.5, 16, 64)
+    service = ServiceSettings(_env_file=None, jwt_secret=TEST_JWT_SECRET)
+    assert latency_limit_of(service) is None
+    # A floor above the ceiling is the ceiling: the limit is then fixed.
+    narrow = latency_limit_of(
+        ServiceSettings(
+            _env_file=None,
+            jwt_secret=TEST_JWT_SECRET,
+            max_concurrent_requests=4,
+            target_request_seconds=1,
+        )
+    )
+    assert narrow is not None
+    assert (narrow.floor, narrow.ceiling) == (4, 4)
