@@ -189,14 +189,22 @@ def wait_port(port: int, timeout: float) -> None:
 
 
 def wrk(
-    url: str, body: dict[str, Any] | None, token: str, duration: int, method: str = "POST"
+    url: str,
+    body: dict[str, Any] | None,
+    token: str,
+    duration: int,
+    method: str = "POST",
+    *,
+    honour_retry_after: bool = False,
 ) -> dict[str, Any]:
-    """One wrk run on the load core; the numbers its Lua `done` prints."""
+    """One wrk run on the load core; the numbers its Lua `done` prints. `honour_retry_after`:
+    a refused request's connection waits its Retry-After before the next one (bench/post.lua)."""
     env = {
         **os.environ,
         "BENCH_BODY": json.dumps(body) if body else "",
         "BENCH_TOKEN": token,
         "BENCH_METHOD": method,
+        "BENCH_RETRY_AFTER": "1" if honour_retry_after else "",
     }
     command = [
         "taskset", "-c", LOAD_CORE,
@@ -236,14 +244,24 @@ def measure(
 
 
 def measure_with_fleet_cpu(
-    name: str, url: str, body: dict[str, Any], token: str, state: dict[str, Any]
+    name: str,
+    url: str,
+    body: dict[str, Any],
+    token: str,
+    state: dict[str, Any],
+    *,
+    honour_retry_after: bool = False,
 ) -> dict[str, Any]:
     """`measure`, with the CPU the whole fleet (services and embedded parts) spent per request
     of the measured run: `fleet_cpu_ms_per_request`, and by process."""
     pids = dict(state["pids"])
-    warmup = wrk(url, body, token, WARMUP_SECONDS) if WARMUP_SECONDS else {"answered_ok": 0}
+    warmup = (
+        wrk(url, body, token, WARMUP_SECONDS, honour_retry_after=honour_retry_after)
+        if WARMUP_SECONDS
+        else {"answered_ok": 0}
+    )
     before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
-    result = wrk(url, body, token, DURATION_SECONDS)
+    result = wrk(url, body, token, DURATION_SECONDS, honour_retry_after=honour_retry_after)
     spent = {name: tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     # Per request answered without error (per order placed): refusals cost little, do nothing.
     requests = max(result["answered_ok"], 1)
@@ -725,6 +743,7 @@ def run() -> dict[str, Any]:
                 measure_with_fleet_cpu(
                     f"gateway placeOrder ({n + 1}/{PLACE_ORDER_SAMPLES})", url,
                     {"query": PLACE, "variables": {"products": PRODUCTS}}, buyer_token, state,
+                    honour_retry_after=True,
                 )
                 for n in range(PLACE_ORDER_SAMPLES)
             ]  # fmt: skip
