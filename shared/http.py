@@ -126,28 +126,20 @@ class AdmissionLimit:
             await self.app(scope, receive, send)
             return
         limit = self.latency_limit
-        if limit is None:
-            if not await self._admitted():
-                await self._refuse(scope, receive, send)
-                return
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                self._slots.release()
-            return
-        if not limit.admits(self._in_flight) or not await self._admitted():
+        if (limit is not None and not limit.admits(self._in_flight)) or not await self._admitted():
             await self._refuse(scope, receive, send)
             return
-        epoch = limit.epoch
+        epoch = limit.epoch if limit is not None else 0
         self._in_flight += 1
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send)
         finally:
             self._slots.release()
-            limit.observe(time.perf_counter() - started, epoch, self._in_flight)
+            if limit is not None:
+                limit.observe(time.perf_counter() - started, epoch, self._in_flight)
+                self._limit_gauge.set(int(limit.limit))
             self._in_flight -= 1
-            self._limit_gauge.set(int(limit.limit))
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         HTTP_REFUSED.labels(self.service).inc()

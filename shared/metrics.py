@@ -13,7 +13,8 @@ HTTP_LATENCY = Histogram(
 HTTP_REFUSED = Counter(
     "http_requests_refused_total",
     "Requests answered 503 SERVICE_UNAVAILABLE at once because MAX_CONCURRENT_REQUESTS were in "
-    "progress (and the queue was full or its wait ran out).",
+    "progress (and the queue was full or its wait ran out), or as many as the adapted limit "
+    "(http_admission_limit, TARGET_REQUEST_SECONDS).",
     ["service"],
 )
 ADMISSION_LIMIT = Gauge(
