@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from shared import tracing
 from shared.gc_tuning import record_gc_pauses, tune_garbage_collector
+from shared.http_protocol import CoalescingHttpToolsProtocol
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -63,7 +64,8 @@ def server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         # seconds, unseen by the admission limit, and were answered (or refused) 8-9 s late.
         # asyncio's loop accepts every waiting connection at once (up to the backlog).
         loop="asyncio",
-        http="httptools",
+        # httptools, each response sent in one write (shared/http_protocol.py).
+        http=CoalescingHttpToolsProtocol,
         log_config=None,
         access_log=False,
         # Whose X-Forwarded-For to believe is each app's own decision (the user service's

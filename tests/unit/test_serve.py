@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from shared.http_protocol import CoalescingHttpToolsProtocol
 from shared.serve import server_config
 from shared.settings import ServiceSettings
 
@@ -114,6 +115,7 @@ def test_connections_waiting_while_the_loop_was_held_are_taken_in_together(
 
 def test_every_service_is_served_on_asyncios_loop_with_httptools() -> None:
     config = server_config(FastAPI(), ServiceSettings.model_construct())
-    assert (config.loop, config.http) == ("asyncio", "httptools")
+    assert config.loop == "asyncio"
+    assert config.http is CoalescingHttpToolsProtocol
     assert not config.proxy_headers
     assert not config.access_log
