@@ -8,6 +8,7 @@ Run: REDIS_URL=... JWT_SECRET=... [JWT_ISSUER=fleet] python -m bench.bare_app --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,7 +65,9 @@ def main() -> None:
     tune_garbage_collector(ServiceSettings.model_fields["gc_gen0_threshold"].default)
     # Served as the services are (shared/serve.py), so the ratio is GraphQL's alone.
     config = server_config(app, ServiceSettings.model_construct(host="127.0.0.1", port=args.port))
-    uvicorn.Server(config).run()
+    # The bench stops it with SIGINT, which uvicorn raises again once it has shut down.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

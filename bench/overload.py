@@ -57,11 +57,13 @@ async def measure_overload(
 
     total = int(rate * seconds)
     t0 = time.monotonic()
+    driver_cpu_before = time.process_time()
     try:
         sent = await at_fixed_rate(rate, total, place)
     finally:
         placer.close()
     answered_seconds = time.monotonic() - t0
+    driver_cpu_seconds = time.process_time() - driver_cpu_before
     stored = await stored_order_ids(order_service_url, tokens)
     accepted = set(accepted_ids)
     return {
@@ -75,6 +77,9 @@ async def measure_overload(
         "errors": outcomes[ERROR],
         "error_kinds": dict(error_kinds),
         "accepted_per_s": round(outcomes[ACCEPTED] / answered_seconds, 1),
+        # The driver shares the machine with the fleet: what it takes, the fleet does not get.
+        "driver_cpu_percent": round(driver_cpu_seconds * 100 / answered_seconds, 1),
+        "answered_seconds": round(answered_seconds, 2),
         "accepted_latency": spread(accepted_ms),
         "refused_latency": spread(refused_ms),
         # Accepted but not stored: lost. Stored but not accepted: an answer the client did not

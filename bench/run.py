@@ -539,10 +539,14 @@ def pauses_during(
     }
 
 
-def measure_overload_phase(url: str, order_service_url: str, held_rps: float) -> dict[str, Any]:
+def measure_overload_phase(
+    url: str, order_service_url: str, held_rps: float, state: dict[str, Any]
+) -> dict[str, Any]:
     """(h) placeOrder offered at OVERLOAD_FACTOR times `held_rps` (what the placeOrder phase
-    held) by customers of their own, the driver on the load core as wrk is."""
+    held) by customers of their own, the driver on the load core as wrk is; with the CPU the
+    driver and the fleet used meanwhile (in % of one core)."""
     tokens = customers(url, E2E_USERS)
+    fleet_cpu_before = sum(tree_cpu_seconds(pid) for pid in state["pids"].values())
     rate = OVERLOAD_FACTOR * held_rps
     log(f"overload: placeOrder at {rate:.0f}/s ({OVERLOAD_FACTOR:g}x {held_rps}/s)")
     cores = os.sched_getaffinity(0)
@@ -553,6 +557,9 @@ def measure_overload_phase(url: str, order_service_url: str, held_rps: float) ->
         )
     finally:
         os.sched_setaffinity(0, cores)
+    # The read-back after the phase is a few requests: the phase's own CPU, near enough.
+    fleet_cpu = sum(tree_cpu_seconds(pid) for pid in state["pids"].values()) - fleet_cpu_before
+    overload["fleet_cpu_percent"] = round(fleet_cpu * 100 / overload["answered_seconds"], 1)
     log(f"overload: {overload}")
     return overload
 
@@ -760,7 +767,7 @@ def run() -> dict[str, Any]:
             if OVERLOAD_SECONDS > 0:
                 pauses_before = gc_pauses(state)
                 results["overload"] = measure_overload_phase(
-                    url, state["services"][ORDER.name], gw["placeOrder"]["ok_rps"]
+                    url, state["services"][ORDER.name], gw["placeOrder"]["ok_rps"], state
                 )
                 results["overload"]["gc_pauses"] = pauses_during(pauses_before, gc_pauses(state))
             cached, base = gw["cached_getUserDetails"], results["bare_jwt_redis"]
@@ -885,6 +892,10 @@ def table(results: dict[str, Any]) -> str:
             f"SERVICE_UNAVAILABLE (p99 {overload['refused_latency'].get('p99_ms')} ms), "
             f"{overload['errors']} errors {overload['error_kinds'] or ''}; accepted not stored: "
             f"{overload['accepted_not_stored']} (target 0)"
+        )
+        lines.append(
+            f"  CPU meanwhile: the driver {overload['driver_cpu_percent']}% of the load core, the "
+            f"fleet {overload['fleet_cpu_percent']}% of one core (of {os.cpu_count()})"
         )
         pauses = overload.get("gc_pauses", {})
         lines.append(

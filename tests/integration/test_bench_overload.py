@@ -60,3 +60,4 @@ async def test_the_phase_tallies_answers_and_finds_an_accepted_order_not_stored(
     assert result["accepted_not_stored"] == LOST
     assert result["stored_not_accepted"] == 0
     assert set(result["accepted_latency"]) == {"p50_ms", "p99_ms", "max_ms"}
+    assert result["driver_cpu_percent"] > 0  # the driver's own share of the machine
