@@ -22,6 +22,7 @@ from aiosmtpd.controller import Controller
 from devstack.mail_page import mail_page_app
 from devstack.mbox import MboxWriter
 from devstack.parts import LOOPBACK
+from shared.http_server import FleetServer
 
 
 class MboxHandler:
@@ -69,8 +70,9 @@ def main() -> None:
         controller.stop()
 
 
-class _ServerWithoutSignals(uvicorn.Server):
-    """uvicorn whose stop is ours: it would take SIGTERM over and raise it again when done."""
+class _ServerWithoutSignals(FleetServer):
+    """The services' uvicorn server (waking once a second while idle) whose stop is ours: it
+    would take SIGTERM over and raise it again when done."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from shared import tracing
 from shared.gc_tuning import record_gc_pauses, tune_garbage_collector
 from shared.http_protocol import CoalescingHttpToolsProtocol
+from shared.http_server import FleetServer
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -49,7 +50,7 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT)
 
 
 def _serve(app: FastAPI, settings: ServiceSettings) -> None:
-    uvicorn.Server(server_config(app, settings)).run()
+    FleetServer(server_config(app, settings)).run()
 
 
 def server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:

@@ -1,10 +1,13 @@
 """How every service is served (shared/serve.py): connections that arrived while the process was
 busy are all taken in at its next turn, not one a turn (uvloop's libuv since 1.45), which under
-load left them queued, uncounted, in the kernel for seconds (issue 16, overload)."""
+load left them queued, uncounted, in the kernel for seconds (issue 16, overload); and an idle
+server wakes once a second, not ten times, yet stops at once when asked (shared/http_server.py,
+issue 16 item 7)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.http_protocol import CoalescingHttpToolsProtocol
+from shared.http_server import FleetServer
 from shared.serve import server_config
 from shared.settings import ServiceSettings
 
@@ -119,3 +123,60 @@ def test_every_service_is_served_on_asyncios_loop_with_httptools() -> None:
     assert config.http is CoalescingHttpToolsProtocol
     assert not config.proxy_headers
     assert not config.access_log
+
+
+class TickCountingServer(FleetServer):
+    """FleetServer recording the counter of each of its ticks."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ticks: list[int] = []
+
+    async def on_tick(self, counter: int) -> bool:
+        self.ticks.append(counter)
+        return await super().on_tick(counter)
+
+
+def serve_in_thread(server: uvicorn.Server, listening: socket.socket) -> threading.Thread:
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    serving.start()
+    while not server.started and serving.is_alive():
+        threading.Event().wait(0.01)
+    return serving
+
+
+def idle_server(listening: socket.socket) -> TickCountingServer:
+    config = server_config(
+        FastAPI(),
+        ServiceSettings.model_construct(host="127.0.0.1", port=listening.getsockname()[1]),
+    )
+    return TickCountingServer(config)
+
+
+@pytest.mark.parametrize("stop", ["should_exit", "signal"])
+def test_a_stop_wakes_the_server_without_waiting_out_its_tick(
+    listening: socket.socket, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    # An hour between ticks: only the wake-up can end the run within the join's bound.
+    monkeypatch.setattr("shared.http_server.TICK_SECONDS", 3600.0)
+    server = idle_server(listening)
+    serving = serve_in_thread(server, listening)
+    if stop == "signal":
+        server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
+    else:
+        server.should_exit = True  # what an owner of the server (a test, the sink) does
+    serving.join(WAIT_SECONDS)
+    assert not serving.is_alive()
+
+
+def test_an_idle_server_ticks_once_a_second_not_ten_times(listening: socket.socket) -> None:
+    server = idle_server(listening)
+    serving = serve_in_thread(server, listening)
+    threading.Event().wait(1.5)
+    server.should_exit = True
+    serving.join(WAIT_SECONDS)
+    assert not serving.is_alive()
+    # uvicorn's own loop ticks about 15 times in 1.5 s; a slower machine only ticks less.
+    assert 1 <= len(server.ticks) <= 4, server.ticks
+    # Each tick refreshes the Date header (uvicorn does so at multiples of ten tenths).
+    assert all(counter % 10 == 0 for counter in server.ticks)
