@@ -4,9 +4,9 @@ uvicorn writes a response's status line and headers when the app sends `http.res
 and the body when it sends `http.response.body`: two `send()` system calls, two TCP segments,
 and on loopback the receiver's side of the TCP stack runs inside each of them. On the 2-core
 machines of issue 16 socket writes were the largest single cost of every service (11-17% of
-their CPU under placeOrder). Writes made during one turn of the event loop are joined and sent
-at its end, so a response the app sends in one go (every JSON answer here) is one write; a
-streaming response still goes out as it is produced, a turn later at most.
+their CPU under placeOrder). A write is held until the next one, so a response the app sends in
+one go (every JSON answer here) leaves in one write as soon as its body is sent; a streamed
+response still goes out as it is produced, a turn of the event loop later at most.
 """
 
 from __future__ import annotations
@@ -18,29 +18,36 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingTransport:
-    """A transport whose writes within one loop turn go out as one write at its end; every
-    other call goes to the real transport (buffered bytes first where order matters)."""
+    """A transport that holds a write until the next one and sends both as one: a response's
+    head goes out with its body, at once. A write that nothing follows in the same turn of the
+    event loop (a streamed response's head or chunk) goes out alone at the end of that turn.
+    Every other call goes to the real transport (held bytes first where order matters)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._loop = loop
-        self._pending: list[bytes] = []
+        self._held: bytes | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._pending:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
             self._loop.call_soon(self.flush)
-        self._pending.append(bytes(data))
+            return
+        self._held = None
+        self._send(held + data)
 
     def writelines(self, chunks: Any) -> None:
-        for chunk in chunks:
-            self.write(chunk)
+        self.write(b"".join(chunks))
 
     def flush(self) -> None:
-        """Write what this turn buffered (nothing when a close already wrote it)."""
-        if not self._pending:
-            return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
+        """Send what is held (nothing when a later write or a close already sent it)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._send(held)
+
+    def _send(self, data: bytes) -> None:
         if not self.transport.is_closing():
             self.transport.write(data)
 
@@ -53,7 +60,7 @@ class CoalescingTransport:
         self.transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size() + sum(map(len, self._pending))
+        return self.transport.get_write_buffer_size() + len(self._held or b"")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)

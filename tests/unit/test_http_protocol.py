@@ -185,19 +185,22 @@ class RecordingTransport:
         return f"extra:{name}"
 
 
-async def test_writes_of_one_turn_are_joined_and_a_close_sends_them_first() -> None:
+async def test_a_write_waits_for_the_next_one_or_the_end_of_the_turn() -> None:
     real = RecordingTransport()
     coalescing = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
     coalescing.write(b"head;")
-    coalescing.writelines([b"body", b";"])
     assert real.writes == []
-    assert coalescing.get_write_buffer_size() == len(b"head;body;")
-    await asyncio.sleep(0)  # the end of this turn
+    assert coalescing.get_write_buffer_size() == len(b"head;")
+    coalescing.write(b"body;")  # a head's body: both leave at once
     assert real.writes == [b"head;body;"]
+    coalescing.writelines([b"chunk", b";"])  # nothing follows it in this turn
+    assert real.writes == [b"head;body;"]
+    await asyncio.sleep(0)  # the end of this turn
+    assert real.writes == [b"head;body;", b"chunk;"]
     coalescing.write(b"last")
     coalescing.close()
-    assert real.writes == [b"head;body;", b"last"]
+    assert real.writes == [b"head;body;", b"chunk;", b"last"]
     assert real.closed
     await asyncio.sleep(0)  # the flush scheduled for "last" finds nothing left
-    assert real.writes == [b"head;body;", b"last"]
+    assert real.writes == [b"head;body;", b"chunk;", b"last"]
     assert coalescing.get_extra_info("peername") == "extra:peername"
