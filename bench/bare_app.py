@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from graphql_gateway.cache import DETAILS_VIEW, user_key
@@ -22,6 +21,7 @@ from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthenticated
 from shared.gc_tuning import tune_garbage_collector
 from shared.http import NO_OPENTELEMETRY
+from shared.http_server import FleetServer
 from shared.serve import server_config
 from shared.settings import ServiceSettings
 
@@ -67,7 +67,7 @@ def main() -> None:
     config = server_config(app, ServiceSettings.model_construct(host="127.0.0.1", port=args.port))
     # The bench stops it with SIGINT, which uvicorn raises again once it has shut down.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+        FleetServer(config).run()
 
 
 if __name__ == "__main__":
