@@ -22,6 +22,7 @@ from websockets.sync.client import connect
 from shared.http_protocol import CoalescingTransport
 from shared.serve import server_config
 from shared.settings import ServiceSettings
+from tests.fixtures.apps import read_to_close, served_in_thread
 
 WAIT_SECONDS = 10
 ANSWER = {"order": {"id": "o-1", "products": [{"productId": "7", "quantity": 1}]}}
@@ -56,28 +57,19 @@ def probe_app(streamed_on: threading.Event) -> FastAPI:
 
 @pytest.fixture
 def served() -> Iterator[tuple[tuple[str, int], threading.Event]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
     streamed_on = threading.Event()
-    config = server_config(
-        probe_app(streamed_on),
-        ServiceSettings.model_construct(host="127.0.0.1", port=sock.getsockname()[1]),
-    )
-    server = uvicorn.Server(config)
-    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    serving.start()
-    deadline = threading.Event()
-    while not server.started and serving.is_alive() and not deadline.wait(0.01):
-        pass
-    try:
-        yield sock.getsockname(), streamed_on
-    finally:
-        streamed_on.set()
-        server.should_exit = True
-        serving.join(WAIT_SECONDS)
-        sock.close()
-    assert not serving.is_alive()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        config = server_config(
+            probe_app(streamed_on),
+            ServiceSettings.model_construct(host="127.0.0.1", port=listening.getsockname()[1]),
+        )
+        with served_in_thread(uvicorn.Server(config), listening):
+            try:
+                yield listening.getsockname(), streamed_on
+            finally:
+                streamed_on.set()  # a stream still held back would hold up the server's stop
 
 
 @pytest.fixture
@@ -131,9 +123,7 @@ def test_a_closing_connection_gets_the_whole_answer_first(
     address, _ = served
     with socket.create_connection(address, timeout=WAIT_SECONDS) as client:
         client.sendall(request("/json", close=True))
-        received = b""
-        while chunk := client.recv(4096):
-            received += chunk
+        received = read_to_close(client)
     assert received.startswith(b"HTTP/1.1 200")
     assert received.endswith(b"]}}")
 
@@ -147,9 +137,7 @@ def test_a_streamed_answer_leaves_as_it_is_produced(
         # The head and the first part arrive while the rest is still held back.
         first = read_until(client, b"first;\r\n")
         streamed_on.set()
-        rest = b""
-        while chunk := client.recv(4096):
-            rest += chunk
+        rest = read_to_close(client)
     assert first.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding: chunked" in first
     assert rest == b"6\r\nsecond\r\n0\r\n\r\n"
