@@ -25,7 +25,20 @@ from devstack.parts import LOOPBACK
 from shared.http_server import FleetServer
 
 
-class MboxHandler:
+class OffersPipelining:
+    """An aiosmtpd handler part that offers PIPELINING (RFC 2920) in its EHLO reply. aiosmtpd
+    reads commands one after the other from its stream, so commands that come in one write are
+    answered in order like any others; it only does not say so."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when no hook is given
+        *extensions, last = responses
+        return [*extensions, "250-PIPELINING", last]
+
+
+class MboxHandler(OffersPipelining):
     """aiosmtpd handler: appends each accepted message to the folder's mbox file, kept open.
     (A file per message cost the sink 0.6-0.9 ms of CPU a mail and stalled its loop under load;
     an append costs ~20 us, most of it turning CRLF into LF.)"""

@@ -1,4 +1,6 @@
-"""Sending email over SMTP with aiosmtplib; where the server is comes from the settings."""
+"""Sending email over SMTP: aiosmtplib opens the sessions (TLS, login), mail_session.py carries
+the mails on them (pipelined where the server offers it); where the server is comes from the
+settings."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from notification_service.emails import OutgoingMail
+from notification_service.mail_session import MailSession, SessionLost
 from notification_service.settings import NotificationSettings
 from shared.logging import get_logger
 
@@ -129,21 +132,19 @@ class Mailer:
             connection = await self._open(endpoint)
         try:
             try:
-                await _mail_from(connection.client, mail)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                await connection.session.send(mail.sender, mail.recipient, mail.data)
+            except SessionLost:
                 if not reused:
                     raise
-                # The server dropped the kept connection before this mail's first command:
+                # The server ended the kept session before this mail's content went over:
                 # nothing of it was handed over, so a new connection may carry it.
-                connection.client.close()
+                connection.session.close()
                 connection = await self._open(endpoint)
-                await _mail_from(connection.client, mail)
-            await connection.client.rcpt(mail.recipient, encoding=_mailbox_encoding(mail))
-            await connection.client.data(mail.data)
+                await connection.session.send(mail.sender, mail.recipient, mail.data)
         except BaseException:
             # Never reused after a failure mid-exchange: its state is unknown. (Nothing can
-            # fail once DATA was accepted, so a mail the server took is never retried.)
-            connection.client.close()
+            # fail once the content was accepted, so a mail the server took is never retried.)
+            connection.session.close()
             raise
         connection.last_used = time.monotonic()
         self._idle.append(connection)
@@ -157,9 +158,9 @@ class Mailer:
         self.close_idle()
         while self._idle:
             connection = self._idle.pop()
-            if connection.client.is_connected:
+            if connection.session.is_open:
                 return connection
-            connection.client.close()
+            connection.session.close()
         return None
 
     async def _open(self, endpoint: SmtpEndpoint) -> _Connection:
@@ -174,11 +175,12 @@ class Mailer:
         )
         try:
             await client.connect()  # greeting, EHLO, STARTTLS and login as configured
+            session = await MailSession.take_over(client, endpoint.timeout)
         except BaseException:
             client.close()
             raise
         self.connections_opened += 1
-        return _Connection(client, time.monotonic())
+        return _Connection(session, time.monotonic())
 
     def close_idle(self) -> None:
         """Close the connections idle longer than SMTP_CONNECTION_IDLE_SECONDS."""
@@ -187,30 +189,16 @@ class Mailer:
         if stale:
             self._idle = [c for c in self._idle if c.last_used >= cutoff]
             for connection in stale:
-                connection.client.close()
+                connection.session.close()
 
     def close(self) -> None:
         """Close every kept connection (no QUIT: a stopping service does not wait on SMTP)."""
         idle, self._idle = self._idle, []
         for connection in idle:
-            connection.client.close()
+            connection.session.close()
 
 
 @dataclass(slots=True)
 class _Connection:
-    client: aiosmtplib.SMTP
+    session: MailSession
     last_used: float
-
-
-def _mailbox_encoding(mail: OutgoingMail) -> str:
-    return "utf-8" if mail.international else "ascii"
-
-
-async def _mail_from(client: aiosmtplib.SMTP, mail: OutgoingMail) -> None:
-    """MAIL FROM, with SMTPUTF8 (RFC 6531) when an address is internationalised."""
-    options: list[str] = []
-    if mail.international:
-        if not client.supports_extension("smtputf8"):
-            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-        options.append("SMTPUTF8")
-    await client.mail(mail.sender, options=options, encoding=_mailbox_encoding(mail))

@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
 from devstack.parts import LOOPBACK, free_port
+from devstack.smtp_sink import OffersPipelining
 from notification_service import domain, emails
 from notification_service.emails import OutgoingMail
 from notification_service.mailer import Mailer
@@ -455,9 +456,15 @@ class ConnectionCountingSmtp(SmtpRecorder):
         return len({id(session) for session in self.sessions})
 
 
+class PipeliningCountingSmtp(OffersPipelining, ConnectionCountingSmtp):
+    """The same, offering PIPELINING as devstack's sink does: MAIL, RCPT and DATA come in one
+    write, and a connection cut at MAIL loses all three."""
+
+
 @asynccontextmanager
-async def counting_smtp() -> AsyncIterator[ConnectionCountingSmtp]:
-    smtp = ConnectionCountingSmtp(LOOPBACK, free_port())
+async def counting_smtp(pipelining: bool = False) -> AsyncIterator[ConnectionCountingSmtp]:
+    kind = PipeliningCountingSmtp if pipelining else ConnectionCountingSmtp
+    smtp = kind(LOOPBACK, free_port())
     smtp.sessions = []
     controller = Controller(smtp, hostname=LOOPBACK, port=smtp.port)
     controller.start()
@@ -494,11 +501,12 @@ async def pending_mail(
         await store.close()
 
 
-async def test_many_mails_share_a_few_kept_open_connections() -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+async def test_many_mails_share_a_few_kept_open_connections(pipelining: bool) -> None:
     run = uuid.uuid4().hex[:8]
     count, connections = 40, 3
     addresses = [f"pooled-{run}-{i}@example.com" for i in range(count)]
-    async with counting_smtp() as smtp:
+    async with counting_smtp(pipelining) as smtp:
         settings = mail_settings("127.0.0.1:1", smtp, smtp_max_connections=connections)
         async with pending_mail(settings, addresses) as repository:
             mailer = Mailer(settings)
@@ -517,12 +525,15 @@ async def test_many_mails_share_a_few_kept_open_connections() -> None:
     assert mailer.connections_opened <= connections
 
 
-async def test_a_kept_connection_dropped_by_the_server_costs_no_mail_and_no_copy() -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+async def test_a_kept_connection_dropped_by_the_server_costs_no_mail_and_no_copy(
+    pipelining: bool,
+) -> None:
     """The server drops the kept connection as the next mail begins (before anything of that
     mail was handed over): the mail goes out once on a new connection, no failure counted."""
     run = uuid.uuid4().hex[:8]
     first, second = (f"dropped-{run}-{n}@example.com" for n in "ab")
-    async with counting_smtp() as smtp:
+    async with counting_smtp(pipelining) as smtp:
         smtp.drop_at_mail = 2  # the second mail's MAIL FROM, on the connection kept from the first
         settings = mail_settings("127.0.0.1:1", smtp, smtp_max_connections=1)
         async with pending_mail(settings, [first]) as repository:
@@ -547,12 +558,15 @@ async def test_a_kept_connection_dropped_by_the_server_costs_no_mail_and_no_copy
     assert smtp.connections() == 2
 
 
-async def test_a_connection_lost_after_the_message_went_over_is_not_resent_at_once() -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+async def test_a_connection_lost_after_the_message_went_over_is_not_resent_at_once(
+    pipelining: bool,
+) -> None:
     """Only a mail that never reached DATA is retried on a new connection: one lost after its
     content was sent may have been taken, so it waits for its backoff like any failure."""
     run = uuid.uuid4().hex[:8]
     address = f"lost-{run}@example.com"
-    async with counting_smtp() as smtp:
+    async with counting_smtp(pipelining) as smtp:
         smtp.drop_after_data = 1
         settings = mail_settings(
             "127.0.0.1:1", smtp, mail_retry_base_seconds=60.0, mail_retry_max_seconds=60.0

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import aiosmtplib
 import httpx
 import pytest
 
 from devstack.mbox import MBOX_NAME, Mailbox
 from devstack.parts import LOOPBACK, EmbeddedPart, free_port, start_smtp_sink
+from notification_service.mail_session import MailSession
 from tests.fixtures.parts import eventually
 
 pytestmark = pytest.mark.integration
@@ -176,3 +178,23 @@ async def test_every_message_lands_in_the_one_mbox_and_reads_back_exactly(
         assert (details["id"], details["subject"], details["text"]) == ("1", "From lines", tricky)
         raw = await page.get("/messages/1/raw")
         assert "\nFrom now on, orders ship daily.\n>From the desk of Bob\n" in raw.text
+
+
+async def test_the_sink_offers_pipelining_and_takes_pipelined_mail(
+    sink: EmbeddedPart, tmp_path: Path
+) -> None:
+    """The fleet's mailer pipelines where offered (notification_service/mail_session.py): the
+    sink says it may, and answers MAIL, RCPT and DATA sent in one write."""
+    host, port = sink.url.rsplit(":", 1)
+    client = aiosmtplib.SMTP(hostname=host, port=int(port), start_tls=False, timeout=10)
+    await client.connect()
+    session = await MailSession.take_over(client, 10.0)
+    try:
+        assert session.pipelining
+        for n in range(3):  # one session, one write of commands per mail
+            await session.send("no-reply@fleet.test", f"u{n}@example.com", b"Subject: n\r\n\r\nx")
+    finally:
+        session.close()
+    folder = tmp_path / "mail"
+    await eventually(lambda: Mailbox(folder).count() == 3, what="three messages kept")
+    assert [m.message["Subject"] for m in Mailbox(folder).messages()] == ["n"] * 3
