@@ -14,8 +14,14 @@ pass (shared/wakeups.py says why and what it guarantees).
 
 A topic's handler may take a batch (`batched(...)`): each fetch of a partition is handed over
 in one call; if the batch fails, its events are handled one by one through the same retries and
-dead letters, so one bad event costs only itself. Either way a fetch is committed once, after
-the last of its events that was handled (a commit per event was a broker round trip each).
+dead letters, so one bad event costs only itself.
+
+Offsets are committed after their events were handled, never before, and in one request for
+every partition: at most once per KAFKA_COMMIT_INTERVAL_MS while records keep coming, and at
+once when a fetch comes back empty (caught up), before dozing, when a partition is revoked and
+at stop. A commit per event, then per fetch, was a broker round trip each (the commit was a
+tenth of an idle-ish consumer's work and the broker's under load). A crash delivers again what
+was handled since the last commit; handlers are idempotent.
 """
 
 from __future__ import annotations
@@ -78,13 +84,19 @@ def batched(handle: BatchHandle, *, max_records: int) -> Batched:
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):
-    """A partition that moves away is no longer waited on here: its next reader starts from
-    the last commit, which is never past a parked record."""
+    """A partition that moves away is committed as far as it was handled (its next reader
+    starts there) and no longer waited on here; the commit is never past a parked record."""
 
-    def __init__(self, parked: ParkedPartitions) -> None:
+    def __init__(
+        self,
+        parked: ParkedPartitions,
+        commit_handled: Callable[[Any], Awaitable[None]],
+    ) -> None:
         self._parked = parked
+        self._commit_handled = commit_handled
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._commit_handled(revoked)
         self._parked.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -141,10 +153,16 @@ class EventConsumer:
         # After an idle poll found nothing: one fetch's worth of waiting, then doze again.
         self._quick_look_ms = max(1, 3 * settings.kafka_fetch_max_wait_ms)
         self._quick_look = False
+        # Handled but not yet committed: partition -> the offset to commit (the next to read).
+        self._handled: dict[TopicPartition, int] = {}
+        self._commit_interval = settings.kafka_commit_interval_ms / 1000
+        self._commit_due = 0.0
 
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
-        self._consumer.subscribe(list(self._handlers), listener=_ForgetRevoked(self._parked))
+        self._consumer.subscribe(
+            list(self._handlers), listener=_ForgetRevoked(self._parked, self._commit_revoked)
+        )
         await start_with_retry(self._consumer, self._settings.kafka_startup_timeout_seconds)
         if self._idle_after:
             self._publisher.wakeups.listen(self._wake_if_dozing)
@@ -226,8 +244,13 @@ class EventConsumer:
                 self._consumer.resume(tp)
 
     async def _run(self) -> None:
+        await self._consume()
+        await self._commit_handled()  # stopping: what was handled, before leaving the group
+
+    async def _consume(self) -> None:
         while not self._stopping.is_set():
             if self._may_doze():
+                await self._commit_handled()  # a doze may last: nothing waits on it
                 await self._doze()
                 continue
             self._resume_due()
@@ -236,15 +259,18 @@ class EventConsumer:
                     timeout_ms=self._poll_timeout_ms(), max_records=self._max_records
                 )
             except ConsumerStoppedError:
+                self._handled.clear()  # stopped under us: nothing can be committed any more
                 return
             except KafkaError as exc:
                 # The client reconnects by itself; a fetch error must not end the consumer.
                 log.warning("fetch failed; retrying", group=self._group_id, error=str(exc))
                 await asyncio.sleep(self._settings.kafka_retry_backoff_seconds)
                 continue
-            if batches:
-                self._quick_look = False
-                self._doze_at = time.monotonic() + self._idle_after
+            if not batches:
+                await self._commit_handled()  # caught up: the group's lag says so at once
+                continue
+            self._quick_look = False
+            self._doze_at = time.monotonic() + self._idle_after
             for tp, records in batches.items():
                 if self._stopping.is_set():
                     # The rest is fetched again after a restart: nothing is committed past it.
@@ -257,20 +283,19 @@ class EventConsumer:
                 handler = self._handlers[tp.topic]
                 if isinstance(handler, Batched):
                     handled_to = await self._process_batch(tp, records, handler)
-                    if handled_to > records[0].offset:
-                        await self._commit(tp, handled_to)
-                    continue
-                handled_to = await self._process_records(tp, records, handler)
+                else:
+                    handled_to = await self._process_records(tp, records, handler)
                 if handled_to > records[0].offset:
-                    await self._commit(tp, handled_to)
+                    self._handled[tp] = handled_to
+            if time.monotonic() >= self._commit_due:
+                await self._commit_handled()
 
     async def _process_records(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler
     ) -> int:
-        """Each record of a fetch in order; the offset up to which they are handled (to commit
-        once for the fetch: a commit per record was a broker round trip per event, about a
-        tenth of a consumer's and the broker's work). Stops at a parked record and at a stop:
-        nothing behind them is handled, so the commit never passes them."""
+        """Each record of a fetch in order; the offset up to which they are handled (committed
+        later with the other partitions'). Stops at a parked record and at a stop: nothing
+        behind them is handled, so the commit never passes them."""
         handled_to = int(records[0].offset)
         for record in records:
             if self._stopping.is_set():
@@ -280,23 +305,40 @@ class EventConsumer:
             handled_to = int(record.offset) + 1
         return handled_to
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> bool:
-        """Commit one partition's offset; False (logged) when the broker refused it.
+    async def _commit_handled(self) -> None:
+        """Commit every partition as far as it was handled, in one request. A partition that
+        moved meanwhile is left to its new owner (it starts from the last commit)."""
+        if not self._handled:
+            return  # the interval runs from the last commit: after a quiet spell, at once
+        self._commit_due = time.monotonic() + self._commit_interval
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in self._handled.items() if tp in assigned}
+        self._handled = {}
+        if offsets and not await self._commit(offsets):
+            # Tried again with the next commit, unless a later offset was handled meanwhile.
+            for tp, offset in offsets.items():
+                self._handled[tp] = max(offset, self._handled.get(tp, offset))
 
-        A refused commit is covered by the next one of the partition; if the partition moved,
-        its new owner starts again from the last commit (at least once; handlers are
-        idempotent). A broadcast reader (no group) commits nothing.
+    async def _commit_revoked(self, revoked: Any) -> None:
+        """Commit the revoked partitions as far as they were handled (the rebalance waits)."""
+        offsets = {tp: self._handled.pop(tp) for tp in revoked if tp in self._handled}
+        if offsets:
+            await self._commit(offsets)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        """Commit those offsets; False (logged) when the broker refused them.
+
+        If a partition moved meanwhile, its new owner starts again from the last commit (at
+        least once; handlers are idempotent). A broadcast reader (no group) commits nothing.
         """
         if not self._group_id:
             return True
         try:
-            await self._consumer.commit({tp: offset})
+            await self._consumer.commit(offsets)
         except (KafkaError, OSError) as exc:
             log.warning(
-                "commit failed; the message will be delivered again",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=offset,
+                "commit failed; the messages will be delivered again",
+                partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in offsets),
                 error=str(exc),
             )
             return False

@@ -58,6 +58,11 @@ class ServiceSettings(BaseSettings):
     # at 500 each hop of an event chain added up to half a second).
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
+    # Handled offsets are committed at most this often while records keep coming (one request
+    # for every partition), at once when a fetch comes back empty, before dozing, on a
+    # partition's revocation and at stop; 0 commits after every fetch. A crash may deliver
+    # again what was handled since the last commit (at least once: handlers are idempotent).
+    kafka_commit_interval_ms: int = Field(default=1000, ge=0)
     kafka_publish_timeout_seconds: float = Field(default=10, gt=0)
     # No message the fleet publishes may be larger (key + value + headers, bytes): refused at
     # publish time, well under Kafka's 1 MiB default so a message never bounces off the broker.

@@ -5,9 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import pytest
-from aiokafka import AIOKafkaConsumer
-
 from shared.events import Envelope, NotificationCreated
 from shared.logging import correlation_scope, current_correlation_id
 from shared.publisher import CORRELATION_HEADER, EventPublisher
@@ -15,6 +12,7 @@ from tests.fixtures.bus import (  # noqa: F401
     TOPIC,
     FailingOne,
     bus_publisher,
+    commit_requests,
     created,
     dead_letters,
     started_consumer,
@@ -50,20 +48,12 @@ async def test_handled_events_are_committed_and_not_redelivered(
 
 
 async def test_a_fetch_is_committed_once_after_all_its_events_are_handled(
-    kafka_broker: str, publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: str, publisher: EventPublisher, commits: list[dict[Any, int]]
 ) -> None:
     # A commit per event was a broker round trip per event; one per fetch covers them all.
     user = f"user-{uuid.uuid4().hex}"
     group = f"group-{uuid.uuid4().hex}"
     handled: list[str] = []
-    commits: list[dict[Any, int]] = []
-    commit = AIOKafkaConsumer.commit
-
-    async def counted_commit(self: AIOKafkaConsumer, offsets: Any = None) -> None:
-        commits.append(dict(offsets or {}))
-        await commit(self, offsets)
-
-    monkeypatch.setattr(AIOKafkaConsumer, "commit", counted_commit)
 
     async def handler(envelope: Envelope, event: NotificationCreated) -> None:
         handled.append(event.notification_id)

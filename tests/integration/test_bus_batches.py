@@ -17,27 +17,14 @@ from tests.fixtures.bus import (  # noqa: F401
     bus_publisher,
     created,
     dead_letters,
+    mine,
+    publish_all,
     started_batch_consumer,
     started_consumer,
 )
 from tests.fixtures.parts import eventually
 
-
-async def publish_all(publisher: EventPublisher, user: str, count: int) -> list[str]:
-    """`count` events of one user (one key: one partition, in order); their notification ids."""
-    events = [created(user) for _ in range(count)]
-    outcomes = await publisher.publish_envelopes(
-        [(TOPIC, e.key, publisher.envelope_for(e)) for e in events]
-    )
-    assert outcomes == [None] * count
-    return [e.notification_id for e in events]
-
-
 consume = started_batch_consumer
-
-
-def mine(user: str, received: Sequence[Received]) -> list[str]:
-    return [event.notification_id for _, event in received if event.user_id == user]
 
 
 async def test_a_fetch_is_one_call_and_is_not_redelivered_once_committed(
