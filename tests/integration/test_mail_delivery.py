@@ -5,6 +5,9 @@ goes out exactly once. Each test prints a tally (sent, stored, delivered, duplic
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -12,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -612,3 +616,65 @@ def build_mail(settings: NotificationSettings, address: str) -> OutgoingMail:
     return emails.build_message(
         content, sender=settings.smtp_mail, sender_name="Fleet", recipient=address
     )
+
+
+# --- TLS: the pipelined session on a secured connection -------------------------------------
+
+
+@pytest.fixture
+def loopback_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A self-signed certificate for 127.0.0.1 (openssl), trusted by this process's default
+    TLS contexts (SSL_CERT_FILE): the mailer checks certificates as against a real server."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", f"/CN={LOOPBACK}", "-addext", f"subjectAltName=IP:{LOOPBACK}",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return cert
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+async def test_mail_over_tls_is_pipelined_on_the_secured_connection(
+    loopback_certificate: Path, implicit: bool
+) -> None:
+    """After aiosmtplib's TLS (STARTTLS, or TLS from the first byte) the session's reader reads
+    the secured connection: mails go out pipelined, one connection for all of them."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(loopback_certificate, loopback_certificate.with_name("key.pem"))
+    smtp = PipeliningCountingSmtp(LOOPBACK, free_port())
+    smtp.sessions = []
+    tls = (
+        {"ssl_context": context} if implicit else {"tls_context": context, "require_starttls": True}
+    )
+    controller = Controller(smtp, hostname=LOOPBACK, port=smtp.port, **tls)
+    controller.start()
+    run = uuid.uuid4().hex[:8]
+    addresses = [f"tls-{run}-{n}@example.com" for n in range(3)]
+    try:
+        settings = mail_settings(
+            "127.0.0.1:1",
+            smtp,
+            smtp_use_tls=implicit,
+            smtp_starttls=None if implicit else True,
+            smtp_max_connections=1,
+        )
+        mailer = Mailer(settings)
+        try:
+            for address in addresses:
+                await mailer.send(build_mail(settings, address))
+            assert mailer._idle[0].session.pipelining
+        finally:
+            mailer.close()
+    finally:
+        controller.stop()
+    assert all(len(smtp.to(a)) == 1 for a in addresses)
+    assert mailer.connections_opened == smtp.connections() == 1
