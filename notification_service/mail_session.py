@@ -24,6 +24,8 @@ from collections import deque
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
+from notification_service.emails import OutgoingMail
+
 CRLF = b"\r\n"
 # Bare CR or LF become CRLF (RFC 5321 2.3.8), then a line starting with a dot gets another
 # (4.5.2): the content's end is the line holding a dot alone.
@@ -181,18 +183,17 @@ class MailSession:
             and not self._replies.unasked
         )
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         """Hand one message to the server; an aiosmtplib.SMTPException says why it was not
         (SessionLost when nothing of it was handed over), ValueError an address that cannot
         be sent on a command line."""
-        international = not (sender + recipient).isascii()
-        if international and not self.smtputf8:
+        if mail.international and not self.smtputf8:
             raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-        encoding = "utf-8" if international else "ascii"
-        options = b" SMTPUTF8" if international else b""
+        encoding = "utf-8" if mail.international else "ascii"
+        options = b" SMTPUTF8" if mail.international else b""
         commands = (
-            b"MAIL FROM:" + _mailbox(sender, encoding) + options + CRLF,
-            b"RCPT TO:" + _mailbox(recipient, encoding) + CRLF,
+            b"MAIL FROM:" + _mailbox(mail.sender, encoding) + options + CRLF,
+            b"RCPT TO:" + _mailbox(mail.recipient, encoding) + CRLF,
             b"DATA" + CRLF,
         )
         if not self.is_open:
@@ -207,8 +208,8 @@ class MailSession:
                 replies.append(await self._before_content())
                 if replies[-1].code not in (COMPLETED, WILL_FORWARD):
                     break  # MAIL or RCPT refused: DATA is not sent
-        _check_envelope(replies, sender, recipient)
-        self._write(message_content(data))
+        _check_envelope(replies, mail.sender, mail.recipient)
+        self._write(message_content(mail.data))
         accepted = await self._replies.next(self.reply_seconds)
         if accepted.code != COMPLETED:
             raise aiosmtplib.SMTPDataError(accepted.code, accepted.message)

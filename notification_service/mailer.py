@@ -132,7 +132,7 @@ class Mailer:
             connection = await self._open(endpoint)
         try:
             try:
-                await connection.session.send(mail.sender, mail.recipient, mail.data)
+                await connection.session.send(mail)
             except SessionLost:
                 if not reused:
                     raise
@@ -140,7 +140,7 @@ class Mailer:
                 # nothing of it was handed over, so a new connection may carry it.
                 connection.session.close()
                 connection = await self._open(endpoint)
-                await connection.session.send(mail.sender, mail.recipient, mail.data)
+                await connection.session.send(mail)
         except BaseException:
             # Never reused after a failure mid-exchange: its state is unknown. (Nothing can
             # fail once the content was accepted, so a mail the server took is never retried.)

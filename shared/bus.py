@@ -315,7 +315,8 @@ class EventConsumer:
         offsets = {tp: offset for tp, offset in self._handled.items() if tp in assigned}
         self._handled = {}
         if offsets and not await self._commit(offsets):
-            # Tried again with the next commit, unless a later offset was handled meanwhile.
+            # Tried again with the next commit, unless a later offset was handled meanwhile
+            # (or the partition has moved by then: the filter above drops it).
             for tp, offset in offsets.items():
                 self._handled[tp] = max(offset, self._handled.get(tp, offset))
 

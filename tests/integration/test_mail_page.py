@@ -17,6 +17,7 @@ import pytest
 
 from devstack.mbox import MBOX_NAME, Mailbox
 from devstack.parts import LOOPBACK, EmbeddedPart, free_port, start_smtp_sink
+from notification_service.emails import OutgoingMail
 from notification_service.mail_session import MailSession
 from tests.fixtures.parts import eventually
 
@@ -192,7 +193,8 @@ async def test_the_sink_offers_pipelining_and_takes_pipelined_mail(
     try:
         assert session.pipelining
         for n in range(3):  # one session, one write of commands per mail
-            await session.send("no-reply@fleet.test", f"u{n}@example.com", b"Subject: n\r\n\r\nx")
+            mail = OutgoingMail("no-reply@fleet.test", f"u{n}@example.com", b"Subject: n\r\n\r\nx")
+            await session.send(mail)
     finally:
         session.close()
     folder = tmp_path / "mail"

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import aiosmtplib
 import pytest
 
+from notification_service.emails import OutgoingMail
 from notification_service.mail_session import MailSession, SessionLost, message_content
+from tests.fixtures.parts import eventually
 
 LOOPBACK = "127.0.0.1"
 SENDER = "fleet@example.com"
@@ -110,8 +112,10 @@ async def test_pipelined_commands_leave_in_one_write_and_every_reply_is_read() -
     smtp = ScriptedSmtp()
     async with session_on(smtp) as session:
         assert session.pipelining
-        await session.send(SENDER, RECIPIENT, MESSAGE)
-        await session.send(SENDER, "bob@example.com", MESSAGE)  # the session is reused
+        await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
+        await session.send(
+            OutgoingMail(SENDER, "bob@example.com", MESSAGE)
+        )  # the session is reused
     expected = [
         [f"MAIL FROM:<{SENDER}>", f"RCPT TO:<{RECIPIENT}>", "DATA"],
         [f"MAIL FROM:<{SENDER}>", "RCPT TO:<bob@example.com>", "DATA"],
@@ -124,7 +128,7 @@ async def test_without_pipelining_each_command_waits_for_its_reply() -> None:
     smtp = ScriptedSmtp(extensions=("8BITMIME",))
     async with session_on(smtp) as session:
         assert not session.pipelining
-        await session.send(SENDER, RECIPIENT, MESSAGE)
+        await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
     assert smtp.mail_reads() == [[f"MAIL FROM:<{SENDER}>"], [f"RCPT TO:<{RECIPIENT}>"], ["DATA"]]
     assert len(smtp.contents) == 1
 
@@ -137,7 +141,7 @@ async def test_a_refused_recipient_raises_and_no_content_is_sent(pipelining: boo
     )
     async with session_on(smtp) as session:
         with pytest.raises(aiosmtplib.SMTPRecipientRefused) as refused:
-            await session.send(SENDER, RECIPIENT, MESSAGE)
+            await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
     assert refused.value.code == 550
     assert smtp.contents == []
     sent = [c for r in smtp.mail_reads() for c in r]
@@ -153,7 +157,7 @@ async def test_a_refused_sender_and_a_refused_data_say_which() -> None:
         smtp = ScriptedSmtp(answers=answers)
         async with session_on(smtp) as session:
             with pytest.raises(error) as raised:
-                await session.send(SENDER, RECIPIENT, MESSAGE)
+                await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
         assert raised.value.code == code
 
 
@@ -167,23 +171,19 @@ async def test_a_session_closed_by_the_server_at_mail_is_lost_with_nothing_hande
     smtp = ScriptedSmtp(on_command=close_at_mail)
     async with session_on(smtp) as session:
         with pytest.raises(SessionLost):
-            await session.send(SENDER, RECIPIENT, MESSAGE)
+            await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
     assert smtp.contents == []
 
 
 async def test_a_421_while_idle_ends_the_session_before_anything_is_written() -> None:
     smtp = ScriptedSmtp()
     async with session_on(smtp) as session:
-        await session.send(SENDER, RECIPIENT, MESSAGE)
+        await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
         smtp.writers[0].write(b"421 idle too long, closing\r\n")  # unasked, as servers do
         await smtp.writers[0].drain()
-        for _ in range(100):
-            if not session.is_open:
-                break
-            await asyncio.sleep(0.01)
-        assert not session.is_open
+        await eventually(lambda: not session.is_open, what="the 421 read")
         with pytest.raises(SessionLost):
-            await session.send(SENDER, RECIPIENT, MESSAGE)
+            await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
     assert len(smtp.mail_reads()) == 1  # the second mail wrote nothing
 
 
@@ -191,18 +191,15 @@ async def test_a_421_answering_a_command_is_lost_too() -> None:
     smtp = ScriptedSmtp(answers={"RCPT": b"421 shutting down\r\n"})
     async with session_on(smtp) as session:
         with pytest.raises(SessionLost, match="421"):
-            await session.send(SENDER, RECIPIENT, MESSAGE)
+            await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
 
 
 async def test_a_session_lost_after_the_content_is_not_session_lost() -> None:
     """Once the content went over the server may have taken it: not a free retry."""
     smtp = ScriptedSmtp(answers={"CONTENT": b""})
     async with session_on(smtp) as session:
-        sending = asyncio.create_task(session.send(SENDER, RECIPIENT, MESSAGE))
-        for _ in range(200):
-            if smtp.contents:
-                break
-            await asyncio.sleep(0.01)
+        sending = asyncio.create_task(session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE)))
+        await eventually(lambda: smtp.contents, what="the content at the server")
         smtp.writers[0].close()
         with pytest.raises(aiosmtplib.SMTPServerDisconnected) as lost:
             await sending
@@ -214,7 +211,7 @@ async def test_a_silent_server_times_out() -> None:
     smtp = ScriptedSmtp(answers={"MAIL": b"", "RCPT": b"", "DATA": b""})
     async with session_on(smtp, reply_seconds=0.2) as session:
         with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
-            await session.send(SENDER, RECIPIENT, MESSAGE)
+            await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
 
 
 async def test_replies_split_across_reads_and_multiline_replies_are_whole() -> None:
@@ -233,7 +230,7 @@ async def test_a_malformed_reply_ends_the_session() -> None:
     smtp = ScriptedSmtp(answers={"MAIL": b"hello there\r\n"})
     async with session_on(smtp) as session:
         with pytest.raises(aiosmtplib.SMTPResponseException, match="Malformed"):
-            await session.send(SENDER, RECIPIENT, MESSAGE)
+            await session.send(OutgoingMail(SENDER, RECIPIENT, MESSAGE))
         assert not session.is_open
 
 
@@ -241,7 +238,7 @@ async def test_international_addresses_need_smtputf8() -> None:
     international = "zoë@example.com"
     smtp = ScriptedSmtp(extensions=("PIPELINING", "SMTPUTF8"))
     async with session_on(smtp) as session:
-        await session.send(SENDER, international, MESSAGE)
+        await session.send(OutgoingMail(SENDER, international, MESSAGE))
     assert smtp.mail_reads()[0][:2] == [
         f"MAIL FROM:<{SENDER}> SMTPUTF8",
         f"RCPT TO:<{international}>",
@@ -250,7 +247,7 @@ async def test_international_addresses_need_smtputf8() -> None:
     plain = ScriptedSmtp()
     async with session_on(plain) as session:
         with pytest.raises(aiosmtplib.SMTPNotSupported):
-            await session.send(SENDER, international, MESSAGE)
+            await session.send(OutgoingMail(SENDER, international, MESSAGE))
     assert plain.mail_reads() == []
 
 
@@ -259,9 +256,11 @@ async def test_an_address_cannot_add_a_command_or_carry_a_control_character() ->
     async with session_on(smtp) as session:
         for address in ("ada\x00@example.com", "ada\x7f@example.com"):
             with pytest.raises(ValueError, match="not permitted"):
-                await session.send(SENDER, address, MESSAGE)
+                await session.send(OutgoingMail(SENDER, address, MESSAGE))
         assert smtp.mail_reads() == []  # refused before anything was written
-        await session.send(SENDER, "ada@example.com>\r\nRCPT TO:<eve@example.com", MESSAGE)
+        await session.send(
+            OutgoingMail(SENDER, "ada@example.com>\r\nRCPT TO:<eve@example.com", MESSAGE)
+        )
     sent = [c for r in smtp.mail_reads() for c in r]
     assert sent == [f"MAIL FROM:<{SENDER}>", "RCPT TO:<ada@example.com>", "DATA"]
 
